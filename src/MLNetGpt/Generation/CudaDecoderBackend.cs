@@ -1,0 +1,105 @@
+using Microsoft.ML.OnnxRuntime;
+using MLNetGpt.Models;
+
+namespace MLNetGpt.Generation;
+
+/// <summary>
+/// The CUDA backend: with IOBinding, every present output is bound to device memory and fed back
+/// as the next step's past input as the same OrtValue, so the cache never crosses to the host;
+/// only token ids, the mask and positions go up, and only the logits come down.
+/// </summary>
+/// <remarks>
+/// Written against ONNX Runtime's documented IOBinding API (OrtIoBinding.BindInput,
+/// BindOutputToDevice, SynchronizeBoundInputs/Outputs, GetOutputValues and
+/// InferenceSession.RunWithBinding). Rows of a device cache cannot be edited from .NET without a
+/// device copy kernel, so this backend runs static batches (<see cref="CanEditRows"/> is false).
+/// </remarks>
+internal sealed class CudaDecoderBackend : DecoderBackend
+{
+    private readonly OrtMemoryInfo _deviceMemory;
+
+    public CudaDecoderBackend(InferenceSession main, InferenceSession? prefill, DecoderGraph graph, int deviceId) : base(main, prefill, graph)
+    {
+        _deviceMemory = new OrtMemoryInfo(OrtMemoryInfo.allocatorCUDA, OrtAllocatorType.DeviceAllocator, deviceId, OrtMemType.Default);
+    }
+
+    public override bool CanEditRows => false;
+
+    public override IKvCache EmptyCache(int batch) => new DeviceKvCache(batch, 0, null);
+
+    public override (LogitsBuffer Logits, IKvCache Present) Step(in StepInput input, IKvCache pastCache, RunOptions runOptions)
+    {
+        var past = (DeviceKvCache)pastCache;
+        var session = SessionFor(past);
+        var inputs = CommonInputs(input, past);
+        var emptyPast = new List<OrtValue>();
+        using var binding = session.CreateIoBinding();
+        try
+        {
+            foreach (var (name, value) in inputs) binding.BindInput(name, value);
+            if (FeedsPast(past))
+            {
+                for (int i = 0; i < 2 * Graph.LayerCount; i++)
+                {
+                    if (past.Values is { } values)
+                    {
+                        binding.BindInput(Graph.PastNames[i], values[i]);
+                    }
+                    else
+                    {
+                        // An empty [batch, heads, 0, head size] host tensor: nothing to copy up.
+                        var empty = CreateEmpty(input.Batch);
+                        emptyPast.Add(empty);
+                        binding.BindInput(Graph.PastNames[i], empty);
+                    }
+                }
+            }
+            binding.BindOutputToDevice(Graph.Logits, OrtMemoryInfo.DefaultInstance);
+            for (int i = 0; i < 2 * Graph.LayerCount; i++)
+                binding.BindOutputToDevice(Graph.PresentNames[i], _deviceMemory);
+
+            binding.SynchronizeBoundInputs();
+            session.RunWithBinding(runOptions, binding);
+            binding.SynchronizeBoundOutputs();
+
+            // The collection would dispose every value; the presents must outlive it as the next past.
+            var outputs = binding.GetOutputValues().ToArray();
+            var logits = new LogitsBuffer(outputs[0], input.Batch, input.Length, Graph.VocabularySize,
+                Graph.LogitsType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16);
+            return (logits, new DeviceKvCache(input.Batch, past.Width + input.Length, outputs[1..]));
+        }
+        finally
+        {
+            foreach (var (_, value) in inputs) value.Dispose();
+            foreach (var value in emptyPast) value.Dispose();
+        }
+    }
+
+    private OrtValue CreateEmpty(int batch)
+    {
+        long[] shape = [batch, Graph.KeyValueHeadCount, 0, Graph.HeadSize];
+        return Graph.CacheType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16
+            ? OrtValue.CreateTensorValueFromMemory(Array.Empty<Float16>(), shape)
+            : OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), shape);
+    }
+
+    public override void Dispose()
+    {
+        _deviceMemory.Dispose();
+        base.Dispose();
+    }
+
+    private sealed class DeviceKvCache(int batch, int width, OrtValue[]? values) : IKvCache
+    {
+        public int Batch { get; } = batch;
+        public int Width { get; } = width;
+        public OrtValue[]? Values { get; private set; } = values;
+
+        public void Dispose()
+        {
+            if (Values is null) return;
+            foreach (var value in Values) value.Dispose();
+            Values = null;
+        }
+    }
+}

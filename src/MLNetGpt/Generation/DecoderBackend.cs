@@ -1,0 +1,134 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using MLNetGpt.Models;
+
+namespace MLNetGpt.Generation;
+
+/// <summary>The key/value cache of a batch: <c>[batch, kv heads, width, head size]</c> per layer and kind.</summary>
+internal interface IKvCache : IDisposable
+{
+    int Batch { get; }
+
+    /// <summary>Cached positions per row, left padding included.</summary>
+    int Width { get; }
+}
+
+/// <summary>One forward step: <c>Length</c> new tokens per row on top of the cache.</summary>
+internal readonly record struct StepInput(long[] Ids, int Batch, int Length, long[] Mask, long[]? Positions);
+
+/// <summary>
+/// Runs the decoder graph one step at a time and keeps its key/value cache where the device wants
+/// it: in pinned host buffers on the CPU, in device memory (IOBinding) on CUDA.
+/// </summary>
+internal abstract class DecoderBackend : IDisposable
+{
+    protected DecoderBackend(InferenceSession main, InferenceSession? prefill, DecoderGraph graph)
+    {
+        Main = main;
+        Prefill = prefill;
+        Graph = graph;
+        ElementSize = graph.CacheType == TensorElementType.Float16 ? 2 : 4;
+    }
+
+    /// <summary>The session with past inputs (all steps, except prefill in the pair layout).</summary>
+    protected InferenceSession Main { get; }
+
+    /// <summary>The pair layout's prefill session (no past inputs), else null.</summary>
+    protected InferenceSession? Prefill { get; }
+
+    public DecoderGraph Graph { get; }
+
+    protected int ElementSize { get; }
+
+    /// <summary>Whether caches can drop and join rows (batch compaction and continuous batching).</summary>
+    public abstract bool CanEditRows { get; }
+
+    public abstract IKvCache EmptyCache(int batch);
+
+    /// <summary>Runs one step; the returned cache holds the old positions plus the new ones. The caller disposes both results.</summary>
+    public abstract (LogitsBuffer Logits, IKvCache Present) Step(in StepInput input, IKvCache past, RunOptions runOptions);
+
+    /// <summary>Keeps <paramref name="rows"/> (in that order) and the last <paramref name="width"/> positions.</summary>
+    public virtual IKvCache KeepRows(IKvCache cache, int[] rows, int width) => throw new NotSupportedException();
+
+    /// <summary>Stacks the rows of <paramref name="first"/> then <paramref name="second"/>, left-padding the narrower one.</summary>
+    public virtual IKvCache Concat(IKvCache first, IKvCache second) => throw new NotSupportedException();
+
+    protected InferenceSession SessionFor(IKvCache past) => past.Width == 0 && Prefill is not null ? Prefill : Main;
+
+    protected bool FeedsPast(IKvCache past) => !(past.Width == 0 && Prefill is not null);
+
+    /// <summary>The non-cache inputs of a step, as host tensors.</summary>
+    protected List<(string Name, OrtValue Value)> CommonInputs(in StepInput input, IKvCache past)
+    {
+        var list = new List<(string, OrtValue)>(4)
+        {
+            (Graph.InputIds, OrtValue.CreateTensorValueFromMemory(input.Ids, [input.Batch, input.Length])),
+            (Graph.AttentionMask, OrtValue.CreateTensorValueFromMemory(input.Mask, [input.Batch, past.Width + input.Length])),
+        };
+        if (Graph.PositionIds is not null)
+            list.Add((Graph.PositionIds, OrtValue.CreateTensorValueFromMemory(input.Positions!, [input.Batch, input.Length])));
+        if (Graph.UseCacheBranch is not null && SessionFor(past) == Main)
+            list.Add((Graph.UseCacheBranch, OrtValue.CreateTensorValueFromMemory(new[] { past.Width > 0 }, [1])));
+        return list;
+    }
+
+    public virtual void Dispose()
+    {
+        Main.Dispose();
+        Prefill?.Dispose();
+    }
+}
+
+/// <summary>Logits of one step, <c>[batch, length, vocabulary]</c>, in a host buffer.</summary>
+internal sealed class LogitsBuffer : IDisposable
+{
+    private readonly PinnedBuffer? _buffer;
+    private readonly OrtValue? _value;
+
+    public LogitsBuffer(PinnedBuffer buffer, int batch, int length, int vocabulary, bool half)
+    {
+        _buffer = buffer;
+        Batch = batch;
+        Length = length;
+        Vocabulary = vocabulary;
+        Half = half;
+    }
+
+    public LogitsBuffer(OrtValue value, int batch, int length, int vocabulary, bool half)
+    {
+        _value = value;
+        Batch = batch;
+        Length = length;
+        Vocabulary = vocabulary;
+        Half = half;
+    }
+
+    public int Batch { get; }
+    public int Length { get; }
+    public int Vocabulary { get; }
+    public bool Half { get; }
+
+    /// <summary>Copies the logits of <paramref name="row"/> at <paramref name="position"/> into <paramref name="destination"/> as float32.</summary>
+    public void Read(int row, int position, Span<float> destination)
+    {
+        int offset = checked((row * Length + position) * Vocabulary);
+        if (Half)
+        {
+            ReadOnlySpan<Float16> source = _buffer is not null ? _buffer.As<Float16>() : _value!.GetTensorDataAsSpan<Float16>();
+            source = source.Slice(offset, Vocabulary);
+            for (int i = 0; i < Vocabulary; i++) destination[i] = (float)source[i];
+        }
+        else
+        {
+            ReadOnlySpan<float> source = _buffer is not null ? _buffer.As<float>() : _value!.GetTensorDataAsSpan<float>();
+            source.Slice(offset, Vocabulary).CopyTo(destination);
+        }
+    }
+
+    public void Dispose()
+    {
+        _buffer?.Dispose();
+        _value?.Dispose();
+    }
+}

@@ -1,0 +1,92 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace MLNetGpt.Generation;
+
+/// <summary>A scoring request: the whole token sequence and where the scored part starts.</summary>
+internal readonly record struct ScoreRequest(int[] Ids, int FirstScored, bool Truncated);
+
+/// <summary>
+/// Per-sequence log-likelihood in one forward pass per batch (chunked like prefill): the
+/// log-probability of token i comes from the logits at position i - 1.
+/// </summary>
+internal sealed class Scorer
+{
+    private const long LogitsBudget = 32L << 20;
+    private readonly DecoderBackend _backend;
+    private readonly GptModelInfo _info;
+
+    public Scorer(DecoderBackend backend, GptModelInfo info)
+    {
+        _backend = backend;
+        _info = info;
+    }
+
+    public ScoreResult[] Score(IReadOnlyList<ScoreRequest> requests, CancellationToken cancellationToken)
+    {
+        int batch = requests.Count;
+        var results = new ScoreResult[batch];
+        if (batch == 0) return results;
+        int width = requests.Max(r => r.Ids.Length);
+        int vocabulary = _info.VocabularySize;
+        int chunk = (int)Math.Clamp(LogitsBudget / ((long)batch * vocabulary), 1, Math.Max(1, width));
+        var sums = new double[batch];
+        var counts = new int[batch];
+        var row = new float[vocabulary];
+        using var runOptions = new RunOptions();
+        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
+        var cache = _backend.EmptyCache(batch);
+        try
+        {
+            for (int start = 0; start < width; start += chunk)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                int length = Math.Min(chunk, width - start);
+                var ids = new long[batch * length];
+                var positions = new long[batch * length];
+                var mask = new long[batch * (start + length)];
+                for (int r = 0; r < batch; r++)
+                {
+                    var tokens = requests[r].Ids;
+                    int pad = width - tokens.Length;
+                    for (int c = 0; c < start + length; c++) mask[r * (start + length) + c] = c >= pad ? 1 : 0;
+                    for (int c = 0; c < length; c++)
+                    {
+                        int column = start + c;
+                        ids[r * length + c] = column >= pad ? tokens[column - pad] : _info.PadTokenId;
+                        positions[r * length + c] = column >= pad ? column - pad : 0;
+                    }
+                }
+                var (logits, present) = _backend.Step(new StepInput(ids, batch, length, mask, positions), cache, runOptions);
+                cache.Dispose();
+                cache = present;
+                using (logits)
+                {
+                    for (int r = 0; r < batch; r++)
+                    {
+                        var request = requests[r];
+                        int pad = width - request.Ids.Length;
+                        for (int c = 0; c < length; c++)
+                        {
+                            // Logits at token index i predict token i + 1.
+                            int next = start + c - pad + 1;
+                            if (next < Math.Max(1, request.FirstScored) || next >= request.Ids.Length) continue;
+                            logits.Read(r, c, row);
+                            sums[r] += LogitsProcessors.LogProbability(row, request.Ids[next]);
+                            counts[r]++;
+                        }
+                    }
+                }
+            }
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
+        finally
+        {
+            cache.Dispose();
+        }
+        for (int r = 0; r < batch; r++) results[r] = new ScoreResult(sums[r], counts[r], requests[r].Truncated);
+        return results;
+    }
+}

@@ -1,0 +1,77 @@
+namespace MLNetGpt.Generation;
+
+/// <summary>
+/// Applies the decoding controls to one row of logits and picks the next token, in Hugging Face's
+/// order: repetition penalty, no-repeat n-gram, min-new-tokens EOS suppression; then, when sampling,
+/// temperature, top-k, top-p and min-p before the draw. Holds scratch buffers: one per thread.
+/// </summary>
+internal sealed class TokenChooser
+{
+    private readonly DecodingSettings _settings;
+    private readonly float[] _raw;
+    private readonly float[] _selection;
+    private readonly HashSet<int> _seen = [];
+    private int[]? _order;
+    private float[]? _keys;
+
+    public TokenChooser(DecodingSettings settings, int vocabulary)
+    {
+        _settings = settings;
+        _raw = new float[vocabulary];
+        _selection = new float[vocabulary];
+    }
+
+    /// <summary>
+    /// Picks the next token from <paramref name="scores"/> (modified in place). <paramref name="history"/>
+    /// holds prompt and generated tokens; <paramref name="generated"/> how many of them were generated.
+    /// Returns the token and, when asked for, its raw log-probability.
+    /// </summary>
+    public (int Token, float LogProbability) Choose(Span<float> scores, ReadOnlySpan<int> history, int generated, SequenceRandom random)
+    {
+        var s = _settings;
+        float rawLogSumExp = s.LogProbabilities ? LogSumExp(scores) : 0f;
+        float[]? raw = null;
+        if (s.LogProbabilities && !s.IsPlainGreedy)
+        {
+            raw = _raw;               // the raw scores, for the chosen token's log-probability
+            scores.CopyTo(raw);
+        }
+
+        int token;
+        if (s.IsPlainGreedy)
+        {
+            token = LogitsProcessors.ArgMax(scores);
+        }
+        else
+        {
+            LogitsProcessors.ApplyRepetitionPenalty(scores, history, s.RepetitionPenalty, _seen);
+            LogitsProcessors.ApplyNoRepeatNgram(scores, history, s.NoRepeatNgramSize);
+            if (generated < s.MinNewTokens) LogitsProcessors.SuppressEos(scores, s.EosTokenIds);
+            if (!s.Sample)
+            {
+                token = LogitsProcessors.ArgMax(scores);
+            }
+            else
+            {
+                LogitsProcessors.ApplyTemperature(scores, s.Temperature);
+                LogitsProcessors.ApplyTopK(scores, s.TopK, _selection);
+                LogitsProcessors.ApplyTopP(scores, s.TopP, ref _order, ref _keys);
+                LogitsProcessors.ApplyMinP(scores, s.MinP);
+                token = LogitsProcessors.Sample(scores, random.NextDouble());
+            }
+        }
+
+        float logProbability = 0f;
+        if (s.LogProbabilities) logProbability = (raw is null ? scores[token] : raw[token]) - rawLogSumExp;
+        return (token, logProbability);
+    }
+
+    private static float LogSumExp(ReadOnlySpan<float> scores)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float v in scores) if (v > max) max = v;
+        double total = 0;
+        foreach (float v in scores) total += Math.Exp(v - max);
+        return (float)(max + Math.Log(total));
+    }
+}

@@ -1,0 +1,57 @@
+using Microsoft.ML.Tokenizers;
+
+namespace MLNetGpt;
+
+/// <summary>How to open a model folder: device, threads, tokenizer and logging.</summary>
+/// <remarks>Read once by <see cref="GptModel.Open(string, GptModelOptions?)"/>; later changes do not affect an open model.</remarks>
+public sealed class GptModelOptions
+{
+    private int? _gpuDeviceId;
+    private int? _intraOpThreads;
+
+    /// <summary>
+    /// The CUDA device to run on, or <see langword="null"/> for the CPU (the default), as
+    /// <c>MLContext.GpuDeviceId</c>. CUDA needs an NVIDIA driver, CUDA 13.x and cuDNN 9.
+    /// </summary>
+    public int? GpuDeviceId
+    {
+        get => _gpuDeviceId;
+        set => _gpuDeviceId = value is null || value >= 0 ? value
+            : throw new ArgumentOutOfRangeException(nameof(GpuDeviceId), value, "The GPU device id must be 0 or more.");
+    }
+
+    /// <summary>
+    /// When CUDA was asked for but cannot start, run on the CPU and log why (the default,
+    /// as <c>MLContext.FallbackToCpu</c>) instead of throwing <see cref="GptModelException"/>.
+    /// </summary>
+    public bool FallbackToCpu { get; set; } = true;
+
+    /// <summary>Threads ONNX Runtime may use inside one operator on the CPU; <see langword="null"/> lets ONNX Runtime choose.</summary>
+    public int? IntraOpThreads
+    {
+        get => _intraOpThreads;
+        set => _intraOpThreads = value is null || value > 0 ? value
+            : throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), value, "Intra-op threads must be 1 or more.");
+    }
+
+    /// <summary>
+    /// A tokenizer to use instead of the one the folder describes, e.g. one made with
+    /// <c>TiktokenTokenizer.CreateForModel("gpt2")</c>.
+    /// </summary>
+    public Tokenizer? Tokenizer { get; set; }
+
+    /// <summary>
+    /// A named encoding to use when the folder has no tokenizer files: <c>gpt2</c>, <c>r50k_base</c>,
+    /// <c>cl100k_base</c> or <c>o200k_base</c>.
+    /// </summary>
+    public string? TokenizerEncoding { get; set; }
+
+    /// <summary>Receives warnings and notes (execution-provider fallback, prompt truncation). Default: <see cref="System.Diagnostics.Trace"/>.</summary>
+    public Action<string>? Log { get; set; }
+
+    internal void Write(string message)
+    {
+        if (Log is { } log) log(message);
+        else System.Diagnostics.Trace.WriteLine(message, "MLNetGpt");
+    }
+}

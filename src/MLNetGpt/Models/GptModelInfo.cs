@@ -1,0 +1,64 @@
+namespace MLNetGpt;
+
+/// <summary>What was discovered about an opened model folder: files, shapes, special tokens, tokenizer and device.</summary>
+public sealed class GptModelInfo
+{
+    internal GptModelInfo() { }
+
+    /// <summary>The model folder, as a full path.</summary>
+    public string Folder { get; internal init; } = "";
+
+    /// <summary>How the ONNX files are arranged.</summary>
+    public ModelLayout Layout { get; internal init; }
+
+    /// <summary>The ONNX files in use, relative to <see cref="Folder"/>.</summary>
+    public IReadOnlyList<string> ModelFiles { get; internal init; } = [];
+
+    /// <summary>Number of decoder layers (pairs of key/value cache inputs in the graph).</summary>
+    public int LayerCount { get; internal init; }
+
+    /// <summary>Attention heads per layer (from the configuration; equals <see cref="KeyValueHeadCount"/> when it does not say).</summary>
+    public int AttentionHeadCount { get; internal init; }
+
+    /// <summary>Key/value heads per layer, read from the graph's cache inputs (fewer than <see cref="AttentionHeadCount"/> for grouped-query attention).</summary>
+    public int KeyValueHeadCount { get; internal init; }
+
+    /// <summary>Size of one attention head, read from the graph's cache inputs.</summary>
+    public int HeadSize { get; internal init; }
+
+    /// <summary>Number of logits the model produces per position.</summary>
+    public int VocabularySize { get; internal init; }
+
+    /// <summary>The context window: prompt plus generated tokens never exceed it.</summary>
+    public int ContextLength { get; internal init; }
+
+    /// <summary>End-of-sequence token ids from the configuration (possibly several, possibly none).</summary>
+    public IReadOnlyList<int> EosTokenIds { get; internal init; } = [];
+
+    /// <summary>Beginning-of-sequence token id, if the model has one.</summary>
+    public int? BosTokenId { get; internal init; }
+
+    /// <summary>Padding token id used for left padding (the configuration's, else the first EOS id, else 0).</summary>
+    public int PadTokenId { get; internal init; }
+
+    /// <summary>Whether the graph takes a <c>position_ids</c> input.</summary>
+    public bool HasPositionIds { get; internal init; }
+
+    /// <summary>Element type of the key/value cache: <c>float32</c> or <c>float16</c>.</summary>
+    public string CacheElementType { get; internal init; } = "float32";
+
+    /// <summary>Where the tokenizer came from, e.g. <c>tokenizer.json (BPE)</c> or <c>encoding gpt2</c>.</summary>
+    public string TokenizerSource { get; internal init; } = "";
+
+    /// <summary>The execution provider the sessions run on: <c>CPU</c> or <c>CUDA:N</c>.</summary>
+    public string ExecutionProvider { get; internal set; } = "CPU";
+
+    /// <summary>Decoding defaults read from <c>generation_config.json</c> or <c>genai_config.json</c>.</summary>
+    public GenerationOptions Defaults { get; internal init; } = new();
+
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"{Layout} {string.Join(" + ", ModelFiles)}: {LayerCount} layers, {AttentionHeadCount} heads ({KeyValueHeadCount} key/value), " +
+        $"head size {HeadSize}, vocabulary {VocabularySize}, context {ContextLength}, cache {CacheElementType}, " +
+        $"tokenizer {TokenizerSource}, {ExecutionProvider}";
+}

@@ -1,0 +1,214 @@
+namespace MLNetGpt.Models;
+
+/// <summary>
+/// What the files of a model folder say, before any ONNX session exists: the layout, the ONNX
+/// files, name patterns (ONNX Runtime GenAI), shapes and special tokens from the configuration,
+/// and the decoding defaults.
+/// </summary>
+internal sealed class ModelFolder
+{
+    public const string OptimumDecoderFile = "model.onnx";
+    public const string OptimumMergedFile = "decoder_model_merged.onnx";
+    public const string OptimumPrefillFile = "decoder_model.onnx";
+    public const string OptimumWithPastFile = "decoder_with_past_model.onnx";
+    public const string GenAIConfigFile = "genai_config.json";
+    public const string ConfigFile = "config.json";
+    public const string GenerationConfigFile = "generation_config.json";
+
+    public required string Folder { get; init; }
+    public required ModelLayout Layout { get; init; }
+
+    /// <summary>The file that runs prefill (and decode, except for the pair layout).</summary>
+    public required string MainFile { get; init; }
+
+    /// <summary>The decode file of the pair layout.</summary>
+    public string? WithPastFile { get; init; }
+
+    public int? LayerCount { get; init; }
+    public int? HeadCount { get; init; }
+    public int? KeyValueHeadCount { get; init; }
+    public int? HeadSize { get; init; }
+    public int? HiddenSize { get; init; }
+    public int? VocabularySize { get; init; }
+    public int? ContextLength { get; init; }
+    public int[] EosTokenIds { get; init; } = [];
+    public int? BosTokenId { get; init; }
+    public int? PadTokenId { get; init; }
+    public GenerationOptions Defaults { get; init; } = new();
+
+    /// <summary>Graph names given by genai_config.json (null: discover them from the graph).</summary>
+    public GraphNames? Names { get; init; }
+
+    public IReadOnlyList<string> ModelFiles => WithPastFile is null ? [MainFile] : [MainFile, WithPastFile];
+
+    public static ModelFolder Open(string folder)
+    {
+        if (string.IsNullOrWhiteSpace(folder))
+            throw new ArgumentException("The model folder path is empty.", nameof(folder));
+        folder = Path.GetFullPath(folder);
+        if (File.Exists(folder) && folder.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
+            throw new GptModelException($"'{folder}' is an ONNX file; pass the folder that holds it with its config.json.");
+        if (!Directory.Exists(folder))
+            throw new GptModelException($"The model folder '{folder}' does not exist.");
+
+        string At(string name) => Path.Combine(folder, name);
+        if (File.Exists(At(GenAIConfigFile))) return OpenGenAI(folder);
+
+        ModelLayout layout;
+        string main;
+        string? withPast = null;
+        if (File.Exists(At(OptimumMergedFile)))
+        {
+            layout = ModelLayout.OptimumMergedDecoder;
+            main = OptimumMergedFile;
+        }
+        else if (File.Exists(At(OptimumDecoderFile)))
+        {
+            layout = ModelLayout.OptimumDecoder;
+            main = OptimumDecoderFile;
+        }
+        else if (File.Exists(At(OptimumPrefillFile)))
+        {
+            if (!File.Exists(At(OptimumWithPastFile)))
+                throw new GptModelException($"The model folder '{folder}' has {OptimumPrefillFile} but not {OptimumWithPastFile}; " +
+                    "a decoder without a key/value cache is not supported (export it with --task text-generation-with-past).");
+            layout = ModelLayout.OptimumDecoderPair;
+            main = OptimumPrefillFile;
+            withPast = OptimumWithPastFile;
+        }
+        else
+        {
+            throw new GptModelException($"The model folder '{folder}' has no model file: expected {OptimumDecoderFile}, " +
+                $"{OptimumMergedFile}, {OptimumPrefillFile} + {OptimumWithPastFile}, or {GenAIConfigFile}.");
+        }
+
+        if (!File.Exists(At(ConfigFile)))
+            throw new GptModelException($"The model folder '{folder}' has {main} but no {ConfigFile}; it is needed for the context length and special tokens.");
+        var config = JsonConfig.Load(At(ConfigFile));
+        var generation = JsonConfig.LoadIfExists(At(GenerationConfigFile));
+
+        int? heads = config.Int("n_head", "num_attention_heads");
+        int? hidden = config.Int("n_embd", "hidden_size", "d_model");
+        int? context = config.Int("n_positions", "max_position_embeddings", "n_ctx", "seq_length");
+        if (context is null)
+            throw new GptModelException($"{config.Path} has no context length: set one of n_positions, max_position_embeddings or n_ctx.");
+        int[] eos = generation?.IntList("eos_token_id") ?? config.IntList("eos_token_id") ?? [];
+        return new ModelFolder
+        {
+            Folder = folder,
+            Layout = layout,
+            MainFile = main,
+            WithPastFile = withPast,
+            LayerCount = config.Int("n_layer", "num_hidden_layers"),
+            HeadCount = heads,
+            KeyValueHeadCount = config.Int("num_key_value_heads", "n_kv_heads") ?? heads,
+            HeadSize = config.Int("head_dim") ?? (heads is > 0 && hidden is > 0 ? hidden / heads : null),
+            HiddenSize = hidden,
+            VocabularySize = config.Int("vocab_size"),
+            ContextLength = context,
+            EosTokenIds = eos,
+            BosTokenId = generation?.Int("bos_token_id") ?? config.Int("bos_token_id"),
+            PadTokenId = generation?.Int("pad_token_id") ?? config.Int("pad_token_id"),
+            Defaults = generation is null ? new GenerationOptions() : ReadHuggingFaceDefaults(generation),
+        };
+    }
+
+    private static GenerationOptions ReadHuggingFaceDefaults(JsonConfig g)
+    {
+        try
+        {
+            return new GenerationOptions
+            {
+                MaxNewTokens = g.Int("max_new_tokens"),
+                MinNewTokens = g.Int("min_new_tokens"),
+                DoSample = g.Bool("do_sample"),
+                Temperature = g.Float("temperature"),
+                TopK = g.Int("top_k"),
+                TopP = g.Float("top_p"),
+                MinP = g.Float("min_p"),
+                RepetitionPenalty = g.Float("repetition_penalty"),
+                NoRepeatNgramSize = g.Int("no_repeat_ngram_size"),
+            };
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            throw new GptModelException($"{g.Path}: {e.Message}", e);
+        }
+    }
+
+    private static ModelFolder OpenGenAI(string folder)
+    {
+        var g = JsonConfig.Load(Path.Combine(folder, GenAIConfigFile));
+        string file = g.String("model.decoder.filename")
+            ?? throw new GptModelException($"{g.Path} has no model.decoder.filename.");
+        if (!File.Exists(Path.Combine(folder, file)))
+            throw new GptModelException($"{g.Path} names the model file '{file}', which is not in '{folder}'.");
+        int? context = g.Int("model.context_length")
+            ?? throw new GptModelException($"{g.Path} has no model.context_length.");
+        int? heads = g.Int("model.decoder.num_attention_heads");
+        int? layers = g.Int("model.decoder.num_hidden_layers");
+        var names = new GraphNames
+        {
+            InputIds = g.String("model.decoder.inputs.input_ids") ?? "input_ids",
+            AttentionMask = g.String("model.decoder.inputs.attention_mask") ?? "attention_mask",
+            PositionIds = g.String("model.decoder.inputs.position_ids") ?? "position_ids",
+            PastKeyPattern = g.String("model.decoder.inputs.past_key_names") ?? "past_key_values.%d.key",
+            PastValuePattern = g.String("model.decoder.inputs.past_value_names") ?? "past_key_values.%d.value",
+            Logits = g.String("model.decoder.outputs.logits") ?? "logits",
+            PresentKeyPattern = g.String("model.decoder.outputs.present_key_names") ?? "present.%d.key",
+            PresentValuePattern = g.String("model.decoder.outputs.present_value_names") ?? "present.%d.value",
+        };
+        GenerationOptions defaults;
+        try
+        {
+            int? maxLength = g.Int("search.max_length");
+            defaults = new GenerationOptions
+            {
+                DoSample = g.Bool("search.do_sample"),
+                Temperature = g.Float("search.temperature"),
+                TopK = g.Int("search.top_k"),
+                TopP = g.Float("search.top_p"),
+                RepetitionPenalty = g.Float("search.repetition_penalty"),
+                NoRepeatNgramSize = g.Int("search.no_repeat_ngram_size"),
+            };
+            _ = maxLength; // search.max_length counts prompt + output; max_new_tokens keeps its own default.
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            throw new GptModelException($"{g.Path}: {e.Message}", e);
+        }
+        return new ModelFolder
+        {
+            Folder = folder,
+            Layout = ModelLayout.OnnxRuntimeGenAI,
+            MainFile = file,
+            LayerCount = layers,
+            HeadCount = heads,
+            KeyValueHeadCount = g.Int("model.decoder.num_key_value_heads") ?? heads,
+            HeadSize = g.Int("model.decoder.head_size"),
+            HiddenSize = g.Int("model.decoder.hidden_size"),
+            VocabularySize = g.Int("model.vocab_size"),
+            ContextLength = context,
+            EosTokenIds = g.IntList("model.eos_token_id") ?? [],
+            BosTokenId = g.Int("model.bos_token_id"),
+            PadTokenId = g.Int("model.pad_token_id"),
+            Names = names,
+            Defaults = defaults,
+        };
+    }
+}
+
+/// <summary>Graph input/output names; the patterns hold <c>%d</c> for the layer index.</summary>
+internal sealed class GraphNames
+{
+    public string InputIds { get; init; } = "input_ids";
+    public string AttentionMask { get; init; } = "attention_mask";
+    public string PositionIds { get; init; } = "position_ids";
+    public string PastKeyPattern { get; init; } = "past_key_values.%d.key";
+    public string PastValuePattern { get; init; } = "past_key_values.%d.value";
+    public string Logits { get; init; } = "logits";
+    public string PresentKeyPattern { get; init; } = "present.%d.key";
+    public string PresentValuePattern { get; init; } = "present.%d.value";
+
+    public static string Format(string pattern, int layer) => pattern.Replace("%d", layer.ToString(System.Globalization.CultureInfo.InvariantCulture));
+}

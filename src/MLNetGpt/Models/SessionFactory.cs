@@ -1,0 +1,76 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace MLNetGpt.Models;
+
+/// <summary>Creates ONNX Runtime sessions on the requested device, falling back to the CPU when allowed.</summary>
+internal static class SessionFactory
+{
+    public const string CudaRequirement =
+        "ONNX Runtime 1.31 with CUDA needs an NVIDIA GPU and driver, CUDA 13.x (libcudart.so.13, libcublas.so.13) and cuDNN 9 on the library path";
+
+    /// <summary>Opens <paramref name="path"/>; returns the session and the provider it runs on (<c>CPU</c> or <c>CUDA:N</c>).</summary>
+    public static (InferenceSession Session, string Provider) Open(string path, GptModelOptions options, bool cudaAlreadyFailed)
+    {
+        if (options.GpuDeviceId is int device && !cudaAlreadyFailed)
+        {
+            SessionOptions? cuda = null;
+            try
+            {
+                cuda = CreateOptions(options);
+                cuda.AppendExecutionProvider_CUDA(device);
+                var session = new InferenceSession(path, cuda);
+                return (session, $"CUDA:{device}");
+            }
+            catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException or TypeInitializationException)
+            {
+                if (IsModelProblem(e)) throw Wrap(path, e);
+                if (!options.FallbackToCpu)
+                    throw new GptModelException($"CUDA device {device} could not be used for {Path.GetFileName(path)}: {CudaRequirement}. " +
+                        $"ONNX Runtime said: {e.Message}", e);
+                options.Write($"CUDA device {device} is unavailable, running on the CPU instead ({CudaRequirement}). ONNX Runtime said: {FirstLine(e.Message)}");
+            }
+            finally
+            {
+                cuda?.Dispose();
+            }
+        }
+
+        using var cpu = CreateOptions(options);
+        try
+        {
+            return (new InferenceSession(path, cpu), "CPU");
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw Wrap(path, e);
+        }
+    }
+
+    private static SessionOptions CreateOptions(GptModelOptions options)
+    {
+        var so = new SessionOptions
+        {
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+        };
+        if (options.IntraOpThreads is int threads) so.IntraOpNumThreads = threads;
+        return so;
+    }
+
+    private static bool IsModelProblem(Exception e) =>
+        e.Message.Contains("Protobuf parsing failed", StringComparison.OrdinalIgnoreCase)
+        || e.Message.Contains("opset", StringComparison.OrdinalIgnoreCase)
+        || e.Message.Contains("NO_SUCHFILE", StringComparison.OrdinalIgnoreCase)
+        || e.Message.Contains("INVALID_GRAPH", StringComparison.OrdinalIgnoreCase)
+        || e.Message.Contains("INVALID_PROTOBUF", StringComparison.OrdinalIgnoreCase);
+
+    private static GptModelException Wrap(string path, Exception e) =>
+        new($"ONNX Runtime could not load '{path}' (is it a complete, uncorrupted ONNX file with a supported op set?): {FirstLine(e.Message)}", e);
+
+    private static string FirstLine(string message)
+    {
+        int end = message.IndexOf('\n');
+        return (end < 0 ? message : message[..end]).Trim();
+    }
+}

@@ -1,0 +1,53 @@
+// Tokenizes text with the standard GPT-2 encoding of Microsoft.ML.Tokenizers, so the model kit
+// trains on exactly the ids the library produces at run time.
+//
+//   TokenizeCorpus docs  INPUT.txt OUTPUT.bin   one document per line -> uint16 ids, <|endoftext|> after each
+//   TokenizeCorpus texts INPUT.txt OUTPUT.json  one text per line     -> [{"text":..., "ids":[...]}]
+using System.Text;
+using System.Text.Json;
+using Microsoft.ML.Tokenizers;
+
+const int EndOfText = 50256;
+
+if (args.Length != 3 || (args[0] != "docs" && args[0] != "texts"))
+{
+    Console.Error.WriteLine("usage: TokenizeCorpus docs|texts INPUT.txt OUTPUT");
+    return 1;
+}
+string mode = args[0], input = args[1], output = args[2];
+if (!File.Exists(input))
+{
+    Console.Error.WriteLine($"TokenizeCorpus: input file '{input}' does not exist.");
+    return 1;
+}
+
+var tokenizer = TiktokenTokenizer.CreateForModel("gpt2");
+if (mode == "docs")
+{
+    long documents = 0, tokens = 0;
+    using var writer = new BinaryWriter(File.Create(output));
+    foreach (var line in File.ReadLines(input, Encoding.UTF8))
+    {
+        if (line.Length == 0) continue;
+        foreach (int id in tokenizer.EncodeToIds(line))
+        {
+            writer.Write(checked((ushort)id));
+            tokens++;
+        }
+        writer.Write((ushort)EndOfText);
+        tokens++;
+        documents++;
+    }
+    Console.WriteLine($"{input}: {documents} documents, {tokens} tokens -> {output}");
+}
+else
+{
+    var items = File.ReadLines(input, Encoding.UTF8)
+        .Where(line => line.Length > 0)
+        .Select(line => line.Replace("\\n", "\n"))
+        .Select(text => new { text, ids = tokenizer.EncodeToIds(text) })
+        .ToList();
+    File.WriteAllText(output, JsonSerializer.Serialize(items, new JsonSerializerOptions { WriteIndented = true }));
+    Console.WriteLine($"{input}: {items.Count} texts -> {output}");
+}
+return 0;

@@ -1,0 +1,267 @@
+"""The model kit's shared code: a GPT-2-architecture decoder in torch, its ONNX export with the
+Hugging Face Optimum "decoder with past" signature, and writers for a complete model folder.
+
+The interface vocabulary is always the standard GPT-2 encoding (50257 ids). Inside, the model may
+use a compact vocabulary: `token_map` sends every GPT-2 id to a compact id (ids never seen in
+training share one `unk` id), and the output logits are gathered back to 50257 columns. The unk
+logit is lowered by log(number of unseen ids), so the 50257-way softmax is a proper distribution:
+unseen tokens share the probability the model gives to unk.
+"""
+import json
+import math
+import os
+import sys
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError as error:  # pragma: no cover - message for people setting up the kit
+    sys.exit(f"model kit: {error.name} is missing. Install Debian's packages with:\n"
+             "    sudo apt-get install python3-torch python3-onnx python3-numpy libopenblas0-openmp\n"
+             "and run the kit with /usr/bin/python3 (the system interpreter that sees them).")
+
+GPT2_VOCAB = 50257
+END_OF_TEXT = 50256
+
+
+def require_onnx():
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        sys.exit("model kit: onnx is missing. Install it with:\n    sudo apt-get install python3-onnx")
+
+
+class GPTConfig:
+    def __init__(self, n_layer, n_head, n_embd, n_positions, kept_ids, dropout=0.0,
+                 bos_token_id=END_OF_TEXT, eos_token_id=END_OF_TEXT):
+        if n_embd % n_head:
+            raise ValueError(f"n_embd {n_embd} is not divisible by n_head {n_head}")
+        self.n_layer, self.n_head, self.n_embd, self.n_positions = n_layer, n_head, n_embd, n_positions
+        self.kept_ids = sorted(int(i) for i in kept_ids)   # GPT-2 ids with their own embedding row
+        self.dropout = dropout
+        self.bos_token_id, self.eos_token_id = bos_token_id, eos_token_id
+
+    @property
+    def compact_vocab(self):
+        return len(self.kept_ids) + 1                        # + unk
+
+    @property
+    def head_dim(self):
+        return self.n_embd // self.n_head
+
+    def to_json(self):
+        return dict(n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd, n_positions=self.n_positions,
+                    kept_ids=self.kept_ids, dropout=self.dropout,
+                    bos_token_id=self.bos_token_id, eos_token_id=self.eos_token_id)
+
+    @staticmethod
+    def from_json(d):
+        return GPTConfig(**d)
+
+
+def vocabulary_maps(kept_ids):
+    """token_map: GPT-2 id -> compact id (unk = len(kept_ids)); unk_bias: -log(#unseen ids)."""
+    unk = len(kept_ids)
+    token_map = np.full(GPT2_VOCAB, unk, dtype=np.int32)
+    token_map[np.asarray(kept_ids, dtype=np.int64)] = np.arange(unk, dtype=np.int32)
+    unseen = GPT2_VOCAB - len(kept_ids)
+    return token_map, (-math.log(unseen) if unseen > 0 else 0.0)
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.n_head, self.head_dim = c.n_head, c.head_dim
+        self.ln_1 = nn.LayerNorm(c.n_embd)
+        self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd)
+        self.c_proj = nn.Linear(c.n_embd, c.n_embd)
+        self.ln_2 = nn.LayerNorm(c.n_embd)
+        self.c_fc = nn.Linear(c.n_embd, 4 * c.n_embd)
+        self.mlp_proj = nn.Linear(4 * c.n_embd, c.n_embd)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x, allowed, past_k, past_v):
+        B, S, C = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q = q.view(B, S, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, S, self.n_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, S, self.n_head, self.head_dim).transpose(1, 2)
+        if past_k is not None:
+            k = torch.cat([past_k, k], dim=2)
+            v = torch.cat([past_v, v], dim=2)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
+        scores = torch.where(allowed, scores, torch.tensor(torch.finfo(scores.dtype).min, dtype=scores.dtype))
+        attention = self.drop(F.softmax(scores, dim=-1))
+        y = torch.matmul(attention, v).transpose(1, 2).reshape(B, S, C)
+        x = x + self.drop(self.c_proj(y))
+        x = x + self.drop(self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")))
+        return x, k, v
+
+
+class GPT(nn.Module):
+    def __init__(self, c: GPTConfig):
+        super().__init__()
+        self.config = c
+        self.wte = nn.Embedding(c.compact_vocab, c.n_embd)
+        self.wpe = nn.Embedding(c.n_positions, c.n_embd)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList([Block(c) for _ in range(c.n_layer)])
+        self.ln_f = nn.LayerNorm(c.n_embd)
+        token_map, unk_bias = vocabulary_maps(c.kept_ids)
+        self.register_buffer("token_map", torch.from_numpy(token_map), persistent=False)
+        bias = torch.zeros(c.compact_vocab)
+        bias[-1] = unk_bias
+        self.register_buffer("compact_bias", bias, persistent=False)
+
+    def init_weights(self, std=0.02, seed=None, vector_std=0.0):
+        """GPT-2 initialisation. vector_std > 0 also randomises biases and LayerNorm gains
+        (around 1), so golden tests notice a bias or gain that is dropped or misapplied."""
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if p.dim() >= 2:
+                    residual = name.endswith(("c_proj.weight", "mlp_proj.weight"))
+                    scale = std / math.sqrt(2 * self.config.n_layer) if residual else std
+                    p.copy_(torch.randn(p.shape, generator=generator) * scale)
+                else:
+                    base = 1.0 if (name.startswith("ln") or ".ln_" in name) and name.endswith("weight") else 0.0
+                    noise = torch.randn(p.shape, generator=generator) * vector_std if vector_std > 0 else 0.0
+                    p.copy_(base + noise)
+
+    def compact_logits(self, compact_ids, attention_mask, position_ids, past=None):
+        """Logits over the compact vocabulary; used for training (cross-entropy on compact ids)."""
+        B, S = compact_ids.shape
+        total = attention_mask.shape[1]
+        key_index = torch.arange(total, device=compact_ids.device)
+        query_index = torch.arange(S, device=compact_ids.device) + (total - S)
+        causal = key_index.unsqueeze(0) <= query_index.unsqueeze(1)                       # [S, T]
+        allowed = causal.unsqueeze(0).unsqueeze(0) & (attention_mask == 1).unsqueeze(1).unsqueeze(2)  # [B,1,S,T]
+        x = self.drop(self.wte(compact_ids) + self.wpe(position_ids))
+        presents = []
+        for i, block in enumerate(self.blocks):
+            pk, pv = (past[2 * i], past[2 * i + 1]) if past is not None else (None, None)
+            x, k, v = block(x, allowed, pk, pv)
+            presents += [k, v]
+        x = self.ln_f(x)
+        return F.linear(x, self.wte.weight), presents
+
+    def forward(self, input_ids, attention_mask, position_ids, *past):
+        """The exported signature: GPT-2 ids in, 50257-way logits and presents out."""
+        compact_ids = self.token_map[input_ids].long()
+        logits, presents = self.compact_logits(compact_ids, attention_mask, position_ids, list(past) if past else None)
+        logits = logits + self.compact_bias
+        logits = torch.index_select(logits, 2, self.token_map.long())
+        return (logits, *presents)
+
+
+def load_checkpoint(path):
+    state = torch.load(path, map_location="cpu")
+    model = GPT(GPTConfig.from_json(state["config"]))
+    model.load_state_dict(state["model"])
+    return model, state
+
+
+def round_to_fp16(model):
+    """Rounds every weight to fp16 and back, so torch computes with exactly the values the
+    fp16-stored ONNX file holds."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    return model
+
+
+def store_weights_as_fp16(path, parameter_names):
+    """Rewrites the exported file so every torch parameter is stored as an fp16 initializer
+    followed by a Cast to fp32: half the file, same arithmetic in fp32 (ORT folds the casts at
+    load time). Call round_to_fp16 on the torch model for golden data that matches."""
+    import onnx
+    from onnx import helper, numpy_helper, TensorProto
+    model = onnx.load(path)
+    graph = model.graph
+    casts, converted = [], set()
+    for initializer in list(graph.initializer):
+        if initializer.name in parameter_names and initializer.data_type == TensorProto.FLOAT:
+            values = numpy_helper.to_array(initializer).astype(np.float16)
+            half = numpy_helper.from_array(values, initializer.name + "_fp16")
+            graph.initializer.remove(initializer)
+            graph.initializer.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [initializer.name], to=TensorProto.FLOAT,
+                                          name=initializer.name + "_cast"))
+            converted.add(initializer.name)
+    missing = set(parameter_names) - converted
+    if missing:
+        raise RuntimeError(f"parameters not found as initializers in {path}: {sorted(missing)[:5]}")
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    onnx.save(model, path)
+
+
+def export_onnx(model, path, fp16_weights=False, opset=17):
+    """Exports with Optimum names: input_ids, attention_mask, position_ids,
+    past_key_values.{i}.key/value -> logits, present.{i}.key/value; every axis dynamic."""
+    require_onnx()
+    import onnx
+    c = model.config
+    model = model.eval()
+    B, P, S = 2, 3, 4
+    input_ids = torch.randint(0, GPT2_VOCAB, (B, S))
+    attention_mask = torch.ones(B, P + S, dtype=torch.int64)
+    position_ids = torch.arange(P, P + S).unsqueeze(0).expand(B, S).contiguous()
+    past = []
+    input_names, output_names = ["input_ids", "attention_mask", "position_ids"], ["logits"]
+    axes = {"input_ids": {0: "batch_size", 1: "sequence_length"},
+            "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+            "position_ids": {0: "batch_size", 1: "sequence_length"},
+            "logits": {0: "batch_size", 1: "sequence_length"}}
+    for i in range(c.n_layer):
+        for kind in ("key", "value"):
+            past.append(torch.randn(B, c.n_head, P, c.head_dim))
+            name_in, name_out = f"past_key_values.{i}.{kind}", f"present.{i}.{kind}"
+            input_names.append(name_in)
+            output_names.append(name_out)
+            axes[name_in] = {0: "batch_size", 2: "past_sequence_length"}
+            axes[name_out] = {0: "batch_size", 2: "total_sequence_length"}
+    with torch.no_grad():
+        torch.onnx.export(model, (input_ids, attention_mask, position_ids, *past), path,
+                          input_names=input_names, output_names=output_names, dynamic_axes=axes,
+                          opset_version=opset, do_constant_folding=False)
+    if fp16_weights:
+        store_weights_as_fp16(path, {name for name, _ in model.named_parameters()})
+    onnx.checker.check_model(onnx.load(path))
+    return path
+
+
+def write_model_folder(model, folder, *, name, fp16_weights, card=None, generation=None, extra_config=None):
+    """Writes model.onnx, config.json, generation_config.json, tokenizer_config.json and README.md."""
+    os.makedirs(folder, exist_ok=True)
+    c = model.config
+    export_onnx(model, os.path.join(folder, "model.onnx"), fp16_weights=fp16_weights)
+    config = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "_name_or_path": name,
+        "n_layer": c.n_layer, "n_head": c.n_head, "n_embd": c.n_embd,
+        "n_positions": c.n_positions, "n_ctx": c.n_positions,
+        "vocab_size": GPT2_VOCAB,
+        "bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id,
+        "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+        "tie_word_embeddings": True, "use_cache": True,
+        "torch_dtype": "float16" if fp16_weights else "float32",
+    }
+    config.update(extra_config or {})
+    generation_config = {"bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id,
+                         "pad_token_id": c.eos_token_id}
+    generation_config.update(generation or {})
+    tokenizer_config = {"tokenizer_class": "GPT2Tokenizer", "encoding": "gpt2",
+                        "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+                        "add_bos_token": False, "model_max_length": c.n_positions}
+    for file, content in (("config.json", config), ("generation_config.json", generation_config),
+                          ("tokenizer_config.json", tokenizer_config)):
+        with open(os.path.join(folder, file), "w", encoding="utf-8") as f:
+            json.dump(content, f, indent=2)
+            f.write("\n")
+    if card:
+        with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
+            f.write(card)
