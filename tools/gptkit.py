@@ -265,3 +265,234 @@ def write_model_folder(model, folder, *, name, fp16_weights, card=None, generati
     if card:
         with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
             f.write(card)
+
+
+# --- A Llama-style decoder with grouped-query attention (test fixture for the GenAI layout) ---
+
+class LlamaConfig:
+    def __init__(self, n_layer, n_head, n_kv_head, n_embd, n_positions, kept_ids, rope_theta=10000.0,
+                 bos_token_id=END_OF_TEXT, eos_token_id=END_OF_TEXT):
+        if n_embd % n_head or n_head % n_kv_head:
+            raise ValueError("n_embd must be divisible by n_head, and n_head by n_kv_head")
+        self.n_layer, self.n_head, self.n_kv_head, self.n_embd, self.n_positions = n_layer, n_head, n_kv_head, n_embd, n_positions
+        self.kept_ids = sorted(int(i) for i in kept_ids)
+        self.rope_theta = rope_theta
+        self.bos_token_id, self.eos_token_id = bos_token_id, eos_token_id
+
+    @property
+    def compact_vocab(self):
+        return len(self.kept_ids) + 1
+
+    @property
+    def head_dim(self):
+        return self.n_embd // self.n_head
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, n, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        d = c.head_dim
+        self.input_norm = RMSNorm(c.n_embd)
+        self.q_proj = nn.Linear(c.n_embd, c.n_head * d, bias=False)
+        self.k_proj = nn.Linear(c.n_embd, c.n_kv_head * d, bias=False)
+        self.v_proj = nn.Linear(c.n_embd, c.n_kv_head * d, bias=False)
+        self.o_proj = nn.Linear(c.n_head * d, c.n_embd, bias=False)
+        self.post_norm = RMSNorm(c.n_embd)
+        self.gate = nn.Linear(c.n_embd, 2 * c.n_embd, bias=False)
+        self.up = nn.Linear(c.n_embd, 2 * c.n_embd, bias=False)
+        self.down = nn.Linear(2 * c.n_embd, c.n_embd, bias=False)
+
+    def forward(self, x, allowed, cos, sin, past_k, past_v):
+        c, (B, S, _) = self.c, x.shape
+        h = self.input_norm(x)
+        q = self.q_proj(h).view(B, S, c.n_head, c.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(B, S, c.n_kv_head, c.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(B, S, c.n_kv_head, c.head_dim).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        if past_k is not None:
+            k = torch.cat([past_k, k], dim=2)
+            v = torch.cat([past_v, v], dim=2)
+        T = k.shape[2]
+        groups = c.n_head // c.n_kv_head
+        k_all = k.unsqueeze(2).expand(B, c.n_kv_head, groups, T, c.head_dim).reshape(B, c.n_head, T, c.head_dim)
+        v_all = v.unsqueeze(2).expand(B, c.n_kv_head, groups, T, c.head_dim).reshape(B, c.n_head, T, c.head_dim)
+        scores = torch.matmul(q, k_all.transpose(-1, -2)) * (1.0 / math.sqrt(c.head_dim))
+        scores = torch.where(allowed, scores, torch.tensor(torch.finfo(scores.dtype).min, dtype=scores.dtype))
+        y = torch.matmul(F.softmax(scores, dim=-1), v_all).transpose(1, 2).reshape(B, S, c.n_head * c.head_dim)
+        x = x + self.o_proj(y)
+        h = self.post_norm(x)
+        return x + self.down(F.silu(self.gate(h)) * self.up(h)), k, v
+
+
+class Llama(nn.Module):
+    """RMSNorm, rotary positions, SwiGLU, grouped-query attention, untied output head. It has no
+    position_ids input: positions come from the attention mask (cumulative sum), as some exports do."""
+
+    def __init__(self, c: LlamaConfig):
+        super().__init__()
+        self.config = c
+        self.embed = nn.Embedding(c.compact_vocab, c.n_embd)
+        self.blocks = nn.ModuleList([LlamaBlock(c) for _ in range(c.n_layer)])
+        self.norm = RMSNorm(c.n_embd)
+        self.lm_head = nn.Linear(c.n_embd, c.compact_vocab, bias=False)
+        token_map, unk_bias = vocabulary_maps(c.kept_ids)
+        self.register_buffer("token_map", torch.from_numpy(token_map), persistent=False)
+        bias = torch.zeros(c.compact_vocab)
+        bias[-1] = unk_bias
+        self.register_buffer("compact_bias", bias, persistent=False)
+        inv_freq = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2).float() / c.head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def init_weights(self, std, seed):
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if p.dim() >= 2:
+                    p.copy_(torch.randn(p.shape, generator=generator) * std)
+                else:
+                    p.copy_(1.0 + torch.randn(p.shape, generator=generator) * 0.1)
+
+    def forward(self, input_ids, attention_mask, *past):
+        B, S = input_ids.shape
+        total = attention_mask.shape[1]
+        positions = (torch.cumsum(attention_mask, dim=1) - 1).clamp(min=0)[:, total - S:]
+        freqs = positions.unsqueeze(-1).float() * self.inv_freq
+        emb = torch.cat([freqs, freqs], dim=-1)
+        cos, sin = emb.cos().unsqueeze(1), emb.sin().unsqueeze(1)
+        key_index = torch.arange(total)
+        query_index = torch.arange(S) + (total - S)
+        causal = key_index.unsqueeze(0) <= query_index.unsqueeze(1)
+        allowed = causal.unsqueeze(0).unsqueeze(0) & (attention_mask == 1).unsqueeze(1).unsqueeze(2)
+        x = self.embed(self.token_map[input_ids].long())
+        presents = []
+        for i, block in enumerate(self.blocks):
+            pk, pv = (past[2 * i], past[2 * i + 1]) if past else (None, None)
+            x, k, v = block(x, allowed, cos, sin, pk, pv)
+            presents += [k, v]
+        logits = self.lm_head(self.norm(x)) + self.compact_bias
+        return (torch.index_select(logits, 2, self.token_map.long()), *presents)
+
+
+def export_llama(model, path, opset=17):
+    """Optimum-style names without position_ids; the cache has n_kv_head heads."""
+    require_onnx()
+    import onnx
+    c = model.config
+    B, P, S = 2, 3, 4
+    args = [torch.randint(0, GPT2_VOCAB, (B, S)), torch.ones(B, P + S, dtype=torch.int64)]
+    input_names, output_names = ["input_ids", "attention_mask"], ["logits"]
+    axes = {"input_ids": {0: "batch_size", 1: "sequence_length"},
+            "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+            "logits": {0: "batch_size", 1: "sequence_length"}}
+    for i in range(c.n_layer):
+        for kind in ("key", "value"):
+            args.append(torch.randn(B, c.n_kv_head, P, c.head_dim))
+            name_in, name_out = f"past_key_values.{i}.{kind}", f"present.{i}.{kind}"
+            input_names.append(name_in)
+            output_names.append(name_out)
+            axes[name_in] = {0: "batch_size", 2: "past_sequence_length"}
+            axes[name_out] = {0: "batch_size", 2: "total_sequence_length"}
+    with torch.no_grad():
+        torch.onnx.export(model.eval(), tuple(args), path, input_names=input_names, output_names=output_names,
+                          dynamic_axes=axes, opset_version=opset, do_constant_folding=False)
+    onnx.checker.check_model(onnx.load(path))
+
+
+def export_gpt_without_past(model, path, opset=17):
+    """Optimum's decoder_model.onnx: prefill only, no past inputs, presents out."""
+    require_onnx()
+    import onnx
+    c = model.config
+    B, S = 2, 4
+    args = (torch.randint(0, GPT2_VOCAB, (B, S)), torch.ones(B, S, dtype=torch.int64), torch.arange(S).unsqueeze(0).expand(B, S).contiguous())
+    input_names, output_names = ["input_ids", "attention_mask", "position_ids"], ["logits"]
+    axes = {name: {0: "batch_size", 1: "sequence_length"} for name in input_names + ["logits"]}
+    for i in range(c.n_layer):
+        for kind in ("key", "value"):
+            output_names.append(f"present.{i}.{kind}")
+            axes[f"present.{i}.{kind}"] = {0: "batch_size", 2: "sequence_length"}
+    with torch.no_grad():
+        torch.onnx.export(model.eval(), args, path, input_names=input_names, output_names=output_names,
+                          dynamic_axes=axes, opset_version=opset, do_constant_folding=False)
+    onnx.checker.check_model(onnx.load(path))
+
+
+def merge_decoders(no_past_path, with_past_path, out_path):
+    """Builds Optimum's decoder_model_merged.onnx: an If on the `use_cache_branch` input runs the
+    with-past graph (true) or the no-past graph (false); both share the initializers."""
+    require_onnx()
+    import onnx
+    from onnx import helper, TensorProto
+    import hashlib
+    no_past, with_past = onnx.load(no_past_path), onnx.load(with_past_path)
+    outer = {i.name for i in with_past.graph.input} | {t.name for t in with_past.graph.initializer} | {"use_cache_branch"}
+    shared_constants = {}       # large Constant tensors (the vocabulary map) become one shared initializer
+
+    def branch(graph, prefix):
+        renamed = {}
+        for node in graph.node:
+            if node.op_type == "Constant" and node.attribute[0].name == "value" and len(node.attribute[0].t.raw_data) > 4096:
+                tensor = node.attribute[0].t
+                key = "shared_const_" + hashlib.sha1(tensor.raw_data + bytes(str(tensor.dims), "ascii")).hexdigest()[:16]
+                if key not in shared_constants:
+                    shared = onnx.TensorProto()
+                    shared.CopyFrom(tensor)
+                    shared.name = key
+                    shared_constants[key] = shared
+                renamed[node.output[0]] = key
+
+        def name(n):
+            if n == "" or n in outer or n in shared_constants:
+                return n
+            return renamed.setdefault(n, prefix + n)
+        nodes = []
+        for node in graph.node:
+            if node.op_type == "Constant" and renamed.get(node.output[0], "").startswith("shared_const_"):
+                continue
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.name = prefix + node.name
+            del copy.input[:]
+            copy.input.extend(name(i) for i in node.input)
+            del copy.output[:]
+            copy.output.extend(name(o) for o in node.output)
+            nodes.append(copy)
+        outputs = []
+        for output in graph.output:
+            o = onnx.ValueInfoProto()
+            o.CopyFrom(output)
+            o.name = name(output.name)
+            outputs.append(o)
+        return helper.make_graph(nodes, prefix + "branch", [], outputs)
+
+    initializers = {t.name: t for t in with_past.graph.initializer}
+    for t in no_past.graph.initializer:
+        initializers.setdefault(t.name, t)
+    use_cache = helper.make_tensor_value_info("use_cache_branch", TensorProto.BOOL, [1])
+    then_branch, else_branch = branch(with_past.graph, "with_past_"), branch(no_past.graph, "no_past_")
+    initializers.update(shared_constants)
+    if_node = helper.make_node("If", ["use_cache_branch"], [o.name for o in with_past.graph.output], name="optimum_if",
+                               then_branch=then_branch, else_branch=else_branch)
+    graph = helper.make_graph([if_node], "decoder_merged", list(with_past.graph.input) + [use_cache],
+                              list(with_past.graph.output), list(initializers.values()))
+    merged = helper.make_model(graph, opset_imports=with_past.opset_import)
+    merged.ir_version = with_past.ir_version
+    onnx.checker.check_model(merged)
+    onnx.save(merged, out_path)

@@ -38,6 +38,8 @@ FIXTURES = [
     dict(name="tiny-gpt2-a", n_layer=2, n_head=4, n_embd=64, n_positions=128, seed=11),
     dict(name="tiny-gpt2-b", n_layer=3, n_head=3, n_embd=48, n_positions=64, seed=23),
 ]
+# Grouped-query attention (2 key/value heads for 4 query heads), in the ONNX Runtime GenAI layout.
+GQA_FIXTURE = dict(name="tiny-gqa-genai", n_layer=2, n_head=4, n_kv_head=2, n_embd=64, n_positions=128, seed=31)
 
 
 def tokenize_prompts(prompts_file):
@@ -63,7 +65,10 @@ def figures(logits, probe_ids):
 
 def run(model, ids, mask, positions, past=None):
     with torch.no_grad():
-        out = model(torch.tensor(ids), torch.tensor(mask), torch.tensor(positions), *(past or []))
+        if getattr(model.config, "n_kv_head", None) is not None:        # Llama-style: no position_ids input
+            out = model(torch.tensor(ids), torch.tensor(mask), *(past or []))
+        else:
+            out = model(torch.tensor(ids), torch.tensor(mask), torch.tensor(positions), *(past or []))
     return out[0], list(out[1:])
 
 
@@ -116,36 +121,109 @@ class UnstableGolden(Exception):
     pass
 
 
-def make_gpt2_fixture(spec, prompts, out_dir):
-    # Low GPT-2 ids are the most frequent BPE pieces; the prompts' own ids are kept too.
-    kept = sorted(set(range(768)) | {i for p in prompts for i in p["ids"]})
-    config = gptkit.GPTConfig(spec["n_layer"], spec["n_head"], spec["n_embd"], spec["n_positions"], kept)
-    # A seed whose greedy paths pass near a tie would make the golden flaky: take the next one.
+def stable_model(build, spec, prompts, kept):
+    """A seed whose greedy paths pass near a tie would make the golden flaky: draw seeds from
+    spec['seed'] on until no greedy step has a top-1/top-2 margin below MIN_MARGIN."""
     for seed in range(spec["seed"], spec["seed"] + 50):
-        model = gptkit.GPT(config)
-        model.init_weights(std=0.3, seed=seed, vector_std=0.1)
-        model.eval()
+        model = build(seed).eval()
         try:
-            data = golden(model, prompts, probe_columns(np.asarray(kept), seed), pad_id=gptkit.END_OF_TEXT)
-            break
+            return model, golden(model, prompts, probe_columns(np.asarray(kept), seed), pad_id=gptkit.END_OF_TEXT), seed
         except UnstableGolden as reason:
             print(f"make_fixtures: {spec['name']} seed {seed}: {reason}; trying the next seed")
-    else:
-        raise RuntimeError(f"no stable seed found for {spec['name']}")
+    raise RuntimeError(f"no stable seed found for {spec['name']}")
+
+
+def finish_folder(folder, spec, data, description):
+    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
+        f.write(f"# {spec['name']}\n\nA random-weight test fixture made by tools/make_fixtures.py: {description}. "
+                "It produces no meaningful text; golden.json holds what torch computes for it.\n")
+    if data is not None:
+        data["fixture"] = spec
+        with open(os.path.join(folder, "golden.json"), "w", encoding="utf-8") as f:
+            json.dump(data, f)
+    size = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
+    largest = max(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
+    margin = f", min greedy margin {min(g['min_margin'] for g in data['greedy']):.4f}" if data else ""
+    print(f"make_fixtures: {folder}: {size / 1e6:.2f} MB (largest file {largest / 1e6:.2f} MB){margin}")
+
+
+def kept_ids(prompts):
+    # Low GPT-2 ids are the most frequent BPE pieces; the prompts' own ids are kept too.
+    return sorted(set(range(768)) | {i for p in prompts for i in p["ids"]})
+
+
+def make_gpt2_fixture(spec, prompts, out_dir):
+    kept = kept_ids(prompts)
+    config = gptkit.GPTConfig(spec["n_layer"], spec["n_head"], spec["n_embd"], spec["n_positions"], kept)
+
+    def build(seed):
+        model = gptkit.GPT(config)
+        model.init_weights(std=0.3, seed=seed, vector_std=0.1)
+        return model
+    model, data, seed = stable_model(build, spec, prompts, kept)
     spec = dict(spec, seed=seed)
     folder = os.path.join(out_dir, spec["name"])
-    card = (f"# {spec['name']}\n\nA random-weight GPT-2-architecture test fixture made by tools/make_fixtures.py "
-            f"({spec['n_layer']} layers, {spec['n_head']} heads, width {spec['n_embd']}, {spec['n_positions']} positions, "
-            f"{len(kept)} kept GPT-2 ids, seed {spec['seed']}). It produces no meaningful text; golden.json holds "
-            "what torch computes for it.\n")
-    gptkit.write_model_folder(model, folder, name=spec["name"], fp16_weights=False, card=card,
-                              generation={"max_new_tokens": 20})
-    data["fixture"] = spec
-    with open(os.path.join(folder, "golden.json"), "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    size = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
-    print(f"make_fixtures: {folder}: {size / 1e6:.2f} MB, min greedy margin "
-          f"{min(g['min_margin'] for g in data['greedy']):.4f}")
+    gptkit.write_model_folder(model, folder, name=spec["name"], fp16_weights=False, generation={"max_new_tokens": 20})
+    finish_folder(folder, spec, data, f"GPT-2 architecture, {spec['n_layer']} layers, {spec['n_head']} heads, width "
+                  f"{spec['n_embd']}, {spec['n_positions']} positions, {len(kept)} kept GPT-2 ids, seed {seed}")
+    return model
+
+
+def make_layout_variants(model, out_dir, base):
+    """The same weights as `base` in Optimum's other two layouts (its golden.json applies to them)."""
+    import shutil
+    pair = os.path.join(out_dir, base + "-pair")
+    merged = os.path.join(out_dir, base + "-merged")
+    for folder in (pair, merged):
+        os.makedirs(folder, exist_ok=True)
+        for name in ("config.json", "generation_config.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(out_dir, base, name), os.path.join(folder, name))
+    gptkit.export_gpt_without_past(model, os.path.join(pair, "decoder_model.onnx"))
+    gptkit.export_onnx(model, os.path.join(pair, "decoder_with_past_model.onnx"))
+    gptkit.merge_decoders(os.path.join(pair, "decoder_model.onnx"), os.path.join(pair, "decoder_with_past_model.onnx"),
+                          os.path.join(merged, "decoder_model_merged.onnx"))
+    finish_folder(pair, {"name": base + "-pair"}, None,
+                  f"the weights of {base} as decoder_model.onnx (prefill, no past inputs) + decoder_with_past_model.onnx; compare with {base}/golden.json")
+    finish_folder(merged, {"name": base + "-merged"}, None,
+                  f"the weights of {base} as decoder_model_merged.onnx (If on use_cache_branch); compare with {base}/golden.json")
+
+
+def make_gqa_fixture(spec, prompts, out_dir):
+    kept = kept_ids(prompts)
+    config = gptkit.LlamaConfig(spec["n_layer"], spec["n_head"], spec["n_kv_head"], spec["n_embd"], spec["n_positions"], kept)
+
+    def build(seed):
+        model = gptkit.Llama(config)
+        model.init_weights(std=0.3, seed=seed)
+        return model
+    model, data, seed = stable_model(build, spec, prompts, kept)
+    spec = dict(spec, seed=seed)
+    folder = os.path.join(out_dir, spec["name"])
+    os.makedirs(folder, exist_ok=True)
+    gptkit.export_llama(model, os.path.join(folder, "model.onnx"))
+    genai = {
+        "model": {
+            "bos_token_id": gptkit.END_OF_TEXT, "eos_token_id": gptkit.END_OF_TEXT, "pad_token_id": gptkit.END_OF_TEXT,
+            "context_length": spec["n_positions"], "vocab_size": gptkit.GPT2_VOCAB, "type": "decoder",
+            "decoder": {
+                "filename": "model.onnx", "head_size": config.head_dim, "hidden_size": config.n_embd,
+                "num_attention_heads": config.n_head, "num_key_value_heads": config.n_kv_head, "num_hidden_layers": config.n_layer,
+                "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
+                "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask",
+                           "past_key_names": "past_key_values.%d.key", "past_value_names": "past_key_values.%d.value"},
+                "outputs": {"logits": "logits", "present_key_names": "present.%d.key", "present_value_names": "present.%d.value"},
+            },
+        },
+        "search": {"do_sample": False, "max_length": spec["n_positions"], "num_beams": 1, "past_present_share_buffer": False,
+                   "temperature": 1.0, "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.0},
+    }
+    with open(os.path.join(folder, "genai_config.json"), "w") as f:
+        json.dump(genai, f, indent=2)
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "GPT2Tokenizer", "encoding": "gpt2"}, f, indent=2)
+    finish_folder(folder, spec, data, f"Llama-style decoder (RMSNorm, rotary positions, SwiGLU) with grouped-query attention: "
+                  f"{spec['n_layer']} layers, {spec['n_head']} query heads, {spec['n_kv_head']} key/value heads, width {spec['n_embd']}, "
+                  f"no position_ids input (positions come from the attention mask), ONNX Runtime GenAI layout, seed {seed}")
 
 
 def main():
@@ -155,7 +233,10 @@ def main():
     torch.set_num_threads(1)
     prompts = tokenize_prompts(os.path.join(HERE, "fixtures", "prompts.txt"))
     for spec in FIXTURES:
-        make_gpt2_fixture(spec, prompts, out_dir)
+        model = make_gpt2_fixture(spec, prompts, out_dir)
+        if spec["name"] == "tiny-gpt2-a":
+            make_layout_variants(model, out_dir, spec["name"])
+    make_gqa_fixture(GQA_FIXTURE, prompts, out_dir)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,16 @@
 //
 //   TokenizeCorpus docs  INPUT.txt OUTPUT.bin   one document per line -> uint16 ids, <|endoftext|> after each
 //   TokenizeCorpus texts INPUT.txt OUTPUT.json  one text per line     -> [{"text":..., "ids":[...]}]
+//   TokenizeCorpus decode INPUT.json OUTPUT.json  [[ids...], ...]       -> ["text", ...]
 using System.Text;
 using System.Text.Json;
 using Microsoft.ML.Tokenizers;
 
 const int EndOfText = 50256;
 
-if (args.Length != 3 || (args[0] != "docs" && args[0] != "texts"))
+if (args.Length != 3 || args[0] is not ("docs" or "texts" or "decode"))
 {
-    Console.Error.WriteLine("usage: TokenizeCorpus docs|texts INPUT.txt OUTPUT");
+    Console.Error.WriteLine("usage: TokenizeCorpus docs|texts|decode INPUT OUTPUT");
     return 1;
 }
 string mode = args[0], input = args[1], output = args[2];
@@ -39,6 +40,12 @@ if (mode == "docs")
         documents++;
     }
     Console.WriteLine($"{input}: {documents} documents, {tokens} tokens -> {output}");
+}
+else if (mode == "decode")
+{
+    var lists = JsonSerializer.Deserialize<int[][]>(File.ReadAllText(input))!;
+    File.WriteAllText(output, JsonSerializer.Serialize(lists.Select(ids => tokenizer.Decode(ids)).ToList()));
+    Console.WriteLine($"{input}: {lists.Length} id lists decoded -> {output}");
 }
 else
 {

@@ -6,20 +6,20 @@ namespace MLNetGpt.Tests.Generation;
 /// <summary>Greedy decoding through the KV-cache loop equals torch's full-recompute greedy sequences.</summary>
 public sealed class GoldenGreedyTests
 {
-    public static TheoryData<string, int> FixturesAndBatchSizes()
+    public static TheoryData<string, string, int> FixturesAndBatchSizes()
     {
-        var data = new TheoryData<string, int>();
-        foreach (var name in Fixtures.Gpt2Names)
+        var data = new TheoryData<string, string, int>();
+        foreach (var (folder, golden) in Fixtures.WithGolden)
             foreach (int batch in new[] { 1, 3, 8 })
-                data.Add(name, batch);
+                data.Add(folder, golden, batch);
         return data;
     }
 
     [Theory]
     [MemberData(nameof(FixturesAndBatchSizes))]
-    public void Greedy_continuations_equal_torch_token_for_token(string fixture, int batchSize)
+    public void Greedy_continuations_equal_torch_token_for_token(string fixture, string goldenName, int batchSize)
     {
-        var golden = Fixtures.Golden(fixture);
+        var golden = Fixtures.Golden(goldenName);
         using var model = GptModel.Open(Fixtures.Folder(fixture));
         var options = new GenerationOptions { MaxNewTokens = golden.Greedy[0].Generated.Length, EosTokenIds = [] };
         // Mixed prompt lengths share each batch; the prompt list is repeated so batch 8 is full.
@@ -34,9 +34,9 @@ public sealed class GoldenGreedyTests
 
     [Theory]
     [MemberData(nameof(FixturesAndBatchSizes))]
-    public void Greedy_text_generation_from_prompt_text_matches_golden(string fixture, int batchSize)
+    public void Greedy_text_generation_from_prompt_text_matches_golden(string fixture, string goldenName, int batchSize)
     {
-        var golden = Fixtures.Golden(fixture);
+        var golden = Fixtures.Golden(goldenName);
         using var model = GptModel.Open(Fixtures.Folder(fixture));
         var options = new GenerationOptions { MaxNewTokens = 20, EosTokenIds = [] };
         var results = model.Generate(golden.Prompts.Select(p => p.Text), options, batchSize);

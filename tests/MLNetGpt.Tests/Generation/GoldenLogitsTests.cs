@@ -8,13 +8,18 @@ namespace MLNetGpt.Tests.Generation;
 /// <summary>The C# ONNX Runtime path reproduces torch's logits for every fixture.</summary>
 public sealed class GoldenLogitsTests
 {
-    public static TheoryData<string> FixtureNames => new(Fixtures.Gpt2Names);
+    public static TheoryData<string, string> FixtureNames()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var (folder, golden) in Fixtures.WithGolden) data.Add(folder, golden);
+        return data;
+    }
 
     [Theory]
     [MemberData(nameof(FixtureNames))]
-    public void Prefill_logits_of_each_prompt_match_torch(string fixture)
+    public void Prefill_logits_of_each_prompt_match_torch(string fixture, string goldenName)
     {
-        var golden = Fixtures.Golden(fixture);
+        var golden = Fixtures.Golden(goldenName);
         using var model = GptModel.Open(Fixtures.Folder(fixture));
         for (int p = 0; p < golden.Prompts.Length; p++)
         {
@@ -33,9 +38,9 @@ public sealed class GoldenLogitsTests
 
     [Theory]
     [MemberData(nameof(FixtureNames))]
-    public void Left_padded_batch_and_one_cached_decode_step_match_torch(string fixture)
+    public void Left_padded_batch_and_one_cached_decode_step_match_torch(string fixture, string goldenName)
     {
-        var golden = Fixtures.Golden(fixture);
+        var golden = Fixtures.Golden(goldenName);
         using var model = GptModel.Open(Fixtures.Folder(fixture));
         var batch = golden.PaddedBatch;
         int rows = batch.InputIds.Length, width = batch.InputIds[0].Length;

@@ -10,6 +10,16 @@ public static class Fixtures
     /// <summary>The random-weight GPT-2 fixtures made by tools/make_fixtures.py.</summary>
     public static readonly string[] Gpt2Names = ["tiny-gpt2-a", "tiny-gpt2-b"];
 
+    /// <summary>Every fixture folder with the fixture whose golden.json applies to it (layout variants share weights).</summary>
+    public static readonly (string Folder, string Golden)[] WithGolden =
+    [
+        ("tiny-gpt2-a", "tiny-gpt2-a"),
+        ("tiny-gpt2-b", "tiny-gpt2-b"),
+        ("tiny-gpt2-a-pair", "tiny-gpt2-a"),
+        ("tiny-gpt2-a-merged", "tiny-gpt2-a"),
+        ("tiny-gqa-genai", "tiny-gqa-genai"),
+    ];
+
     public static string Folder(string name) => Path.Combine(Root, name);
 
     public static Golden Golden(string name) => Infrastructure.Golden.Load(Path.Combine(Folder(name), "golden.json"));
