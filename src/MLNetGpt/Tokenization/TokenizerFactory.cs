@@ -22,12 +22,7 @@ internal static class TokenizerFactory
         string At(string name) => Path.Combine(folder, name);
         if (File.Exists(At("tokenizer.json"))) return FromTokenizerJson(At("tokenizer.json"));
         if (File.Exists(At("vocab.json")) && File.Exists(At("merges.txt")))
-        {
-            using var vocab = File.OpenRead(At("vocab.json"));
-            using var merges = File.OpenRead(At("merges.txt"));
-            return (CodeGenTokenizer.Create(vocab, merges, addPrefixSpace: false, addBeginOfSentence: false, addEndOfSentence: false),
-                "vocab.json + merges.txt (byte-level BPE)");
-        }
+            return (FromVocabAndMerges(At("vocab.json"), At("merges.txt")), "vocab.json + merges.txt (byte-level BPE)");
         if (File.Exists(At("tokenizer.model")))
         {
             using var model = File.OpenRead(At("tokenizer.model"));
@@ -128,6 +123,30 @@ internal static class TokenizerFactory
         return special;
     }
 
+    /// <summary>
+    /// GPT-2-style vocab.json + merges.txt. Tokens written like <c>&lt;|endoftext|&gt;</c> are treated as
+    /// special (matched whole in the text), as GPT-2's own files mean them.
+    /// </summary>
+    private static Tokenizer FromVocabAndMerges(string vocabPath, string mergesPath)
+    {
+        Dictionary<string, int> vocabulary;
+        try
+        {
+            vocabulary = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllBytes(vocabPath))
+                ?? throw new GptModelException($"{vocabPath} is empty.");
+        }
+        catch (JsonException e)
+        {
+            throw new GptModelException($"{vocabPath} is not a JSON object of token -> id: {e.Message}", e);
+        }
+        var merges = File.ReadLines(mergesPath)
+            .Where(line => line.Length > 0 && !line.StartsWith("#version", StringComparison.Ordinal))
+            .ToList();
+        var special = vocabulary.Where(kv => kv.Key.StartsWith("<|", StringComparison.Ordinal) && kv.Key.EndsWith("|>", StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        return CreateByteLevelBpe(vocabPath, vocabulary, merges, special);
+    }
+
     private static Tokenizer CreateByteLevelBpe(string path, JsonElement root, JsonElement model, Dictionary<string, int> special)
     {
         bool byteLevel = HasByteLevel(root, "pre_tokenizer") || HasByteLevel(root, "decoder");
@@ -138,7 +157,6 @@ internal static class TokenizerFactory
             throw new GptModelException($"{path} has no model.vocab object.");
         var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var entry in vocabElement.EnumerateObject()) vocabulary[entry.Name] = entry.Value.GetInt32();
-        foreach (var (token, id) in special) vocabulary.TryAdd(token, id);
 
         var merges = new List<string>();
         if (model.TryGetProperty("merges", out var mergesElement))
@@ -150,6 +168,12 @@ internal static class TokenizerFactory
                     : merge.GetString() ?? throw new GptModelException($"{path}: a merge is not a string."));
             }
         }
+        return CreateByteLevelBpe(path, vocabulary, merges, special);
+    }
+
+    private static Tokenizer CreateByteLevelBpe(string path, Dictionary<string, int> vocabulary, List<string> merges, Dictionary<string, int> special)
+    {
+        foreach (var (token, id) in special) vocabulary.TryAdd(token, id);
         var options = new BpeOptions(vocabulary)
         {
             Merges = merges,
