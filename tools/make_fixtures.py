@@ -8,7 +8,7 @@ tokenizer_config.json) plus golden.json:
   prompts          text and GPT-2 ids (tokenized by TokenizeCorpus, i.e. Microsoft.ML.Tokenizers)
   probe_ids        the vocabulary columns whose logits are stored (kept and unseen ids)
   prefill          per prompt, batch of one: probe logits, logsumexp over all 50257 and argmax
-                   at every position
+                   at every position, and token_log_probs: log p(token i | tokens before it), i >= 1
   padded_batch     all prompts in one left-padded batch: the model inputs and, per row, the same
                    figures at every position (pad positions hold unspecified values; skip them)
   decode_step      after the padded prefill, one step feeding each row's argmax through the
@@ -85,7 +85,11 @@ def golden(model, prompts, probe_ids, pad_id):
     for p in prompts:
         ids = p["ids"]
         logits, _ = run(model, [ids], [[1] * len(ids)], [list(range(len(ids)))])
-        data["prefill"].append(figures(logits[0], probe_ids))
+        entry = figures(logits[0], probe_ids)
+        # log p(token i | tokens < i) for i >= 1: what scoring must reproduce
+        log_probs = torch.log_softmax(logits[0], dim=-1)
+        entry["token_log_probs"] = [float(log_probs[i - 1, ids[i]]) for i in range(1, len(ids))]
+        data["prefill"].append(entry)
 
     ids, mask, positions = left_padded([p["ids"] for p in prompts], pad_id)
     logits, presents = run(model, ids, mask, positions)

@@ -75,7 +75,7 @@ public sealed class Golden
 
 public sealed record GoldenPrompt(string Text, int[] Ids);
 
-public sealed record GoldenFigures(float[][] Probe, float[] Logsumexp, int[] Argmax);
+public sealed record GoldenFigures(float[][] Probe, float[] Logsumexp, int[] Argmax, float[]? TokenLogProbs = null);
 
 public sealed record GoldenBatch(long[][] InputIds, long[][] AttentionMask, long[][] PositionIds, GoldenFigures[] Rows);
 
