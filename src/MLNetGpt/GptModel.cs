@@ -158,9 +158,9 @@ public sealed class GptModel : IDisposable
         {
             try
             {
-                var loop = new DecodeLoop(_backend, Tokenizer, Info);
-                loop.Run(new[] { prepared }.AsEnumerable().GetEnumerator(), settings, 1, continuous: false,
-                    (_, _) => { }, (_, piece) => channel.Writer.TryWrite(piece), cancellationToken);
+                using var loop = new DecodeLoop(_backend, Tokenizer, Info, settings, 1, continuous: false,
+                    (_, _) => { }, (_, piece) => channel.Writer.TryWrite(piece));
+                loop.Run(new[] { prepared }.AsEnumerable().GetEnumerator(), cancellationToken);
                 channel.Writer.TryComplete();
             }
             catch (Exception e)
@@ -209,20 +209,17 @@ public sealed class GptModel : IDisposable
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be 1 or more.");
         var results = new GenerationResult[prompts.Count];
-        var loop = new DecodeLoop(_backend, Tokenizer, Info);
-        loop.Run(prompts.GetEnumerator(), settings, batchSize, continuous, (i, r) => results[i] = r, null, cancellationToken);
+        using var loop = CreateLoop(settings, batchSize, continuous, (i, r) => results[i] = r);
+        loop.Run(prompts.GetEnumerator(), cancellationToken);
         LastStepCount = loop.Steps;
         return results;
     }
 
-    /// <summary>Runs the loop over a lazily pulled stream of prompts; results arrive as rows finish.</summary>
-    internal int RunStreaming(IEnumerator<PreparedPrompt> prompts, DecodingSettings settings, int batchSize, bool continuous,
-        Action<int, GenerationResult> onFinished, CancellationToken cancellationToken)
+    /// <summary>A decode loop that the caller drives step by step (the ML.NET cursors do).</summary>
+    internal DecodeLoop CreateLoop(DecodingSettings settings, int batchSize, bool continuous, Action<int, GenerationResult> onFinished)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        var loop = new DecodeLoop(_backend, Tokenizer, Info);
-        loop.Run(prompts, settings, batchSize, continuous, onFinished, null, cancellationToken);
-        return loop.Steps;
+        return new DecodeLoop(_backend, Tokenizer, Info, settings, batchSize, continuous, onFinished);
     }
 
     internal DecodingSettings Resolve(GenerationOptions? options) => DecodingSettings.Resolve(options, Info);

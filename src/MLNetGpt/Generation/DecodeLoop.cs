@@ -7,6 +7,32 @@ namespace MLNetGpt.Generation;
 /// <summary>A tokenized prompt ready for the loop; <c>Index</c> identifies it in the results.</summary>
 internal readonly record struct PreparedPrompt(int Index, int[] Ids, bool Truncated);
 
+/// <summary>What a pull for the next prompt produced.</summary>
+internal enum AdmitKind
+{
+    /// <summary>A prompt to admit.</summary>
+    Prompt,
+
+    /// <summary>More prompts exist but should not be admitted yet (the consumer is behind).</summary>
+    Wait,
+
+    /// <summary>No more prompts.</summary>
+    End,
+}
+
+/// <summary>What one <see cref="DecodeLoop.Step"/> did.</summary>
+internal enum StepOutcome
+{
+    /// <summary>A prefill or a decode step ran, or rows were reported.</summary>
+    Progress,
+
+    /// <summary>Nothing to do until more prompts may be admitted.</summary>
+    Idle,
+
+    /// <summary>Every prompt has been generated for and reported.</summary>
+    Done,
+}
+
 /// <summary>
 /// The batched decode loop. Prompts are pulled lazily; up to <c>maxBatchSize</c> run together,
 /// left-padded, with one key/value cache. Every row finishes on its own (EOS, stop string, length
@@ -15,7 +41,8 @@ internal readonly record struct PreparedPrompt(int Index, int[] Ids, bool Trunca
 /// when the current one has drained. Where the backend can edit cache rows, finished rows leave
 /// the batch (and the cache is trimmed to the longest remaining row).
 /// </summary>
-internal sealed class DecodeLoop
+/// <remarks>Not thread-safe: one loop per caller. <see cref="Step"/> lets a cursor drive it row by row.</remarks>
+internal sealed class DecodeLoop : IDisposable
 {
     // Logits of a prefill chunk are at most this many floats (128 MB); longer prompts prefill in chunks.
     private const long PrefillLogitsBudget = 32L << 20;
@@ -23,110 +50,144 @@ internal sealed class DecodeLoop
     private readonly DecoderBackend _backend;
     private readonly Tokenizer _tokenizer;
     private readonly GptModelInfo _info;
+    private readonly DecodingSettings _settings;
+    private readonly int _maxBatchSize;
+    private readonly bool _continuous;
+    private readonly Action<int, GenerationResult> _onFinished;
+    private readonly Action<int, string>? _onText;
+    private readonly TokenChooser _chooser;
+    private readonly float[] _row;
+    private readonly List<Sequence> _active = [];
+    private readonly RunOptions _runOptions = new();
+    private IKvCache? _cache;
+    private bool _exhausted;
 
-    public DecodeLoop(DecoderBackend backend, Tokenizer tokenizer, GptModelInfo info)
+    public DecodeLoop(DecoderBackend backend, Tokenizer tokenizer, GptModelInfo info, DecodingSettings settings, int maxBatchSize,
+        bool continuous, Action<int, GenerationResult> onFinished, Action<int, string>? onText = null)
     {
+        if (maxBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(maxBatchSize), maxBatchSize, "The batch size must be 1 or more.");
         _backend = backend;
         _tokenizer = tokenizer;
         _info = info;
+        _settings = settings;
+        _maxBatchSize = maxBatchSize;
+        _continuous = continuous && backend.CanEditRows;
+        _onFinished = onFinished;
+        _onText = onText;
+        _chooser = new TokenChooser(settings, info.VocabularySize);
+        _row = new float[info.VocabularySize];
     }
 
-    /// <summary>Number of forward steps (ONNX Runtime runs) of the last call; for tests and benchmarks.</summary>
+    /// <summary>Number of forward steps (ONNX Runtime runs) so far; for tests and benchmarks.</summary>
     public int Steps { get; private set; }
 
-    public void Run(IEnumerator<PreparedPrompt> prompts, DecodingSettings settings, int maxBatchSize, bool continuous,
-        Action<int, GenerationResult> onFinished, Action<int, string>? onText, CancellationToken cancellationToken)
-    {
-        if (maxBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(maxBatchSize), maxBatchSize, "The batch size must be 1 or more.");
-        continuous &= _backend.CanEditRows;
-        int vocabulary = _info.VocabularySize;
-        var chooser = new TokenChooser(settings, vocabulary);
-        var row = new float[vocabulary];
-        var active = new List<Sequence>();
-        IKvCache? cache = null;
-        bool exhausted = false;
-        Steps = 0;
+    /// <summary>Rows currently in the batch.</summary>
+    public int ActiveRows => _active.Count;
 
-        using var runOptions = new RunOptions();
-        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
+    /// <summary>Runs every prompt of <paramref name="prompts"/> to the end.</summary>
+    public void Run(IEnumerator<PreparedPrompt> prompts, CancellationToken cancellationToken)
+    {
+        AdmitKind Pull(out PreparedPrompt prompt)
+        {
+            if (prompts.MoveNext())
+            {
+                prompt = prompts.Current;
+                return AdmitKind.Prompt;
+            }
+            prompt = default;
+            return AdmitKind.End;
+        }
+        while (Step(Pull, cancellationToken) != StepOutcome.Done) { }
+    }
+
+    public delegate AdmitKind Admit(out PreparedPrompt prompt);
+
+    /// <summary>Admits waiting prompts when there is room, else runs one decode step.</summary>
+    public StepOutcome Step(Admit admit, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        using var registration = cancellationToken.Register(() => _runOptions.Terminate = true);
         try
         {
-            while (true)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                if (!exhausted && active.Count < maxBatchSize && (continuous || active.Count == 0))
-                {
-                    var admitted = new List<PreparedPrompt>();
-                    while (active.Count + admitted.Count < maxBatchSize)
-                    {
-                        if (!prompts.MoveNext())
-                        {
-                            exhausted = true;
-                            break;
-                        }
-                        admitted.Add(prompts.Current);
-                    }
-                    if (admitted.Count > 0)
-                    {
-                        var (newRows, newCache) = Prefill(admitted, settings, chooser, row, runOptions, onText, cancellationToken);
-                        if (cache is null)
-                        {
-                            cache = newCache;
-                        }
-                        else
-                        {
-                            var joined = _backend.Concat(cache, newCache);
-                            cache.Dispose();
-                            newCache.Dispose();
-                            cache = joined;
-                        }
-                        active.AddRange(newRows);
-                        cache = Retire(active, cache, settings, onFinished, onText);
-                    }
-                }
-                if (active.Count == 0)
-                {
-                    if (exhausted) break;
-                    continue;
-                }
-                if (active.All(s => s.Done))
-                {
-                    // A static batch on a backend that cannot drop rows has drained.
-                    active.Clear();
-                    cache?.Dispose();
-                    cache = null;
-                    continue;
-                }
-
-                var (logits, present) = DecodeStep(active, cache!, runOptions, cancellationToken);
-                cache!.Dispose();
-                cache = present;
-                using (logits)
-                {
-                    for (int r = 0; r < active.Count; r++)
-                    {
-                        var sequence = active[r];
-                        if (sequence.Done) continue;
-                        sequence.Cached++;
-                        logits.Read(r, 0, row);
-                        Advance(sequence, row, settings, chooser, onText);
-                    }
-                }
-                cache = Retire(active, cache, settings, onFinished, onText);
-            }
+            return StepCore(admit, cancellationToken);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
             throw new OperationCanceledException(cancellationToken);
         }
-        finally
-        {
-            cache?.Dispose();
-        }
     }
 
-    private (List<Sequence>, IKvCache) Prefill(List<PreparedPrompt> prompts, DecodingSettings settings, TokenChooser chooser,
-        float[] row, RunOptions runOptions, Action<int, string>? onText, CancellationToken cancellationToken)
+    private StepOutcome StepCore(Admit admit, CancellationToken cancellationToken)
+    {
+        if (!_exhausted && _active.Count < _maxBatchSize && (_continuous || _active.Count == 0))
+        {
+            var admitted = new List<PreparedPrompt>();
+            while (_active.Count + admitted.Count < _maxBatchSize)
+            {
+                var kind = admit(out var prompt);
+                if (kind == AdmitKind.Prompt)
+                {
+                    admitted.Add(prompt);
+                    continue;
+                }
+                if (kind == AdmitKind.End) _exhausted = true;
+                break;
+            }
+            if (admitted.Count > 0)
+            {
+                var (newRows, newCache) = Prefill(admitted, _runOptions, cancellationToken);
+                if (_cache is null)
+                {
+                    _cache = newCache;
+                }
+                else
+                {
+                    var joined = _backend.Concat(_cache, newCache);
+                    _cache.Dispose();
+                    newCache.Dispose();
+                    _cache = joined;
+                }
+                _active.AddRange(newRows);
+                Retire();
+                return StepOutcome.Progress;
+            }
+        }
+        if (_active.Count == 0) return _exhausted ? StepOutcome.Done : StepOutcome.Idle;
+        if (_active.TrueForAll(s => s.Done))
+        {
+            // A static batch on a backend that cannot drop rows has drained.
+            _active.Clear();
+            _cache?.Dispose();
+            _cache = null;
+            return StepOutcome.Progress;
+        }
+
+        var (logits, present) = DecodeStep(_active, _cache!, _runOptions, cancellationToken);
+        _cache!.Dispose();
+        _cache = present;
+        using (logits)
+        {
+            for (int r = 0; r < _active.Count; r++)
+            {
+                var sequence = _active[r];
+                if (sequence.Done) continue;
+                sequence.Cached++;
+                logits.Read(r, 0, _row);
+                Advance(sequence);
+            }
+        }
+        Retire();
+        return StepOutcome.Progress;
+    }
+
+    public void Dispose()
+    {
+        _cache?.Dispose();
+        _cache = null;
+        _runOptions.Dispose();
+    }
+
+    private (List<Sequence>, IKvCache) Prefill(List<PreparedPrompt> prompts, RunOptions runOptions, CancellationToken cancellationToken)
     {
         int batch = prompts.Count;
         int width = prompts.Max(p => p.Ids.Length);
@@ -169,10 +230,10 @@ internal sealed class DecodeLoop
                 for (int r = 0; r < batch; r++)
                 {
                     var p = prompts[r];
-                    var sequence = new Sequence(p, settings, _tokenizer, onText is not null);
+                    var sequence = new Sequence(p, _settings, _tokenizer, _onText is not null);
                     sequence.Cached = p.Ids.Length;
-                    last!.Read(r, last.Length - 1, row);
-                    Advance(sequence, row, settings, chooser, onText);
+                    last!.Read(r, last.Length - 1, _row);
+                    Advance(sequence);
                     sequences.Add(sequence);
                 }
             }
@@ -213,10 +274,13 @@ internal sealed class DecodeLoop
     }
 
     /// <summary>Chooses the next token of a sequence from its logits row and decides whether it is finished.</summary>
-    private void Advance(Sequence s, float[] row, DecodingSettings settings, TokenChooser chooser, Action<int, string>? onText)
+    private void Advance(Sequence s)
     {
+        var settings = _settings;
+        var onText = _onText;
+        var row = _row;
         var history = settings.NeedsHistory ? System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.Tokens) : default;
-        var (token, logProbability) = chooser.Choose(row, history, s.Generated, s.Random);
+        var (token, logProbability) = _chooser.Choose(row, history, s.Generated, s.Random);
         if (Array.IndexOf(settings.EosTokenIds, token) >= 0)
         {
             s.Finish = FinishReason.Eos;
@@ -244,31 +308,31 @@ internal sealed class DecodeLoop
     }
 
     /// <summary>Reports finished sequences and, where possible, drops their rows from the batch.</summary>
-    private IKvCache Retire(List<Sequence> active, IKvCache cache, DecodingSettings settings,
-        Action<int, GenerationResult> onFinished, Action<int, string>? onText)
+    private void Retire()
     {
         bool anyFinished = false;
-        foreach (var s in active)
+        foreach (var s in _active)
         {
             if (s.Finish is null || s.Reported) continue;
-            if (onText is not null) Emit(s, settings, onText, final: true);
-            onFinished(s.Prompt.Index, s.ToResult(_tokenizer));
+            if (_onText is not null) Emit(s, _settings, _onText, final: true);
             s.Reported = true;
             anyFinished = true;
+            _onFinished(s.Prompt.Index, s.ToResult(_tokenizer));
         }
-        if (!anyFinished || !_backend.CanEditRows) return cache;
+        if (!anyFinished || !_backend.CanEditRows || _cache is null) return;
 
         var keep = new List<int>();
-        for (int r = 0; r < active.Count; r++)
-            if (!active[r].Done) keep.Add(r);
-        if (keep.Count == active.Count) return cache;
-        int width = keep.Count == 0 ? 0 : keep.Max(r => active[r].Cached);
-        var kept = _backend.KeepRows(cache, keep.ToArray(), width);
-        cache.Dispose();
-        var remaining = keep.Select(r => active[r]).ToList();
-        active.Clear();
-        active.AddRange(remaining);
-        return kept;
+        for (int r = 0; r < _active.Count; r++)
+            if (!_active[r].Done) keep.Add(r);
+        if (keep.Count == _active.Count) return;
+        int width = keep.Count == 0 ? 0 : keep.Max(r => _active[r].Cached);
+        var kept = _backend.KeepRows(_cache, keep.ToArray(), width);
+        _cache.Dispose();
+        _cache = keep.Count == 0 ? null : kept;
+        if (keep.Count == 0) kept.Dispose();
+        var remaining = keep.Select(r => _active[r]).ToList();
+        _active.Clear();
+        _active.AddRange(remaining);
     }
 
     private static int FindStop(string text, int previousLength, string[] stops)
