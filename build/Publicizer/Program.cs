@@ -22,12 +22,14 @@ foreach (var input in args[..^1])
         if (type.Name == "<Module>") continue;
         if (type.IsNested) type.IsNestedPublic = true;
         else type.IsPublic = true;
+        // Protected members stay protected, so overrides in derived classes keep their usual modifiers;
+        // explicit interface implementations (private virtual, dotted names) stay as they are.
         foreach (var method in type.Methods)
-            if (!method.IsPublic && !(method.IsVirtual && method.IsPrivate && method.Name.Contains('.')))   // keep explicit interface implementations as they are
+            if ((method.IsPrivate || method.IsAssembly || method.IsFamilyAndAssembly) && !(method.IsVirtual && method.Name.Contains('.')))
                 method.IsPublic = true;
         var eventNames = type.Events.Select(e => e.Name).ToHashSet();
         foreach (var field in type.Fields)
-            if (!field.IsPublic && !eventNames.Contains(field.Name) && !field.Name.Contains('<'))   // event backing fields share the event's name
+            if ((field.IsPrivate || field.IsAssembly || field.IsFamilyAndAssembly) && !eventNames.Contains(field.Name) && !field.Name.Contains('<'))   // event backing fields share the event's name
                 field.IsPublic = true;
     }
     string output = Path.Combine(outputDirectory, Path.GetFileName(input));

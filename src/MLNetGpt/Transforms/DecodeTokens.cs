@@ -1,0 +1,171 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using Microsoft.ML.Tokenizers;
+using MLNetGpt.Transforms;
+
+[assembly: LoadableClass(typeof(MLNetGpt.DecodeTokensTransformer), null, typeof(SignatureLoadModel),
+    "MLNetGpt Decode Tokens", MLNetGpt.DecodeTokensTransformer.LoaderSignature)]
+
+namespace MLNetGpt;
+
+/// <summary>Options of <c>DecodeTokens</c>: token ids to text.</summary>
+public sealed class DecodeTokensOptions
+{
+    /// <summary>The output text column.</summary>
+    public required string OutputColumnName { get; set; }
+
+    /// <summary>The input token-id column (Vector&lt;Int32&gt;); <see langword="null"/> means <see cref="OutputColumnName"/>.</summary>
+    public string? InputColumnName { get; set; }
+
+    /// <summary>The model folder whose tokenizer to use. Set this or <see cref="Encoding"/>.</summary>
+    public string? ModelFolder { get; set; }
+
+    /// <summary>A named encoding instead of a folder.</summary>
+    public string? Encoding { get; set; }
+
+    /// <summary>
+    /// Cut the text at the first occurrence of any of these (as generation's stop strings are cut):
+    /// generated ids include the tokens that formed a stop string.
+    /// </summary>
+    public IReadOnlyList<string>? StopStrings { get; set; }
+
+    /// <summary>How a saved pipeline keeps the tokenizer files.</summary>
+    public ModelStorage Storage { get; set; } = ModelStorage.Reference;
+}
+
+/// <summary>Estimator for <see cref="DecodeTokensTransformer"/>; nothing is trained.</summary>
+public sealed class DecodeTokensEstimator : IEstimator<DecodeTokensTransformer>
+{
+    private readonly IHostEnvironment _env;
+    private readonly DecodeTokensOptions _options;
+
+    internal DecodeTokensEstimator(IHostEnvironment env, DecodeTokensOptions options)
+    {
+        _env = env;
+        _options = options;
+        _ = new DecodeTokensTransformer(env, options);
+    }
+
+    /// <summary>Checks the input column and returns the transformer.</summary>
+    public DecodeTokensTransformer Fit(IDataView input)
+    {
+        var transformer = new DecodeTokensTransformer(_env, _options);
+        transformer.GetOutputSchema(input.Schema);
+        return transformer;
+    }
+
+    /// <summary>The schema after this stage; throws when the input column is missing or not Vector&lt;Int32&gt;.</summary>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        SchemaChecks.Check(inputSchema, "DecodeTokens", _options.InputColumnName ?? _options.OutputColumnName, InputKind.TokenIds);
+        var columns = inputSchema.ToDictionary(c => c.Name);
+        columns[_options.OutputColumnName] = SchemaChecks.OutputShape(_options.OutputColumnName, TextDataViewType.Instance);
+        return new SchemaShape(columns.Values);
+    }
+}
+
+/// <summary>Token ids to text. An empty vector gives empty text; ids outside the vocabulary are an error naming the row.</summary>
+public sealed class DecodeTokensTransformer : GptTransformerBase
+{
+    internal const string LoaderSignature = "MLNetGptDecodeTokens";
+    private readonly ModelSource _source;
+    private readonly Tokenizer _tokenizer;
+    private readonly string[] _stopStrings;
+
+    internal DecodeTokensTransformer(IHostEnvironment env, DecodeTokensOptions options) : base(env, nameof(DecodeTokensTransformer))
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (string.IsNullOrEmpty(options.OutputColumnName)) throw new ArgumentException("OutputColumnName is required.", nameof(options));
+        if ((options.ModelFolder is null) == (options.Encoding is null))
+            throw new ArgumentException("DecodeTokens needs exactly one of ModelFolder and Encoding.", nameof(options));
+        OutputColumnName = options.OutputColumnName;
+        InputColumnName = options.InputColumnName ?? options.OutputColumnName;
+        _stopStrings = options.StopStrings?.ToArray() ?? [];
+        if (_stopStrings.Any(string.IsNullOrEmpty)) throw new ArgumentException("Stop strings must be non-empty.", nameof(options));
+        _source = options.ModelFolder is not null ? ModelSource.ForFolder(options.ModelFolder, options.Storage) : ModelSource.ForEncoding(options.Encoding!);
+        _tokenizer = _source.GetTokenizer();
+    }
+
+    private DecodeTokensTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(DecodeTokensTransformer))
+    {
+        // *** Binary format ***
+        // string output, string input, string[] stop strings, model source
+        var r = ctx.Reader;
+        OutputColumnName = r.ReadString();
+        InputColumnName = r.ReadString();
+        _stopStrings = OptionsFormat.ReadStrings(r) ?? [];
+        _source = ModelSource.Load(ctx);
+        _tokenizer = _source.GetTokenizer();
+    }
+
+    /// <summary>The output text column.</summary>
+    public string OutputColumnName { get; }
+
+    /// <summary>The input token-id column.</summary>
+    public string InputColumnName { get; }
+
+    /// <summary>Texts at whose first occurrence the output is cut.</summary>
+    public IReadOnlyList<string> StopStrings => _stopStrings;
+
+    private protected override string StageName => "DecodeTokens";
+
+    internal override IReadOnlyList<(string Name, InputKind Kind)> InputColumns => [(InputColumnName, InputKind.TokenIds)];
+
+    internal override IReadOnlyList<(string Name, DataViewType Type)> OutputColumns => [(OutputColumnName, TextDataViewType.Instance)];
+
+    internal override int LookAhead => 1;   // cheap per row: read only what the consumer asks for
+
+    internal override RowStreamMapper CreateMapper() => new Mapper(this);
+
+    private static VersionInfo GetVersionInfo() => new(
+        modelSignature: "GPTDECTK", verWrittenCur: 0x00010001, verReadableCur: 0x00010001, verWeCanReadBack: 0x00010001,
+        loaderSignature: LoaderSignature, loaderAssemblyName: typeof(DecodeTokensTransformer).Assembly.FullName);
+
+    private protected override void SaveModel(ModelSaveContext ctx)
+    {
+        ctx.SetVersionInfo(GetVersionInfo());
+        var w = ctx.Writer;
+        w.Write(OutputColumnName);
+        w.Write(InputColumnName);
+        OptionsFormat.Write(w, _stopStrings);
+        _source.Save(ctx, tokenizerOnly: true);
+    }
+
+    private static DecodeTokensTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
+    {
+        ctx.CheckAtModel(GetVersionInfo());
+        return new DecodeTokensTransformer(env, ctx);
+    }
+
+    internal string Decode(int[] ids, long row)
+    {
+        if (ids.Length == 0) return "";
+        string text;
+        try
+        {
+            text = _tokenizer.Decode(ids);
+        }
+        catch (Exception e) when (e is ArgumentException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new InvalidOperationException($"{Describe(row, InputColumnName)}: the ids could not be decoded ({e.Message}).", e);
+        }
+        foreach (var stop in _stopStrings)
+        {
+            int at = text.IndexOf(stop, StringComparison.Ordinal);
+            if (at >= 0) text = text[..at];
+        }
+        return text;
+    }
+
+    private sealed class Mapper(DecodeTokensTransformer owner) : BatchRowMapper(256)
+    {
+        protected override object?[][] MapBatch(IReadOnlyList<RowInput> rows, CancellationToken cancellationToken)
+        {
+            var outputs = new object?[rows.Count][];
+            for (int i = 0; i < rows.Count; i++)
+                outputs[i] = [owner.Decode((int[])rows[i].Values[0]!, rows[i].Index).AsMemory()];
+            return outputs;
+        }
+    }
+}

@@ -1,0 +1,202 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using Microsoft.ML.Tokenizers;
+using MLNetGpt.Transforms;
+
+[assembly: LoadableClass(typeof(MLNetGpt.TokenizeTextTransformer), null, typeof(SignatureLoadModel),
+    "MLNetGpt Tokenize Text", MLNetGpt.TokenizeTextTransformer.LoaderSignature)]
+
+namespace MLNetGpt;
+
+/// <summary>Options of <c>TokenizeText</c>: text to token ids with a model folder's tokenizer (or a named encoding).</summary>
+public sealed class TokenizeTextOptions
+{
+    private int? _maxTokens;
+
+    /// <summary>The output column (variable-length Vector&lt;Int32&gt;).</summary>
+    public required string OutputColumnName { get; set; }
+
+    /// <summary>The input text column; <see langword="null"/> means <see cref="OutputColumnName"/>.</summary>
+    public string? InputColumnName { get; set; }
+
+    /// <summary>The model folder whose tokenizer to use. Set this or <see cref="Encoding"/>.</summary>
+    public string? ModelFolder { get; set; }
+
+    /// <summary>A named encoding (<c>gpt2</c>, <c>r50k_base</c>, <c>cl100k_base</c>, <c>o200k_base</c>) instead of a folder.</summary>
+    public string? Encoding { get; set; }
+
+    /// <summary>Keep at most this many tokens per row (&gt; 0); <see langword="null"/> keeps all.</summary>
+    public int? MaxTokens
+    {
+        get => _maxTokens;
+        set => _maxTokens = value is null || value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxTokens), value, "MaxTokens must be greater than 0.");
+    }
+
+    /// <summary>When cutting to <see cref="MaxTokens"/>, drop tokens from the start (the default, as prompts want their end) or from the end.</summary>
+    public bool TruncateFromStart { get; set; } = true;
+
+    /// <summary>Prepend the model's beginning-of-sequence token id (from its configuration) to every row.</summary>
+    public bool AddBeginningOfSequence { get; set; }
+
+    /// <summary>How a saved pipeline keeps the tokenizer files.</summary>
+    public ModelStorage Storage { get; set; } = ModelStorage.Reference;
+}
+
+/// <summary>Estimator for <see cref="TokenizeTextTransformer"/>; nothing is trained.</summary>
+public sealed class TokenizeTextEstimator : IEstimator<TokenizeTextTransformer>
+{
+    private readonly IHostEnvironment _env;
+    private readonly TokenizeTextOptions _options;
+
+    internal TokenizeTextEstimator(IHostEnvironment env, TokenizeTextOptions options)
+    {
+        _env = env;
+        _options = options;
+        _ = new TokenizeTextTransformer(env, options);   // validates the options and the tokenizer now
+    }
+
+    /// <summary>Checks the input column and returns the transformer.</summary>
+    public TokenizeTextTransformer Fit(IDataView input)
+    {
+        var transformer = new TokenizeTextTransformer(_env, _options);
+        transformer.GetOutputSchema(input.Schema);
+        return transformer;
+    }
+
+    /// <summary>The schema after this stage; throws when the input column is missing or not text.</summary>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        SchemaChecks.Check(inputSchema, "TokenizeText", _options.InputColumnName ?? _options.OutputColumnName, InputKind.Text);
+        var columns = inputSchema.ToDictionary(c => c.Name);
+        columns[_options.OutputColumnName] = SchemaChecks.OutputShape(_options.OutputColumnName, new VectorDataViewType(NumberDataViewType.Int32));
+        return new SchemaShape(columns.Values);
+    }
+}
+
+/// <summary>Text to token ids. Empty text gives an empty vector (or just the BOS id).</summary>
+public sealed class TokenizeTextTransformer : GptTransformerBase
+{
+    internal const string LoaderSignature = "MLNetGptTokenizeText";
+    private readonly ModelSource _source;
+    private readonly Tokenizer _tokenizer;
+    private readonly int? _bos;
+
+    internal TokenizeTextTransformer(IHostEnvironment env, TokenizeTextOptions options) : base(env, nameof(TokenizeTextTransformer))
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (string.IsNullOrEmpty(options.OutputColumnName)) throw new ArgumentException("OutputColumnName is required.", nameof(options));
+        if ((options.ModelFolder is null) == (options.Encoding is null))
+            throw new ArgumentException("TokenizeText needs exactly one of ModelFolder and Encoding.", nameof(options));
+        OutputColumnName = options.OutputColumnName;
+        InputColumnName = options.InputColumnName ?? options.OutputColumnName;
+        MaxTokens = options.MaxTokens;
+        TruncateFromStart = options.TruncateFromStart;
+        AddBeginningOfSequence = options.AddBeginningOfSequence;
+        _source = options.ModelFolder is not null ? ModelSource.ForFolder(options.ModelFolder, options.Storage) : ModelSource.ForEncoding(options.Encoding!);
+        _tokenizer = _source.GetTokenizer();
+        _bos = AddBeginningOfSequence ? BosOf(_source) : null;
+    }
+
+    private TokenizeTextTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(TokenizeTextTransformer))
+    {
+        // *** Binary format ***
+        // string output, string input, int? max tokens, bool truncate from start, bool add BOS, model source
+        var r = ctx.Reader;
+        OutputColumnName = r.ReadString();
+        InputColumnName = r.ReadString();
+        MaxTokens = OptionsFormat.ReadInt(r);
+        TruncateFromStart = r.ReadBoolean();
+        AddBeginningOfSequence = r.ReadBoolean();
+        _source = ModelSource.Load(ctx);
+        _tokenizer = _source.GetTokenizer();
+        _bos = AddBeginningOfSequence ? BosOf(_source) : null;
+    }
+
+    /// <summary>The output column.</summary>
+    public string OutputColumnName { get; }
+
+    /// <summary>The input text column.</summary>
+    public string InputColumnName { get; }
+
+    /// <summary>The most tokens kept per row, or null.</summary>
+    public int? MaxTokens { get; }
+
+    /// <summary>Whether truncation drops tokens from the start.</summary>
+    public bool TruncateFromStart { get; }
+
+    /// <summary>Whether the BOS id is prepended.</summary>
+    public bool AddBeginningOfSequence { get; }
+
+    private protected override string StageName => "TokenizeText";
+
+    internal override IReadOnlyList<(string Name, InputKind Kind)> InputColumns => [(InputColumnName, InputKind.Text)];
+
+    internal override IReadOnlyList<(string Name, DataViewType Type)> OutputColumns => [(OutputColumnName, new VectorDataViewType(NumberDataViewType.Int32))];
+
+    internal override int LookAhead => 1;   // cheap per row: read only what the consumer asks for
+
+    internal override RowStreamMapper CreateMapper() => new Mapper(this);
+
+    private static VersionInfo GetVersionInfo() => new(
+        modelSignature: "GPTTOKNZ", verWrittenCur: 0x00010001, verReadableCur: 0x00010001, verWeCanReadBack: 0x00010001,
+        loaderSignature: LoaderSignature, loaderAssemblyName: typeof(TokenizeTextTransformer).Assembly.FullName);
+
+    private protected override void SaveModel(ModelSaveContext ctx)
+    {
+        ctx.SetVersionInfo(GetVersionInfo());
+        var w = ctx.Writer;
+        w.Write(OutputColumnName);
+        w.Write(InputColumnName);
+        OptionsFormat.Write(w, MaxTokens);
+        w.Write(TruncateFromStart);
+        w.Write(AddBeginningOfSequence);
+        _source.Save(ctx, tokenizerOnly: true);
+    }
+
+    private static TokenizeTextTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
+    {
+        ctx.CheckAtModel(GetVersionInfo());
+        return new TokenizeTextTransformer(env, ctx);
+    }
+
+    private static int BosOf(ModelSource source)
+    {
+        if (source.Folder is not null)
+        {
+            var folder = Models.ModelFolder.Open(source.Folder);
+            if (folder.BosTokenId is int bos) return bos;
+        }
+        throw new ArgumentException($"AddBeginningOfSequence is set, but {source} defines no bos_token_id.");
+    }
+
+    internal int[] Tokenize(string text, long row)
+    {
+        try
+        {
+            GptModel.EnsureValidUnicode(text, Describe(row, InputColumnName));
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidOperationException(e.Message, e);
+        }
+        var ids = _tokenizer.EncodeToIds(text);
+        IEnumerable<int> kept = ids;
+        int budget = (MaxTokens ?? int.MaxValue) - (_bos is null ? 0 : 1);
+        if (ids.Count > budget) kept = TruncateFromStart ? ids.Skip(ids.Count - budget) : ids.Take(budget);
+        return _bos is int bos ? kept.Prepend(bos).ToArray() : kept.ToArray();
+    }
+
+    private sealed class Mapper(TokenizeTextTransformer owner) : BatchRowMapper(256)
+    {
+        protected override object?[][] MapBatch(IReadOnlyList<RowInput> rows, CancellationToken cancellationToken)
+        {
+            var outputs = new object?[rows.Count][];
+            for (int i = 0; i < rows.Count; i++)
+                outputs[i] = [ToVector(owner.Tokenize((string)rows[i].Values[0]!, rows[i].Index))];
+            return outputs;
+        }
+    }
+
+    internal static VBuffer<int> ToVector(int[] ids) => new(ids.Length, ids);
+}
