@@ -89,6 +89,7 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
 
     private DecodeTokensTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(DecodeTokensTransformer))
     {
+        ctx.CheckAtModel(GetVersionInfo());
         // *** Binary format ***
         // string output, string input, string[] stop strings, model source
         var r = ctx.Reader;
@@ -132,11 +133,6 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
         _source.Save(ctx, tokenizerOnly: true);
     }
 
-    private static DecodeTokensTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
-    {
-        ctx.CheckAtModel(GetVersionInfo());
-        return new DecodeTokensTransformer(env, ctx);
-    }
 
     internal string Decode(int[] ids, long row)
     {

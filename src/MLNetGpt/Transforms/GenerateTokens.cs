@@ -135,6 +135,7 @@ public sealed class GenerateTokensTransformer : GptTransformerBase
 
     private GenerateTokensTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(GenerateTokensTransformer))
     {
+        ctx.CheckAtModel(GetVersionInfo());
         // *** Binary format ***
         // string output, string input, string? finish reason column, string? log-probability column,
         // generation options, int batch size, bool continuous, device?, int? threads, model source
@@ -243,11 +244,6 @@ public sealed class GenerateTokensTransformer : GptTransformerBase
         _source.Save(ctx, tokenizerOnly: false);
     }
 
-    private static GenerateTokensTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
-    {
-        ctx.CheckAtModel(GetVersionInfo());
-        return new GenerateTokensTransformer(env, ctx);
-    }
 
     /// <summary>The finish reason as the text the finish-reason column holds.</summary>
     public static string FinishReasonText(FinishReason reason) => reason switch

@@ -116,6 +116,7 @@ public sealed class ScoreTextTransformer : GptTransformerBase
 
     private ScoreTextTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(ScoreTextTransformer))
     {
+        ctx.CheckAtModel(GetVersionInfo());
         // *** Binary format ***
         // string output, string text, string? prompt, string? log-likelihood, string? token count, int batch, device?, model source
         var r = ctx.Reader;
@@ -188,11 +189,6 @@ public sealed class ScoreTextTransformer : GptTransformerBase
         _source.Save(ctx, tokenizerOnly: false);
     }
 
-    private static ScoreTextTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
-    {
-        ctx.CheckAtModel(GetVersionInfo());
-        return new ScoreTextTransformer(env, ctx);
-    }
 
     /// <summary>Releases this stage's share of the model.</summary>
     public override void Dispose() => _lease.Dispose();

@@ -100,6 +100,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
 
     private TokenizeTextTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(TokenizeTextTransformer))
     {
+        ctx.CheckAtModel(GetVersionInfo());
         // *** Binary format ***
         // string output, string input, int? max tokens, bool truncate from start, bool add BOS, model source
         var r = ctx.Reader;
@@ -154,11 +155,6 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
         _source.Save(ctx, tokenizerOnly: true);
     }
 
-    private static TokenizeTextTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
-    {
-        ctx.CheckAtModel(GetVersionInfo());
-        return new TokenizeTextTransformer(env, ctx);
-    }
 
     private static int BosOf(ModelSource source)
     {

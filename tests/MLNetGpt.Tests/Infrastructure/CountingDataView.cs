@@ -41,3 +41,11 @@ public sealed class CountingDataView(IDataView inner) : IDataView
         }
     }
 }
+
+/// <summary>SchemaShape.Create is internal to ML.NET; estimators' GetOutputSchema takes its result.</summary>
+public static class Shapes
+{
+    public static SchemaShape Of(DataViewSchema schema) =>
+        (SchemaShape)typeof(SchemaShape).GetMethod("Create", System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic,
+            [typeof(DataViewSchema)])!.Invoke(null, [schema])!;
+}
