@@ -124,14 +124,15 @@ def main():
     best_val = state["val_loss"]
 
     eos = gptkit.END_OF_TEXT
-    greedy_items = tokenize(GREEDY_PROMPTS)
+    # Each training verse follows <|endoftext|>, so text prompts start with it (add_bos_token).
+    greedy_items = [dict(item, ids=[eos] + item["ids"]) for item in tokenize(GREEDY_PROMPTS)]
     golden = []
     for item in greedy_items:
         tokens, margin = greedy(model, item["ids"], GREEDY_TOKENS, eos)
         golden.append({"text": item["text"], "prompt_ids": item["ids"], "generated": tokens, "min_margin": margin,
                        "finished_by_eos": len(tokens) < GREEDY_TOKENS})
     samples = []
-    for item in tokenize(SAMPLE_PROMPTS):
+    for item in [dict(item, ids=[eos] + item["ids"]) for item in tokenize(SAMPLE_PROMPTS)]:
         samples.append({"text": item["text"], "prompt_ids": item["ids"],
                         "generated": sample(model, item["ids"], eos=eos, **SAMPLE_SETTINGS)})
     os.makedirs(os.path.dirname(os.path.abspath(args.golden)), exist_ok=True)
@@ -159,7 +160,7 @@ def main():
     gptkit.write_model_folder(
         model, args.out, name=MODEL_NAME, fp16_weights=True, card=card,
         generation={"do_sample": True, "temperature": 0.8, "top_k": 40, "top_p": 0.95, "repetition_penalty": 1.1,
-                    "max_new_tokens": 40})
+                    "max_new_tokens": 40}, add_bos_token=True)
     size = sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out))
     print(f"export_default: {args.out}: {size / 1e6:.2f} MB; best validation loss {best_val:.4f} (step {state['step']}); "
           f"golden -> {args.golden}")

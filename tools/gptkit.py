@@ -233,7 +233,7 @@ def export_onnx(model, path, fp16_weights=False, opset=17):
     return path
 
 
-def write_model_folder(model, folder, *, name, fp16_weights, card=None, generation=None, extra_config=None):
+def write_model_folder(model, folder, *, name, fp16_weights, card=None, generation=None, extra_config=None, add_bos_token=False):
     """Writes model.onnx, config.json, generation_config.json, tokenizer_config.json and README.md."""
     os.makedirs(folder, exist_ok=True)
     c = model.config
@@ -256,7 +256,7 @@ def write_model_folder(model, folder, *, name, fp16_weights, card=None, generati
     generation_config.update(generation or {})
     tokenizer_config = {"tokenizer_class": "GPT2Tokenizer", "encoding": "gpt2",
                         "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-                        "add_bos_token": False, "model_max_length": c.n_positions}
+                        "add_bos_token": add_bos_token, "model_max_length": c.n_positions}
     for file, content in (("config.json", config), ("generation_config.json", generation_config),
                           ("tokenizer_config.json", tokenizer_config)):
         with open(os.path.join(folder, file), "w", encoding="utf-8") as f:

@@ -90,6 +90,7 @@ public sealed class GptModel : IDisposable
                 ContextLength = description.ContextLength!.Value,
                 EosTokenIds = description.EosTokenIds,
                 BosTokenId = bos,
+                AddBosToken = description.AddBosToken && bos is not null,
                 PadTokenId = description.PadTokenId ?? (description.EosTokenIds.Length > 0 ? description.EosTokenIds[0] : 0),
                 HasPositionIds = graph.PositionIds is not null,
                 CacheElementType = graph.CacheType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16 ? "float16" : "float32",
@@ -228,7 +229,7 @@ public sealed class GptModel : IDisposable
     {
         if (text is null) throw new ArgumentNullException(nameof(text), $"Prompt {index} is null.");
         EnsureValidUnicode(text, $"Prompt {index}");
-        return PrepareIds(Tokenizer.EncodeToIds(text).ToArray(), index, settings);
+        return PrepareIds(WithBos(Tokenizer.EncodeToIds(text)), index, settings);
     }
 
     internal PreparedPrompt PrepareIds(int[] ids, int index, DecodingSettings settings)
@@ -261,7 +262,7 @@ public sealed class GptModel : IDisposable
         EnsureValidUnicode(text, $"Text {index}");
         if (prompt is not null) EnsureValidUnicode(prompt, $"Prompt {index}");
         var head = new List<int>();
-        if (prompt is not null) head.AddRange(Tokenizer.EncodeToIds(prompt));
+        if (prompt is not null) head.AddRange(WithBos(Tokenizer.EncodeToIds(prompt)));
         else if (Info.BosTokenId is int bos) head.Add(bos);
         var body = Tokenizer.EncodeToIds(text);
         var ids = head.Concat(body).ToArray();
@@ -276,6 +277,16 @@ public sealed class GptModel : IDisposable
             _options.Write($"Text {index}: prompt + text have {ids.Length + cut} tokens, more than the context window of {Info.ContextLength}; scoring the last {Info.ContextLength}.");
         }
         return new ScoreRequest(ids, first, truncated);
+    }
+
+    /// <summary>Text ids with the BOS token in front when the model's tokenizer asks for it.</summary>
+    internal int[] WithBos(IReadOnlyList<int> ids)
+    {
+        if (!Info.AddBosToken || Info.BosTokenId is not int bos || (ids.Count > 0 && ids[0] == bos)) return ids.ToArray();
+        var result = new int[ids.Count + 1];
+        result[0] = bos;
+        for (int i = 0; i < ids.Count; i++) result[i + 1] = ids[i];
+        return result;
     }
 
     internal static void EnsureValidUnicode(string text, string what)

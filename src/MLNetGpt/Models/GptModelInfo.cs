@@ -38,6 +38,12 @@ public sealed class GptModelInfo
     /// <summary>Beginning-of-sequence token id, if the model has one.</summary>
     public int? BosTokenId { get; internal init; }
 
+    /// <summary>
+    /// Whether text prompts start with <see cref="BosTokenId"/> (tokenizer_config.json's
+    /// <c>add_bos_token</c>). Token-id prompts are used as given.
+    /// </summary>
+    public bool AddBosToken { get; internal init; }
+
     /// <summary>Padding token id used for left padding (the configuration's, else the first EOS id, else 0).</summary>
     public int PadTokenId { get; internal init; }
 

@@ -34,6 +34,10 @@ internal sealed class ModelFolder
     public int[] EosTokenIds { get; init; } = [];
     public int? BosTokenId { get; init; }
     public int? PadTokenId { get; init; }
+
+    /// <summary>tokenizer_config.json's <c>add_bos_token</c>: text prompts start with the BOS token.</summary>
+    public bool AddBosToken { get; init; }
+
     public GenerationOptions Defaults { get; init; } = new();
 
     /// <summary>Graph names given by genai_config.json (null: discover them from the graph).</summary>
@@ -52,7 +56,8 @@ internal sealed class ModelFolder
             throw new GptModelException($"The model folder '{folder}' does not exist.");
 
         string At(string name) => Path.Combine(folder, name);
-        if (File.Exists(At(GenAIConfigFile))) return OpenGenAI(folder);
+        bool addBos = JsonConfig.LoadIfExists(At("tokenizer_config.json"))?.Bool("add_bos_token") ?? false;
+        if (File.Exists(At(GenAIConfigFile))) return OpenGenAI(folder, addBos);
 
         ModelLayout layout;
         string main;
@@ -109,8 +114,23 @@ internal sealed class ModelFolder
             EosTokenIds = eos,
             BosTokenId = generation?.Int("bos_token_id") ?? config.Int("bos_token_id"),
             PadTokenId = generation?.Int("pad_token_id") ?? config.Int("pad_token_id"),
+            AddBosToken = addBos,
             Defaults = generation is null ? new GenerationOptions() : ReadHuggingFaceDefaults(generation),
         };
+    }
+
+    /// <summary>
+    /// The BOS token id and tokenizer_config.json's <c>add_bos_token</c> from whichever configuration
+    /// files exist; tokenizer-only stages use this (their saved folders may hold no ONNX file).
+    /// </summary>
+    public static (int? Bos, bool AddBos) ReadBos(string folder)
+    {
+        string At(string name) => Path.Combine(folder, name);
+        int? bos = JsonConfig.LoadIfExists(At(GenerationConfigFile))?.Int("bos_token_id")
+            ?? JsonConfig.LoadIfExists(At(ConfigFile))?.Int("bos_token_id")
+            ?? JsonConfig.LoadIfExists(At(GenAIConfigFile))?.Int("model.bos_token_id");
+        bool addBos = JsonConfig.LoadIfExists(At("tokenizer_config.json"))?.Bool("add_bos_token") ?? false;
+        return (bos, addBos && bos is not null);
     }
 
     private static GenerationOptions ReadHuggingFaceDefaults(JsonConfig g)
@@ -136,7 +156,7 @@ internal sealed class ModelFolder
         }
     }
 
-    private static ModelFolder OpenGenAI(string folder)
+    private static ModelFolder OpenGenAI(string folder, bool addBos)
     {
         var g = JsonConfig.Load(Path.Combine(folder, GenAIConfigFile));
         string file = g.String("model.decoder.filename")
@@ -192,6 +212,7 @@ internal sealed class ModelFolder
             EosTokenIds = g.IntList("model.eos_token_id") ?? [],
             BosTokenId = g.Int("model.bos_token_id"),
             PadTokenId = g.Int("model.pad_token_id"),
+            AddBosToken = addBos,
             Names = names,
             Defaults = defaults,
         };

@@ -36,8 +36,11 @@ public sealed class TokenizeTextOptions
     /// <summary>When cutting to <see cref="MaxTokens"/>, drop tokens from the start (the default, as prompts want their end) or from the end.</summary>
     public bool TruncateFromStart { get; set; } = true;
 
-    /// <summary>Prepend the model's beginning-of-sequence token id (from its configuration) to every row.</summary>
-    public bool AddBeginningOfSequence { get; set; }
+    /// <summary>
+    /// Prepend the model's beginning-of-sequence token id to every row. <see langword="null"/> (the
+    /// default) follows the folder's tokenizer_config.json <c>add_bos_token</c>, as generation from text does.
+    /// </summary>
+    public bool? AddBeginningOfSequence { get; set; }
 
     /// <summary>How a saved pipeline keeps the tokenizer files.</summary>
     public ModelStorage Storage { get; set; } = ModelStorage.Reference;
@@ -92,26 +95,28 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
         InputColumnName = options.InputColumnName ?? options.OutputColumnName;
         MaxTokens = options.MaxTokens;
         TruncateFromStart = options.TruncateFromStart;
-        AddBeginningOfSequence = options.AddBeginningOfSequence;
         _source = options.ModelFolder is not null ? ModelSource.ForFolder(options.ModelFolder, options.Storage) : ModelSource.ForEncoding(options.Encoding!);
+        var (bos, addBos) = _source.Folder is not null ? Models.ModelFolder.ReadBos(_source.Folder) : (null, false);
+        AddBeginningOfSequence = options.AddBeginningOfSequence ?? addBos;
         _tokenizer = _source.GetTokenizer();
-        _bos = AddBeginningOfSequence ? BosOf(_source) : null;
+        _bos = !AddBeginningOfSequence ? null
+            : bos ?? throw new ArgumentException($"AddBeginningOfSequence is set, but {_source} defines no bos_token_id.", nameof(options));
     }
 
     private TokenizeTextTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(TokenizeTextTransformer))
     {
         ctx.CheckAtModel(GetVersionInfo());
         // *** Binary format ***
-        // string output, string input, int? max tokens, bool truncate from start, bool add BOS, model source
+        // string output, string input, int? max tokens, bool truncate from start, int? BOS id to prepend, model source
         var r = ctx.Reader;
         OutputColumnName = r.ReadString();
         InputColumnName = r.ReadString();
         MaxTokens = OptionsFormat.ReadInt(r);
         TruncateFromStart = r.ReadBoolean();
-        AddBeginningOfSequence = r.ReadBoolean();
+        _bos = OptionsFormat.ReadInt(r);
+        AddBeginningOfSequence = _bos is not null;
         _source = ModelSource.Load(ctx);
         _tokenizer = _source.GetTokenizer();
-        _bos = AddBeginningOfSequence ? BosOf(_source) : null;
     }
 
     /// <summary>The output column.</summary>
@@ -151,20 +156,10 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
         w.Write(InputColumnName);
         OptionsFormat.Write(w, MaxTokens);
         w.Write(TruncateFromStart);
-        w.Write(AddBeginningOfSequence);
+        OptionsFormat.Write(w, _bos);
         _source.Save(ctx, tokenizerOnly: true);
     }
 
-
-    private static int BosOf(ModelSource source)
-    {
-        if (source.Folder is not null)
-        {
-            var folder = Models.ModelFolder.Open(source.Folder);
-            if (folder.BosTokenId is int bos) return bos;
-        }
-        throw new ArgumentException($"AddBeginningOfSequence is set, but {source} defines no bos_token_id.");
-    }
 
     internal int[] Tokenize(string text, long row)
     {

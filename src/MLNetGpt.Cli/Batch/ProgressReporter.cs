@@ -1,0 +1,108 @@
+using System.Diagnostics;
+using Spectre.Console;
+
+namespace MLNetGpt.Cli.Batch;
+
+/// <summary>
+/// Reports a batch job's progress on standard error: a live Spectre.Console bar on a terminal,
+/// plain periodic lines when standard error is redirected, nothing with <c>--quiet</c>.
+/// </summary>
+internal abstract class ProgressReporter : IDisposable
+{
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+    public long Total { get; init; }
+    public long Done { get; private set; }
+    public long Failed { get; private set; }
+    public long Tokens { get; private set; }
+    public long Resumed { get; init; }
+
+    public TimeSpan Elapsed => _clock.Elapsed;
+
+    public static ProgressReporter Create(bool quiet, long total, long resumed, string label)
+    {
+        if (quiet) return new Silent { Total = total, Resumed = resumed };
+        if (!Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive) return new Live(label) { Total = total, Resumed = resumed };
+        return new Plain(label) { Total = total, Resumed = resumed };
+    }
+
+    public void Row(bool failed, int tokens)
+    {
+        Done++;
+        if (failed) Failed++;
+        Tokens += tokens;
+        Update();
+    }
+
+    protected abstract void Update();
+
+    public string Rates(bool withEta = true)
+    {
+        double seconds = Math.Max(Elapsed.TotalSeconds, 1e-6);
+        double rowsPerSecond = Done / seconds;
+        string eta = withEta && Total > 0 && rowsPerSecond > 0 ? $", ETA {Format(TimeSpan.FromSeconds((Total - Resumed - Done) / rowsPerSecond))}" : "";
+        return $"{rowsPerSecond:F1} rows/s, {Tokens / seconds:F0} tokens/s{eta}";
+    }
+
+    public string Count() => Total > 0 ? $"{Resumed + Done}/{Total} rows ({100.0 * (Resumed + Done) / Total:F1}%)" : $"{Resumed + Done} rows";
+
+    private static string Format(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:D2}m" : t.TotalMinutes >= 1 ? $"{t.Minutes}m{t.Seconds:D2}s" : $"{t.Seconds}s";
+
+    public virtual void Dispose() { }
+
+    private sealed class Silent : ProgressReporter
+    {
+        protected override void Update() { }
+    }
+
+    private sealed class Plain(string label) : ProgressReporter
+    {
+        private TimeSpan _last = TimeSpan.Zero;
+
+        protected override void Update()
+        {
+            if (Elapsed - _last < TimeSpan.FromSeconds(2)) return;
+            _last = Elapsed;
+            Console.Error.WriteLine($"{label}: {Count()}, {Rates()}");
+        }
+    }
+
+    private sealed class Live : ProgressReporter
+    {
+        private readonly IAnsiConsole _console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        private readonly ManualResetEventSlim _finished = new();
+        private readonly Task _render;
+        private ProgressTask? _task;
+
+        public Live(string label)
+        {
+            var ready = new ManualResetEventSlim();
+            _render = Task.Run(() => _console.Progress()
+                .AutoClear(false)
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+                .Start(context =>
+                {
+                    _task = context.AddTask(label, maxValue: Math.Max(1, Total - Resumed));
+                    ready.Set();
+                    while (!_finished.Wait(200)) Refresh();
+                    Refresh();
+                }));
+            ready.Wait(TimeSpan.FromSeconds(5));
+        }
+
+        private void Refresh()
+        {
+            if (_task is null) return;
+            _task.Value = Done;
+            _task.Description = Markup.Escape($"{Count()}, {Rates()}");
+        }
+
+        protected override void Update() { }
+
+        public override void Dispose()
+        {
+            _finished.Set();
+            _render.Wait(TimeSpan.FromSeconds(5));
+        }
+    }
+}

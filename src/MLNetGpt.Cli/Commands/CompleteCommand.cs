@@ -1,0 +1,70 @@
+using System.CommandLine;
+using MLNetGpt.Cli.Batch;
+
+namespace MLNetGpt.Cli.Commands;
+
+/// <summary><c>mlnetgpt complete "prompt"</c>: streams one completion to the terminal as it is generated.</summary>
+internal static class CompleteCommand
+{
+    private static CancellationTokenSource? s_running;
+
+    public static void Cancel() => s_running?.Cancel();
+
+    public static Command Build()
+    {
+        var command = new Command("complete", "Stream a completion of one prompt to standard output, token by token.");
+        var prompt = new Argument<string>("PROMPT") { Description = "The prompt text (\\n for a newline)." };
+        var model = CommandLine.ModelOption();
+        var device = CommandLine.DeviceOption();
+        var flags = new CommandLine.GenerationFlags();
+        command.Add(prompt);
+        command.Add(model);
+        command.Add(device);
+        flags.AddTo(command);
+        command.SetAction(p => Program.Guard(() =>
+        {
+            var options = flags.Read(p);
+            GptDevice target;
+            try
+            {
+                target = GptDevice.Parse(p.GetValue(device)!);
+            }
+            catch (FormatException e)
+            {
+                throw new UsageException($"--device: {e.Message}");
+            }
+            using var gpt = GptModel.Open(p.GetValue(model)!, new GptModelOptions
+            {
+                GpuDeviceId = target.GpuDeviceId,
+                Log = line => Console.Error.WriteLine($"mlnetgpt: warning: {line}"),
+            });
+            string text = p.GetValue(prompt)!.Replace("\\n", "\n");
+            using var cancellation = new CancellationTokenSource();
+            s_running = cancellation;
+            try
+            {
+                Console.Out.Write(text);
+                var stream = gpt.GenerateStreamingAsync(text, options, cancellation.Token).GetAsyncEnumerator(cancellation.Token);
+                try
+                {
+                    while (stream.MoveNextAsync().AsTask().GetAwaiter().GetResult())
+                    {
+                        Console.Out.Write(stream.Current);
+                        Console.Out.Flush();
+                    }
+                }
+                finally
+                {
+                    stream.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                }
+                Console.Out.WriteLine();
+                return BatchJob.Success;
+            }
+            finally
+            {
+                s_running = null;
+            }
+        }));
+        return command;
+    }
+}

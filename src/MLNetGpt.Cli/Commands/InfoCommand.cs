@@ -1,0 +1,65 @@
+using System.CommandLine;
+using Microsoft.ML.OnnxRuntime;
+using MLNetGpt.Cli.Batch;
+
+namespace MLNetGpt.Cli.Commands;
+
+/// <summary><c>mlnetgpt info</c>: what a model folder holds and which execution providers exist.</summary>
+internal static class InfoCommand
+{
+    public static Command Build()
+    {
+        var command = new Command("info", "Describe a model folder: layout, shapes, tokenizer, context length, execution providers.");
+        var model = CommandLine.ModelOption();
+        var device = CommandLine.DeviceOption();
+        command.Add(model);
+        command.Add(device);
+        command.SetAction(p => Program.Guard(() =>
+        {
+            GptDevice target;
+            try
+            {
+                target = GptDevice.Parse(p.GetValue(device)!);
+            }
+            catch (FormatException e)
+            {
+                throw new UsageException($"--device: {e.Message}");
+            }
+            var notes = new List<string>();
+            using var gpt = GptModel.Open(p.GetValue(model)!, new GptModelOptions { GpuDeviceId = target.GpuDeviceId, Log = notes.Add });
+            var i = gpt.Info;
+            var lines = new (string, string)[]
+            {
+                ("folder", i.Folder),
+                ("layout", $"{i.Layout} ({string.Join(", ", i.ModelFiles)})"),
+                ("layers", i.LayerCount.ToString()),
+                ("heads", $"{i.AttentionHeadCount} attention, {i.KeyValueHeadCount} key/value, head size {i.HeadSize}"),
+                ("vocabulary", i.VocabularySize.ToString()),
+                ("context length", i.ContextLength.ToString()),
+                ("position ids", i.HasPositionIds ? "input" : "computed by the model"),
+                ("cache", i.CacheElementType),
+                ("special tokens", $"bos {i.BosTokenId?.ToString() ?? "none"}, eos [{string.Join(", ", i.EosTokenIds)}], pad {i.PadTokenId}"),
+                ("tokenizer", i.TokenizerSource),
+                ("defaults", Describe(i.Defaults)),
+                ("running on", i.ExecutionProvider),
+                ("ONNX Runtime providers", string.Join(", ", OrtEnv.Instance().GetAvailableProviders()) + " (listed by the native library; CUDA also needs CUDA 13.x and cuDNN 9)"),
+            };
+            foreach (var (name, value) in lines) Console.Out.WriteLine($"{name,-24}{value}");
+            foreach (var note in notes) Console.Out.WriteLine($"{"note",-24}{note}");
+            return BatchJob.Success;
+        }));
+        return command;
+    }
+
+    private static string Describe(GenerationOptions o)
+    {
+        var parts = new List<string>();
+        if (o.MaxNewTokens is int max) parts.Add($"max_new_tokens {max}");
+        if (o.DoSample is bool sample) parts.Add(sample ? "sampling" : "greedy");
+        if (o.Temperature is float t) parts.Add($"temperature {t}");
+        if (o.TopK is int k) parts.Add($"top_k {k}");
+        if (o.TopP is float p) parts.Add($"top_p {p}");
+        if (o.RepetitionPenalty is float r) parts.Add($"repetition_penalty {r}");
+        return parts.Count == 0 ? "library defaults" : string.Join(", ", parts);
+    }
+}
