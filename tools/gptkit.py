@@ -39,13 +39,14 @@ class GPTConfig:
         if n_embd % n_head:
             raise ValueError(f"n_embd {n_embd} is not divisible by n_head {n_head}")
         self.n_layer, self.n_head, self.n_embd, self.n_positions = n_layer, n_head, n_embd, n_positions
-        self.kept_ids = sorted(int(i) for i in kept_ids)   # GPT-2 ids with their own embedding row
+        # GPT-2 ids with their own embedding row; None: the plain 50257-id vocabulary, no remapping
+        self.kept_ids = None if kept_ids is None else sorted(int(i) for i in kept_ids)
         self.dropout = dropout
         self.bos_token_id, self.eos_token_id = bos_token_id, eos_token_id
 
     @property
     def compact_vocab(self):
-        return len(self.kept_ids) + 1                        # + unk
+        return GPT2_VOCAB if self.kept_ids is None else len(self.kept_ids) + 1   # + unk
 
     @property
     def head_dim(self):
@@ -109,11 +110,13 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList([Block(c) for _ in range(c.n_layer)])
         self.ln_f = nn.LayerNorm(c.n_embd)
-        token_map, unk_bias = vocabulary_maps(c.kept_ids)
-        self.register_buffer("token_map", torch.from_numpy(token_map), persistent=False)
-        bias = torch.zeros(c.compact_vocab)
-        bias[-1] = unk_bias
-        self.register_buffer("compact_bias", bias, persistent=False)
+        self.remapped = c.kept_ids is not None
+        if self.remapped:
+            token_map, unk_bias = vocabulary_maps(c.kept_ids)
+            self.register_buffer("token_map", torch.from_numpy(token_map), persistent=False)
+            bias = torch.zeros(c.compact_vocab)
+            bias[-1] = unk_bias
+            self.register_buffer("compact_bias", bias, persistent=False)
 
     def init_weights(self, std=0.02, seed=None, vector_std=0.0):
         """GPT-2 initialisation. vector_std > 0 also randomises biases and LayerNorm gains
@@ -149,10 +152,11 @@ class GPT(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
         """The exported signature: GPT-2 ids in, 50257-way logits and presents out."""
-        compact_ids = self.token_map[input_ids].long()
+        compact_ids = self.token_map[input_ids].long() if self.remapped else input_ids
         logits, presents = self.compact_logits(compact_ids, attention_mask, position_ids, list(past) if past else None)
-        logits = logits + self.compact_bias
-        logits = torch.index_select(logits, 2, self.token_map.long())
+        if self.remapped:
+            logits = logits + self.compact_bias
+            logits = torch.index_select(logits, 2, self.token_map.long())
         return (logits, *presents)
 
 

@@ -21,11 +21,16 @@ public sealed class ScoreTextTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(4)]
-    public void Perplexity_equals_exp_of_the_mean_negative_log_likelihood_from_torch(int batchSize)
+    [InlineData("tiny-gpt2-a", "tiny-gpt2-a", 1, ScoringEngine.Batched)]
+    [InlineData("tiny-gpt2-a", "tiny-gpt2-a", 4, ScoringEngine.Batched)]
+    [InlineData("tiny-gpt2-a", "tiny-gpt2-a", 4, ScoringEngine.OnnxTransformer)]
+    [InlineData("tiny-gpt2-a-pair", "tiny-gpt2-a", 3, ScoringEngine.OnnxTransformer)]
+    [InlineData("tiny-gpt2-a-merged", "tiny-gpt2-a", 3, ScoringEngine.OnnxTransformer)]
+    [InlineData("tiny-gqa-genai", "tiny-gqa-genai", 3, ScoringEngine.OnnxTransformer)]
+    [InlineData("tiny-gqa-genai", "tiny-gqa-genai", 3, ScoringEngine.Batched)]
+    public void Perplexity_equals_exp_of_the_mean_negative_log_likelihood_from_torch(string fixture, string goldenName, int batchSize, ScoringEngine engine)
     {
-        var golden = Fixtures.Golden("tiny-gpt2-a");
+        var golden = Fixtures.Golden(goldenName);
         var ml = new MLContext();
         // Scored as a continuation of the prompt's first token, the text's tokens are exactly ids[1..].
         var tokenizer = Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForModel("gpt2");
@@ -38,7 +43,7 @@ public sealed class ScoreTextTests
         using var model = ml.Transforms.Text.ScoreText(new ScoreTextOptions
         {
             OutputColumnName = "Perplexity", TextColumnName = "Text", PromptColumnName = "Prompt",
-            ModelFolder = Fixtures.Folder("tiny-gpt2-a"), BatchSize = batchSize,
+            ModelFolder = Fixtures.Folder(fixture), BatchSize = batchSize, Engine = engine,
         }).Fit(data);
         var scored = ml.Data.CreateEnumerable<Scored>(model.Transform(data), false).ToList();
         for (int k = 0; k < cases.Count; k++)
