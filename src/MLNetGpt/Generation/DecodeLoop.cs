@@ -84,6 +84,12 @@ internal sealed class DecodeLoop : IDisposable
     /// <summary>Rows currently in the batch.</summary>
     public int ActiveRows => _active.Count;
 
+    /// <summary>When set, every forward step's duration is recorded here (benchmarks).</summary>
+    public List<(bool Prefill, int Rows, double Milliseconds)>? StepTimings { get; set; }
+
+    /// <summary>Keep finished rows in the batch until it drains (classic static batching; benchmarks compare against it).</summary>
+    public bool KeepFinishedRows { get; set; }
+
     /// <summary>Runs every prompt of <paramref name="prompts"/> to the end.</summary>
     public void Run(IEnumerator<PreparedPrompt> prompts, CancellationToken cancellationToken)
     {
@@ -135,7 +141,9 @@ internal sealed class DecodeLoop : IDisposable
             }
             if (admitted.Count > 0)
             {
+                long started = System.Diagnostics.Stopwatch.GetTimestamp();
                 var (newRows, newCache) = Prefill(admitted, _runOptions, cancellationToken);
+                StepTimings?.Add((true, admitted.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds));
                 if (_cache is null)
                 {
                     _cache = newCache;
@@ -162,7 +170,9 @@ internal sealed class DecodeLoop : IDisposable
             return StepOutcome.Progress;
         }
 
+        long stepStarted = System.Diagnostics.Stopwatch.GetTimestamp();
         var (logits, present) = DecodeStep(_active, _cache!, _runOptions, cancellationToken);
+        StepTimings?.Add((false, _active.Count, System.Diagnostics.Stopwatch.GetElapsedTime(stepStarted).TotalMilliseconds));
         _cache!.Dispose();
         _cache = present;
         using (logits)
@@ -319,7 +329,7 @@ internal sealed class DecodeLoop : IDisposable
             anyFinished = true;
             _onFinished(s.Prompt.Index, s.ToResult(_tokenizer));
         }
-        if (!anyFinished || !_backend.CanEditRows || _cache is null) return;
+        if (!anyFinished || !_backend.CanEditRows || KeepFinishedRows || _cache is null) return;
 
         var keep = new List<int>();
         for (int r = 0; r < _active.Count; r++)

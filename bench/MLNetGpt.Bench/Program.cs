@@ -1,0 +1,49 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using MLNetGpt.Bench;
+
+// MLNetGpt benchmarks. One command reproduces the whole report (docs/benchmarks.md):
+//   dotnet run -c Release --project bench/MLNetGpt.Bench -- all
+// Child modes (the report runs each measurement in a fresh process, so peak memory is its own):
+//   one SUBJECT MODEL BATCH PROMPT_TOKENS NEW_TOKENS ROWS RUNS THREADS
+//   continuous MODEL ROWS BATCH RUNS THREADS
+//   bandwidth THREADS
+//   micro            (BenchmarkDotNet micro-benchmarks of the decoding controls)
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+string mode = args.Length > 0 ? args[0] : "all";
+switch (mode)
+{
+    case "one":
+    {
+        var w = new Workload(args[2], int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]), int.Parse(args[6]), int.Parse(args[7]), int.Parse(args[8]));
+        Measurement m;
+        try
+        {
+            m = Subjects.Measure(args[1], w);
+        }
+        catch (Exception e)
+        {
+            m = new Measurement { Subject = args[1], Error = e.GetType().Name + ": " + e.Message };
+        }
+        m.PeakWorkingSetBytes = Process.GetCurrentProcess().PeakWorkingSet64;
+        Console.WriteLine(JsonSerializer.Serialize(m, Measurement.Json));
+        return 0;
+    }
+    case "continuous":
+        Console.WriteLine(JsonSerializer.Serialize(Continuous.Measure(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]))));
+        return 0;
+    case "bandwidth":
+        Console.WriteLine(Bandwidth.Measure(int.Parse(args[1])).ToString("F2"));
+        return 0;
+    case "micro":
+        BenchmarkDotNet.Running.BenchmarkRunner.Run<MicroBenchmarks>(args: args[1..]);
+        return 0;
+    case "all":
+        return Report.Run(args[1..]);
+    default:
+        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth or micro");
+        return 1;
+}
