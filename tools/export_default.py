@@ -160,7 +160,7 @@ def main():
     gptkit.write_model_folder(
         model, args.out, name=MODEL_NAME, fp16_weights=True, card=card,
         generation={"do_sample": True, "temperature": 0.8, "top_k": 40, "top_p": 0.95, "repetition_penalty": 1.1,
-                    "max_new_tokens": 40}, add_bos_token=True)
+                    "max_new_tokens": 40}, add_bos_token=True, logits_to_keep=True)
     size = sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out))
     print(f"export_default: {args.out}: {size / 1e6:.2f} MB; best validation loss {best_val:.4f} (step {state['step']}); "
           f"golden -> {args.golden}")

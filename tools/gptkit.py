@@ -133,8 +133,9 @@ class GPT(nn.Module):
                     noise = torch.randn(p.shape, generator=generator) * vector_std if vector_std > 0 else 0.0
                     p.copy_(base + noise)
 
-    def compact_logits(self, compact_ids, attention_mask, position_ids, past=None):
-        """Logits over the compact vocabulary; used for training (cross-entropy on compact ids)."""
+    def compact_logits(self, compact_ids, attention_mask, position_ids, past=None, logits_to_keep=None):
+        """Logits over the compact vocabulary; used for training (cross-entropy on compact ids).
+        logits_to_keep (int64 tensor, 0 = all) keeps only the last positions' logits."""
         B, S = compact_ids.shape
         total = attention_mask.shape[1]
         key_index = torch.arange(total, device=compact_ids.device)
@@ -148,12 +149,20 @@ class GPT(nn.Module):
             x, k, v = block(x, allowed, pk, pv)
             presents += [k, v]
         x = self.ln_f(x)
+        if logits_to_keep is not None:
+            S_now = x.shape[1]
+            start = torch.where(logits_to_keep > 0, S_now - logits_to_keep, torch.zeros_like(logits_to_keep))
+            x = torch.index_select(x, 1, torch.arange(start, S_now))
         return F.linear(x, self.wte.weight), presents
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
-        """The exported signature: GPT-2 ids in, 50257-way logits and presents out."""
+        """The exported signature: GPT-2 ids in, 50257-way logits and presents out. With
+        `logits_to_keep_input` set, the last argument is num_logits_to_keep (0 = every position)."""
+        keep = None
+        if getattr(self, "logits_to_keep_input", False):
+            keep, past = past[-1], past[:-1]
         compact_ids = self.token_map[input_ids].long() if self.remapped else input_ids
-        logits, presents = self.compact_logits(compact_ids, attention_mask, position_ids, list(past) if past else None)
+        logits, presents = self.compact_logits(compact_ids, attention_mask, position_ids, list(past) if past else None, keep)
         if self.remapped:
             logits = logits + self.compact_bias
             logits = torch.index_select(logits, 2, self.token_map.long())
@@ -202,9 +211,12 @@ def store_weights_as_fp16(path, parameter_names):
     onnx.save(model, path)
 
 
-def export_onnx(model, path, fp16_weights=False, opset=17):
+def export_onnx(model, path, fp16_weights=False, opset=17, logits_to_keep=False):
     """Exports with Optimum names: input_ids, attention_mask, position_ids,
-    past_key_values.{i}.key/value -> logits, present.{i}.key/value; every axis dynamic."""
+    past_key_values.{i}.key/value -> logits, present.{i}.key/value; every axis dynamic.
+    With logits_to_keep, the graph also takes the optional int64 scalar `num_logits_to_keep`
+    (an input backed by an initializer of 0, so runtimes that do not know it get every position's
+    logits, as Hugging Face's num_logits_to_keep=0 means)."""
     require_onnx()
     import onnx
     c = model.config
@@ -227,21 +239,36 @@ def export_onnx(model, path, fp16_weights=False, opset=17):
             output_names.append(name_out)
             axes[name_in] = {0: "batch_size", 2: "past_sequence_length"}
             axes[name_out] = {0: "batch_size", 2: "total_sequence_length"}
-    with torch.no_grad():
-        torch.onnx.export(model, (input_ids, attention_mask, position_ids, *past), path,
-                          input_names=input_names, output_names=output_names, dynamic_axes=axes,
-                          opset_version=opset, do_constant_folding=False)
+    extra = []
+    if logits_to_keep:
+        extra = [torch.tensor(1, dtype=torch.int64)]
+        input_names.append("num_logits_to_keep")
+        axes["logits"] = {0: "batch_size", 1: "logits_length"}
+    model.logits_to_keep_input = logits_to_keep
+    try:
+        with torch.no_grad():
+            torch.onnx.export(model, (input_ids, attention_mask, position_ids, *past, *extra), path,
+                              input_names=input_names, output_names=output_names, dynamic_axes=axes,
+                              opset_version=opset, do_constant_folding=False)
+    finally:
+        model.logits_to_keep_input = False
+    if logits_to_keep:
+        from onnx import numpy_helper
+        exported = onnx.load(path)
+        exported.graph.initializer.append(numpy_helper.from_array(np.array(0, dtype=np.int64), "num_logits_to_keep"))
+        onnx.save(exported, path)
     if fp16_weights:
         store_weights_as_fp16(path, {name for name, _ in model.named_parameters()})
     onnx.checker.check_model(onnx.load(path))
     return path
 
 
-def write_model_folder(model, folder, *, name, fp16_weights, card=None, generation=None, extra_config=None, add_bos_token=False):
+def write_model_folder(model, folder, *, name, fp16_weights, card=None, generation=None, extra_config=None, add_bos_token=False,
+                       logits_to_keep=False):
     """Writes model.onnx, config.json, generation_config.json, tokenizer_config.json and README.md."""
     os.makedirs(folder, exist_ok=True)
     c = model.config
-    export_onnx(model, os.path.join(folder, "model.onnx"), fp16_weights=fp16_weights)
+    export_onnx(model, os.path.join(folder, "model.onnx"), fp16_weights=fp16_weights, logits_to_keep=logits_to_keep)
     config = {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",

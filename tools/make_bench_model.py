@@ -30,7 +30,7 @@ def main():
     card = (f"# {name}\n\nRandom weights in GPT-2 small's shape ({args.layers} layers, {args.heads} heads, width {args.width}, "
             f"{args.positions} positions, 50,257 ids), made by tools/make_bench_model.py for speed measurements only.\n")
     gptkit.write_model_folder(model.eval(), args.out, name=name, fp16_weights=False, card=card,
-                              generation={"do_sample": False, "max_new_tokens": 32})
+                              generation={"do_sample": False, "max_new_tokens": 32}, logits_to_keep=True)
     size = os.path.getsize(os.path.join(args.out, "model.onnx"))
     print(f"make_bench_model: {args.out}: {sum(p.numel() for p in model.parameters()):,} parameters, model.onnx {size / 1e6:.0f} MB")
 

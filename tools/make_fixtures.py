@@ -36,7 +36,8 @@ PROBES_KEPT, PROBES_UNSEEN = 40, 8
 FIXTURES = [
     # name, layers, heads, width, positions, seed: different depth, an odd head count, different widths
     dict(name="tiny-gpt2-a", n_layer=2, n_head=4, n_embd=64, n_positions=128, seed=11),
-    dict(name="tiny-gpt2-b", n_layer=3, n_head=3, n_embd=48, n_positions=64, seed=23),
+    # b also takes the optional num_logits_to_keep input (default 0 = all positions), as recent exports do
+    dict(name="tiny-gpt2-b", n_layer=3, n_head=3, n_embd=48, n_positions=64, seed=23, logits_to_keep=True),
 ]
 # Grouped-query attention (2 key/value heads for 4 query heads), in the ONNX Runtime GenAI layout.
 GQA_FIXTURE = dict(name="tiny-gqa-genai", n_layer=2, n_head=4, n_kv_head=2, n_embd=64, n_positions=128, seed=31)
@@ -167,9 +168,11 @@ def make_gpt2_fixture(spec, prompts, out_dir):
     model, data, seed = stable_model(build, spec, prompts, kept)
     spec = dict(spec, seed=seed)
     folder = os.path.join(out_dir, spec["name"])
-    gptkit.write_model_folder(model, folder, name=spec["name"], fp16_weights=False, generation={"max_new_tokens": 20})
+    keep = spec.get("logits_to_keep", False)
+    gptkit.write_model_folder(model, folder, name=spec["name"], fp16_weights=False, generation={"max_new_tokens": 20}, logits_to_keep=keep)
     finish_folder(folder, spec, data, f"GPT-2 architecture, {spec['n_layer']} layers, {spec['n_head']} heads, width "
-                  f"{spec['n_embd']}, {spec['n_positions']} positions, {len(kept)} kept GPT-2 ids, seed {seed}")
+                  f"{spec['n_embd']}, {spec['n_positions']} positions, {len(kept)} kept GPT-2 ids, seed {seed}"
+                  + (", optional num_logits_to_keep input" if keep else ""))
     return model
 
 

@@ -64,7 +64,7 @@ internal sealed class CudaDecoderBackend : DecoderBackend
 
             // The collection would dispose every value; the presents must outlive it as the next past.
             var outputs = binding.GetOutputValues().ToArray();
-            var logits = new LogitsBuffer(outputs[0], input.Batch, input.Length, Graph.VocabularySize,
+            var logits = new LogitsBuffer(outputs[0], input.Batch, LogitsLength(input, past), Graph.VocabularySize,
                 Graph.LogitsType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16);
             return (logits, new DeviceKvCache(input.Batch, past.Width + input.Length, outputs[1..]));
         }

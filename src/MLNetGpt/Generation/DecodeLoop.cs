@@ -201,7 +201,11 @@ internal sealed class DecodeLoop : IDisposable
     {
         int batch = prompts.Count;
         int width = prompts.Max(p => p.Ids.Length);
-        int chunk = (int)Math.Clamp(PrefillLogitsBudget / ((long)batch * _info.VocabularySize), 1, width);
+        // A graph that returns only the kept logits prefills in one pass; otherwise every position's
+        // logits come back and long prompts go through in chunks to bound that buffer.
+        var graph = _backend.Graph;
+        int chunk = graph.LogitsToKeep is not null && graph.PrefillHasLogitsToKeep ? width
+            : (int)Math.Clamp(PrefillLogitsBudget / ((long)batch * _info.VocabularySize), 1, width);
         var cache = _backend.EmptyCache(batch);
         try
         {
@@ -226,7 +230,8 @@ internal sealed class DecodeLoop : IDisposable
                         positions[r * length + c] = column >= pad ? column - pad : 0;
                     }
                 }
-                var (logits, present) = _backend.Step(new StepInput(ids, batch, length, mask, positions), cache, runOptions);
+                // Only the last position's logits are needed: the next token after the prompt.
+                var (logits, present) = _backend.Step(new StepInput(ids, batch, length, mask, positions, LogitsToKeep: 1), cache, runOptions);
                 Steps++;
                 cache.Dispose();
                 cache = present;
@@ -278,7 +283,7 @@ internal sealed class DecodeLoop : IDisposable
             positions[r] = s.Cached;
             for (int c = width - (s.Cached + 1); c < width; c++) mask[r * width + c] = 1;
         }
-        var result = _backend.Step(new StepInput(ids, batch, 1, mask, positions), cache, runOptions);
+        var result = _backend.Step(new StepInput(ids, batch, 1, mask, positions, LogitsToKeep: 1), cache, runOptions);
         Steps++;
         return result;
     }

@@ -13,8 +13,12 @@ internal interface IKvCache : IDisposable
     int Width { get; }
 }
 
-/// <summary>One forward step: <c>Length</c> new tokens per row on top of the cache.</summary>
-internal readonly record struct StepInput(long[] Ids, int Batch, int Length, long[] Mask, long[]? Positions);
+/// <summary>
+/// One forward step: <c>Length</c> new tokens per row on top of the cache. <c>LogitsToKeep</c>
+/// asks for the logits of only the last positions (0 = all); graphs without a
+/// <c>num_logits_to_keep</c> input return all of them anyway.
+/// </summary>
+internal readonly record struct StepInput(long[] Ids, int Batch, int Length, long[] Mask, long[]? Positions, int LogitsToKeep = 0);
 
 /// <summary>
 /// Runs the decoder graph one step at a time and keeps its key/value cache where the device wants
@@ -58,6 +62,12 @@ internal abstract class DecoderBackend : IDisposable
 
     protected bool FeedsPast(IKvCache past) => !(past.Width == 0 && Prefill is not null);
 
+    /// <summary>How many positions' logits the step returns.</summary>
+    protected int LogitsLength(in StepInput input, IKvCache past) =>
+        input.LogitsToKeep > 0 && KeepsLogits(past) ? Math.Min(input.LogitsToKeep, input.Length) : input.Length;
+
+    private bool KeepsLogits(IKvCache past) => Graph.LogitsToKeep is not null && (SessionFor(past) == Main || Graph.PrefillHasLogitsToKeep);
+
     /// <summary>The non-cache inputs of a step, as host tensors.</summary>
     protected List<(string Name, OrtValue Value)> CommonInputs(in StepInput input, IKvCache past)
     {
@@ -70,6 +80,8 @@ internal abstract class DecoderBackend : IDisposable
             list.Add((Graph.PositionIds, OrtValue.CreateTensorValueFromMemory(input.Positions!, [input.Batch, input.Length])));
         if (Graph.UseCacheBranch is not null && SessionFor(past) == Main)
             list.Add((Graph.UseCacheBranch, OrtValue.CreateTensorValueFromMemory(new[] { past.Width > 0 }, [1])));
+        if (KeepsLogits(past))
+            list.Add((Graph.LogitsToKeep!, OrtValue.CreateTensorValueFromMemory(new[] { (long)input.LogitsToKeep }, [])));
         return list;
     }
 

@@ -32,13 +32,14 @@ internal sealed class HostDecoderBackend : DecoderBackend
         int width = past.Width + input.Length;
         var present = new HostKvCache(this, input.Batch, width, AllocateLayers(input.Batch, width));
         int vocabulary = Graph.VocabularySize;
+        int logitsLength = LogitsLength(input, past);
         bool half = Graph.LogitsType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16;
-        var logitsBuffer = PinnedBuffer.Rent((long)input.Batch * input.Length * vocabulary * (half ? 2 : 4));
+        var logitsBuffer = PinnedBuffer.Rent((long)input.Batch * logitsLength * vocabulary * (half ? 2 : 4));
         var outputNames = new List<string>(1 + 2 * layers) { Graph.Logits };
         var outputs = new List<OrtValue>(1 + 2 * layers)
         {
             OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, Graph.LogitsType,
-                [input.Batch, input.Length, vocabulary], logitsBuffer.Pointer, logitsBuffer.Length),
+                [input.Batch, logitsLength, vocabulary], logitsBuffer.Pointer, logitsBuffer.Length),
         };
         for (int i = 0; i < 2 * layers; i++)
         {
@@ -48,7 +49,7 @@ internal sealed class HostDecoderBackend : DecoderBackend
         try
         {
             session.Run(runOptions, inputs.Select(x => x.Name).ToArray(), inputs.Select(x => x.Value).ToArray(), outputNames, outputs);
-            return (new LogitsBuffer(logitsBuffer, input.Batch, input.Length, vocabulary, half), present);
+            return (new LogitsBuffer(logitsBuffer, input.Batch, logitsLength, vocabulary, half), present);
         }
         catch
         {

@@ -14,6 +14,13 @@ internal sealed partial class DecoderGraph
     public required string AttentionMask { get; init; }
     public string? PositionIds { get; init; }
     public string? UseCacheBranch { get; init; }
+
+    /// <summary>
+    /// The optional <c>num_logits_to_keep</c> input (int64 scalar, 0 = all positions) of the session
+    /// with past inputs, and whether the pair layout's prefill session has it too.
+    /// </summary>
+    public string? LogitsToKeep { get; init; }
+    public bool PrefillHasLogitsToKeep { get; init; }
     public required string[] PastNames { get; init; }      // key0, value0, key1, value1, ...
     public required string Logits { get; init; }
     public required string[] PresentNames { get; init; }   // key0, value0, ...
@@ -63,6 +70,7 @@ internal sealed partial class DecoderGraph
         string attentionMask = Require(inputs, n?.AttentionMask ?? "attention_mask", "input");
         string? positionIds = inputs.ContainsKey(n?.PositionIds ?? "position_ids") ? n?.PositionIds ?? "position_ids" : null;
         string? useCacheBranch = inputs.ContainsKey("use_cache_branch") ? "use_cache_branch" : null;
+        string? logitsToKeep = FindLogitsToKeep(decode);
         string logits = Require(outputs, n?.Logits ?? "logits", "output");
         foreach (var name in pastNames) Require(inputs, name, "input");
         foreach (var name in presentNames) Require(outputs, name, "output");
@@ -73,6 +81,7 @@ internal sealed partial class DecoderGraph
         var known = new HashSet<string>(pastNames) { inputIds, attentionMask };
         if (positionIds is not null) known.Add(positionIds);
         if (useCacheBranch is not null) known.Add(useCacheBranch);
+        if (logitsToKeep is not null) known.Add(logitsToKeep);
         var unknown = inputs.Keys.Where(k => !known.Contains(k)).ToList();
         if (unknown.Count > 0)
             throw new GptModelException($"{file} has input(s) this library cannot feed: {Describe(unknown)} " +
@@ -115,6 +124,8 @@ internal sealed partial class DecoderGraph
             AttentionMask = attentionMask,
             PositionIds = positionIds,
             UseCacheBranch = useCacheBranch,
+            LogitsToKeep = logitsToKeep,
+            PrefillHasLogitsToKeep = prefill is null ? logitsToKeep is not null : FindLogitsToKeep(prefill) == logitsToKeep && logitsToKeep is not null,
             PastNames = pastNames,
             PresentNames = presentNames,
             Logits = logits,
@@ -125,6 +136,17 @@ internal sealed partial class DecoderGraph
             CacheType = cacheType,
             LogitsType = logitsMeta.ElementDataType,
         };
+    }
+
+    /// <summary>Hugging Face's <c>num_logits_to_keep</c> (or <c>logits_to_keep</c>): a graph input, often backed by a default initializer.</summary>
+    private static string? FindLogitsToKeep(InferenceSession session)
+    {
+        foreach (var name in new[] { "num_logits_to_keep", "logits_to_keep" })
+        {
+            if (session.InputMetadata.TryGetValue(name, out var input) && input.ElementDataType == TensorElementType.Int64) return name;
+            if (session.OverridableInitializerMetadata.TryGetValue(name, out var initializer) && initializer.ElementDataType == TensorElementType.Int64) return name;
+        }
+        return null;
     }
 
     private static int CountLayers(IEnumerable<string> names, Regex pattern) =>

@@ -72,6 +72,27 @@ public sealed class GoldenLogitsTests
     }
 
     [Fact]
+    public void A_graph_with_num_logits_to_keep_returns_only_the_last_positions_logits_when_asked()
+    {
+        var golden = Fixtures.Golden("tiny-gpt2-b");
+        using var model = GptModel.Open(Fixtures.Folder("tiny-gpt2-b"));
+        Assert.Equal("num_logits_to_keep", model.Backend.Graph.LogitsToKeep);
+        using var withoutIt = GptModel.Open(Fixtures.Folder("tiny-gpt2-a"));
+        Assert.Null(withoutIt.Backend.Graph.LogitsToKeep);
+
+        var ids = golden.Prompts[5].Ids.Select(i => (long)i).ToArray();
+        var input = new StepInput(ids, 1, ids.Length, Enumerable.Repeat(1L, ids.Length).ToArray(),
+            Enumerable.Range(0, ids.Length).Select(i => (long)i).ToArray(), LogitsToKeep: 1);
+        var (logits, cache) = Step(model, input, null);
+        using (logits)
+        using (cache)
+        {
+            Assert.Equal(1, logits.Length);
+            AssertFigures(model, logits, 0, 0, golden.Prefill[5], ids.Length - 1, golden.ProbeIds, "kept last position");
+        }
+    }
+
+    [Fact]
     public void Comparison_fails_when_logits_are_off_by_more_than_the_tolerance()
     {
         var error = Record.Exception(() => Tolerance.Close(10.0, 10.0 + 2e-3, "logit"));
