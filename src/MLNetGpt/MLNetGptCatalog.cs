@@ -93,13 +93,7 @@ public static class MLNetGptCatalog
                 OutputColumnName = promptTokens, InputColumnName = options.InputColumnName ?? options.OutputColumnName,
                 ModelFolder = options.ModelFolder, Storage = options.Storage,
             }))
-            .Append<ITransformer>(new GenerateTokensEstimator(env, new GenerateTokensOptions
-            {
-                OutputColumnName = tokens, InputColumnName = promptTokens, ModelFolder = options.ModelFolder,
-                Generation = options.Generation, BatchSize = options.BatchSize, ContinuousBatching = options.ContinuousBatching,
-                Device = options.Device, IntraOpThreads = options.IntraOpThreads, FinishReasonColumnName = options.FinishReasonColumnName,
-                LogProbabilitiesColumnName = options.LogProbabilitiesColumnName, Storage = options.Storage,
-            }))
+            .Append<ITransformer>(new GenerateTokensEstimator(env, options.ForTokens(tokens, promptTokens)))
             .Append<ITransformer>(new DecodeTokensEstimator(env, new DecodeTokensOptions
             {
                 OutputColumnName = options.OutputColumnName, InputColumnName = tokens, ModelFolder = options.ModelFolder,

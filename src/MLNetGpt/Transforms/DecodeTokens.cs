@@ -35,34 +35,23 @@ public sealed class DecodeTokensOptions
 }
 
 /// <summary>Estimator for <see cref="DecodeTokensTransformer"/>; nothing is trained.</summary>
-public sealed class DecodeTokensEstimator : IEstimator<DecodeTokensTransformer>
+public sealed class DecodeTokensEstimator : GptEstimatorBase<DecodeTokensTransformer>
 {
-    private readonly IHostEnvironment _env;
     private readonly DecodeTokensOptions _options;
 
-    internal DecodeTokensEstimator(IHostEnvironment env, DecodeTokensOptions options)
+    internal DecodeTokensEstimator(IHostEnvironment env, DecodeTokensOptions options) : base(env)
     {
-        _env = env;
         _options = options;
         _ = new DecodeTokensTransformer(env, options);
     }
 
-    /// <summary>Checks the input column and returns the transformer.</summary>
-    public DecodeTokensTransformer Fit(IDataView input)
-    {
-        var transformer = new DecodeTokensTransformer(_env, _options);
-        transformer.GetOutputSchema(input.Schema);
-        return transformer;
-    }
+    private protected override string StageName => "DecodeTokens";
 
-    /// <summary>The schema after this stage; throws when the input column is missing or not Vector&lt;Int32&gt;.</summary>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
-    {
-        SchemaChecks.Check(inputSchema, "DecodeTokens", _options.InputColumnName ?? _options.OutputColumnName, InputKind.TokenIds);
-        var columns = inputSchema.ToDictionary(c => c.Name);
-        columns[_options.OutputColumnName] = SchemaChecks.OutputShape(_options.OutputColumnName, TextDataViewType.Instance);
-        return new SchemaShape(columns.Values);
-    }
+    internal override IEnumerable<(string Name, InputKind Kind)> InputColumns => [(_options.InputColumnName ?? _options.OutputColumnName, InputKind.TokenIds)];
+
+    internal override IEnumerable<(string Name, DataViewType Type)> OutputColumns => [(_options.OutputColumnName, TextDataViewType.Instance)];
+
+    private protected override DecodeTokensTransformer CreateTransformer() => new(Environment, _options);
 }
 
 /// <summary>Token ids to text. An empty vector gives empty text; ids outside the vocabulary are an error naming the row.</summary>

@@ -9,17 +9,13 @@ using MLNetGpt.Transforms;
 
 namespace MLNetGpt;
 
-/// <summary>Options of <c>GenerateTokens</c>: prompt token ids to generated token ids.</summary>
-public sealed class GenerateTokensOptions
+/// <summary>The options shared by the generating stages (<c>GenerateTokens</c>, <c>GenerateText</c>).</summary>
+public abstract class GenerationStageOptions
 {
     private int _batchSize = 8;
     private int? _intraOpThreads;
 
-    /// <summary>The output column of generated ids (Vector&lt;Int32&gt;, without the prompt or EOS).</summary>
-    public required string OutputColumnName { get; set; }
-
-    /// <summary>The input prompt-id column (Vector&lt;Int32&gt;); <see langword="null"/> means <see cref="OutputColumnName"/>.</summary>
-    public string? InputColumnName { get; set; }
+    private protected GenerationStageOptions() { }
 
     /// <summary>The model folder (Optimum or ONNX Runtime GenAI layout).</summary>
     public required string ModelFolder { get; set; }
@@ -61,47 +57,55 @@ public sealed class GenerateTokensOptions
 
     /// <summary>How a saved pipeline keeps the model folder.</summary>
     public ModelStorage Storage { get; set; } = ModelStorage.Reference;
+
+    /// <summary>Options for the GenerateTokens stage with these settings.</summary>
+    internal GenerateTokensOptions ForTokens(string output, string input) => new()
+    {
+        OutputColumnName = output,
+        InputColumnName = input,
+        ModelFolder = ModelFolder,
+        Generation = Generation,
+        BatchSize = BatchSize,
+        ContinuousBatching = ContinuousBatching,
+        Device = Device,
+        IntraOpThreads = IntraOpThreads,
+        FinishReasonColumnName = FinishReasonColumnName,
+        LogProbabilitiesColumnName = LogProbabilitiesColumnName,
+        Storage = Storage,
+    };
+}
+
+/// <summary>Options of <c>GenerateTokens</c>: prompt token ids to generated token ids.</summary>
+public sealed class GenerateTokensOptions : GenerationStageOptions
+{
+    /// <summary>The output column of generated ids (Vector&lt;Int32&gt;, without the prompt or EOS).</summary>
+    public required string OutputColumnName { get; set; }
+
+    /// <summary>The input prompt-id column (Vector&lt;Int32&gt;); <see langword="null"/> means <see cref="OutputColumnName"/>.</summary>
+    public string? InputColumnName { get; set; }
 }
 
 /// <summary>Estimator for <see cref="GenerateTokensTransformer"/>; nothing is trained.</summary>
-public sealed class GenerateTokensEstimator : IEstimator<GenerateTokensTransformer>
+public sealed class GenerateTokensEstimator : GptEstimatorBase<GenerateTokensTransformer>
 {
-    private readonly IHostEnvironment _env;
     private readonly GenerateTokensOptions _options;
 
-    internal GenerateTokensEstimator(IHostEnvironment env, GenerateTokensOptions options)
+    internal GenerateTokensEstimator(IHostEnvironment env, GenerateTokensOptions options) : base(env)
     {
-        _env = env;
-        _options = options;
         ArgumentNullException.ThrowIfNull(options);
+        _options = options;
         ModelSource.ForFolder(options.ModelFolder, options.Storage);   // fail early on a missing folder
     }
 
-    /// <summary>Opens the model (shared with other stages using it), checks the input column and returns the transformer.</summary>
-    public GenerateTokensTransformer Fit(IDataView input)
-    {
-        var transformer = new GenerateTokensTransformer(_env, _options);
-        try
-        {
-            transformer.GetOutputSchema(input.Schema);
-        }
-        catch
-        {
-            transformer.Dispose();
-            throw;
-        }
-        return transformer;
-    }
+    private protected override string StageName => "GenerateTokens";
 
-    /// <summary>The schema after this stage; throws when the input column is missing or not Vector&lt;Int32&gt;.</summary>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
-    {
-        SchemaChecks.Check(inputSchema, "GenerateTokens", _options.InputColumnName ?? _options.OutputColumnName, InputKind.TokenIds);
-        var columns = inputSchema.ToDictionary(c => c.Name);
-        foreach (var (name, type) in GenerateTokensTransformer.Outputs(_options.OutputColumnName, _options.FinishReasonColumnName, _options.LogProbabilitiesColumnName))
-            columns[name] = SchemaChecks.OutputShape(name, type);
-        return new SchemaShape(columns.Values);
-    }
+    internal override IEnumerable<(string Name, InputKind Kind)> InputColumns => [(_options.InputColumnName ?? _options.OutputColumnName, InputKind.TokenIds)];
+
+    internal override IEnumerable<(string Name, DataViewType Type)> OutputColumns =>
+        GenerateTokensTransformer.Outputs(_options.OutputColumnName, _options.FinishReasonColumnName, _options.LogProbabilitiesColumnName);
+
+    /// <summary>Opens the model (shared with other stages using it).</summary>
+    private protected override GenerateTokensTransformer CreateTransformer() => new(Environment, _options);
 }
 
 /// <summary>

@@ -63,45 +63,27 @@ public sealed class ScoreTextOptions
 }
 
 /// <summary>Estimator for <see cref="ScoreTextTransformer"/>; nothing is trained.</summary>
-public sealed class ScoreTextEstimator : IEstimator<ScoreTextTransformer>
+public sealed class ScoreTextEstimator : GptEstimatorBase<ScoreTextTransformer>
 {
-    private readonly IHostEnvironment _env;
     private readonly ScoreTextOptions _options;
 
-    internal ScoreTextEstimator(IHostEnvironment env, ScoreTextOptions options)
+    internal ScoreTextEstimator(IHostEnvironment env, ScoreTextOptions options) : base(env)
     {
         ArgumentNullException.ThrowIfNull(options);
-        _env = env;
         _options = options;
         ModelSource.ForFolder(options.ModelFolder, options.Storage);
     }
 
-    /// <summary>Opens the model, checks the input columns and returns the transformer.</summary>
-    public ScoreTextTransformer Fit(IDataView input)
-    {
-        var transformer = new ScoreTextTransformer(_env, _options);
-        try
-        {
-            transformer.GetOutputSchema(input.Schema);
-        }
-        catch
-        {
-            transformer.Dispose();
-            throw;
-        }
-        return transformer;
-    }
+    private protected override string StageName => "ScoreText";
 
-    /// <summary>The schema after this stage; throws when an input column is missing or not text.</summary>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
-    {
-        SchemaChecks.Check(inputSchema, "ScoreText", _options.TextColumnName, InputKind.Text);
-        if (_options.PromptColumnName is not null) SchemaChecks.Check(inputSchema, "ScoreText", _options.PromptColumnName, InputKind.Text);
-        var columns = inputSchema.ToDictionary(c => c.Name);
-        foreach (var (name, type) in ScoreTextTransformer.Outputs(_options.OutputColumnName, _options.LogLikelihoodColumnName, _options.TokenCountColumnName))
-            columns[name] = SchemaChecks.OutputShape(name, type);
-        return new SchemaShape(columns.Values);
-    }
+    internal override IEnumerable<(string Name, InputKind Kind)> InputColumns =>
+        _options.PromptColumnName is null ? [(_options.TextColumnName, InputKind.Text)] : [(_options.TextColumnName, InputKind.Text), (_options.PromptColumnName, InputKind.Text)];
+
+    internal override IEnumerable<(string Name, DataViewType Type)> OutputColumns =>
+        ScoreTextTransformer.Outputs(_options.OutputColumnName, _options.LogLikelihoodColumnName, _options.TokenCountColumnName);
+
+    /// <summary>Opens the model (shared with other stages using it).</summary>
+    private protected override ScoreTextTransformer CreateTransformer() => new(Environment, _options);
 }
 
 /// <summary>

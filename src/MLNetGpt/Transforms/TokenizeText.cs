@@ -47,34 +47,23 @@ public sealed class TokenizeTextOptions
 }
 
 /// <summary>Estimator for <see cref="TokenizeTextTransformer"/>; nothing is trained.</summary>
-public sealed class TokenizeTextEstimator : IEstimator<TokenizeTextTransformer>
+public sealed class TokenizeTextEstimator : GptEstimatorBase<TokenizeTextTransformer>
 {
-    private readonly IHostEnvironment _env;
     private readonly TokenizeTextOptions _options;
 
-    internal TokenizeTextEstimator(IHostEnvironment env, TokenizeTextOptions options)
+    internal TokenizeTextEstimator(IHostEnvironment env, TokenizeTextOptions options) : base(env)
     {
-        _env = env;
         _options = options;
         _ = new TokenizeTextTransformer(env, options);   // validates the options and the tokenizer now
     }
 
-    /// <summary>Checks the input column and returns the transformer.</summary>
-    public TokenizeTextTransformer Fit(IDataView input)
-    {
-        var transformer = new TokenizeTextTransformer(_env, _options);
-        transformer.GetOutputSchema(input.Schema);
-        return transformer;
-    }
+    private protected override string StageName => "TokenizeText";
 
-    /// <summary>The schema after this stage; throws when the input column is missing or not text.</summary>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
-    {
-        SchemaChecks.Check(inputSchema, "TokenizeText", _options.InputColumnName ?? _options.OutputColumnName, InputKind.Text);
-        var columns = inputSchema.ToDictionary(c => c.Name);
-        columns[_options.OutputColumnName] = SchemaChecks.OutputShape(_options.OutputColumnName, new VectorDataViewType(NumberDataViewType.Int32));
-        return new SchemaShape(columns.Values);
-    }
+    internal override IEnumerable<(string Name, InputKind Kind)> InputColumns => [(_options.InputColumnName ?? _options.OutputColumnName, InputKind.Text)];
+
+    internal override IEnumerable<(string Name, DataViewType Type)> OutputColumns => [(_options.OutputColumnName, new VectorDataViewType(NumberDataViewType.Int32))];
+
+    private protected override TokenizeTextTransformer CreateTransformer() => new(Environment, _options);
 }
 
 /// <summary>Text to token ids. Empty text gives an empty vector (or just the BOS id).</summary>
