@@ -86,6 +86,7 @@ internal static class BatchJob
                 ModelFolder = request.ModelFolder,
                 BatchSize = request.BatchSize,
                 Device = request.Device,
+                IntraOpThreads = request.Threads,
             }),
             (row, getters) =>
             [

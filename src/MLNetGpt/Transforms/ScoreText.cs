@@ -26,6 +26,7 @@ public enum ScoringEngine
 public sealed class ScoreTextOptions
 {
     private int _batchSize = 8;
+    private int? _intraOpThreads;
 
     /// <summary>The output perplexity column (Single): exp(mean negative log-likelihood per token).</summary>
     public required string OutputColumnName { get; set; }
@@ -54,6 +55,13 @@ public sealed class ScoreTextOptions
 
     /// <summary>The device; <see langword="null"/> uses the MLContext's settings.</summary>
     public GptDevice? Device { get; set; }
+
+    /// <summary>ONNX Runtime intra-op threads on the CPU (batched engine); <see langword="null"/> lets ONNX Runtime choose.</summary>
+    public int? IntraOpThreads
+    {
+        get => _intraOpThreads;
+        set => _intraOpThreads = value is null || value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), value, "IntraOpThreads must be 1 or more.");
+    }
 
     /// <summary>Where the forward pass runs; see <see cref="ScoringEngine"/>.</summary>
     public ScoringEngine Engine { get; set; } = ScoringEngine.Batched;
@@ -109,6 +117,7 @@ public sealed class ScoreTextTransformer : GptTransformerBase
         TokenCountColumnName = options.TokenCountColumnName;
         BatchSize = options.BatchSize;
         DeviceOverride = options.Device;
+        IntraOpThreads = options.IntraOpThreads;
         Engine = options.Engine;
         _source = ModelSource.ForFolder(options.ModelFolder, options.Storage);
         (_lease, _onnxScorer) = Open(env);
@@ -117,7 +126,7 @@ public sealed class ScoreTextTransformer : GptTransformerBase
     private (ModelLease, OnnxTransformerScorer?) Open(IHostEnvironment env)
     {
         var device = DeviceOverride ?? DeviceOf(env);
-        var lease = ModelCache.Acquire(_source.Folder!, device, null, Warn);
+        var lease = ModelCache.Acquire(_source.Folder!, device, IntraOpThreads, Warn);
         try
         {
             return (lease, Engine == ScoringEngine.OnnxTransformer ? new OnnxTransformerScorer(lease.Model, device) : null);
@@ -133,7 +142,7 @@ public sealed class ScoreTextTransformer : GptTransformerBase
     {
         ctx.CheckAtModel(GetVersionInfo());
         // *** Binary format ***
-        // string output, string text, string? prompt, string? log-likelihood, string? token count, int batch, device?, int engine, model source
+        // string output, string text, string? prompt, string? log-likelihood, string? token count, int batch, device?, int engine, int? threads, model source
         var r = ctx.Reader;
         OutputColumnName = r.ReadString();
         TextColumnName = r.ReadString();
@@ -143,12 +152,16 @@ public sealed class ScoreTextTransformer : GptTransformerBase
         BatchSize = r.ReadInt32();
         DeviceOverride = OptionsFormat.ReadDevice(r);
         Engine = (ScoringEngine)r.ReadInt32();
+        IntraOpThreads = OptionsFormat.ReadInt(r);
         _source = ModelSource.Load(ctx);
         (_lease, _onnxScorer) = Open(env);
     }
 
     /// <summary>Where the forward pass runs.</summary>
     public ScoringEngine Engine { get; }
+
+    /// <summary>Intra-op threads given in the options.</summary>
+    public int? IntraOpThreads { get; }
 
     /// <summary>The perplexity column.</summary>
     public string OutputColumnName { get; }
@@ -206,6 +219,7 @@ public sealed class ScoreTextTransformer : GptTransformerBase
         w.Write(BatchSize);
         OptionsFormat.Write(w, DeviceOverride);
         w.Write((int)Engine);
+        OptionsFormat.Write(w, IntraOpThreads);
         _source.Save(ctx, tokenizerOnly: false);
     }
 
