@@ -24,9 +24,11 @@ import torch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL_NAME = "mlnetgpt-kjv"
-GREEDY_PROMPTS = ["In the beginning", "And the LORD said unto Moses,", "Blessed are the", "The LORD is my shepherd;",
-                  "And it came to pass, when"]
-SAMPLE_PROMPTS = ["And God said,", "Blessed are the poor in spirit:", "The word of the LORD came unto"]
+GREEDY_PROMPTS = ["In the beginning", "And the children of Israel", "Blessed are the", "The LORD is my shepherd;",
+                  "And it came to pass, when", "And the LORD said unto Moses,"]
+# Prompts that end a clause (with ':' or ';') tend to be answered with <|endoftext|> at once, as many
+# KJV verses end there; these open a sentence the model can carry on.
+SAMPLE_PROMPTS = ["In the beginning", "And the children of Israel", "For God so loved the world,"]
 SAMPLE_SETTINGS = dict(temperature=0.8, top_k=40, max_new_tokens=40, seed=2026)
 GREEDY_TOKENS = 24
 
@@ -121,6 +123,13 @@ def main():
     evals = [l for l in log_lines if l.startswith("step")]
     last = evals[-1]
     minutes = float(re.search(r"\| ([\d.]+) min", last).group(1))
+    steps_done = int(re.match(r"step\s+(\d+)", last).group(1))
+    notes = [l.lstrip("# ").strip() for l in log_lines if l.startswith("#") and not l.startswith("# run {")]
+    if steps_done < run["steps"]:
+        stopped = (f" The run was planned for {run['steps']} steps and stopped after step {steps_done}"
+                   + (f" ({'; '.join(notes)})" if notes else "") + "; the exported weights are that checkpoint.")
+    else:
+        stopped = ""
     best_val = state["val_loss"]
 
     eos = gptkit.END_OF_TEXT
@@ -149,9 +158,9 @@ def main():
     card = card_template.format(
         name=MODEL_NAME, layers=c.n_layer, heads=c.n_head, width=c.n_embd, context=c.n_positions,
         parameters=run["parameters"], kept=run["kept_ids"], min_count=run["min_count"],
-        train_tokens=run["train_tokens"], val_tokens=run["val_tokens"], steps=run["steps"], batch=run["batch"],
-        tokens_seen=run["steps"] * run["batch"] * run["context"],
-        epochs=run["steps"] * run["batch"] * run["context"] / run["train_tokens"],
+        train_tokens=run["train_tokens"], val_tokens=run["val_tokens"], steps=steps_done, batch=run["batch"],
+        tokens_seen=steps_done * run["batch"] * run["context"],
+        epochs=steps_done * run["batch"] * run["context"] / run["train_tokens"], stopped=stopped,
         lr=run["lr"], min_lr=run["min_lr"], warmup=run["warmup"], weight_decay=run["weight_decay"], dropout=run["dropout"],
         seed=run["seed"], minutes=minutes, hours=minutes / 60, best_step=state["step"], val_loss=best_val,
         val_ppl=math.exp(best_val), eval_table="\n".join("    " + l for l in evals),
