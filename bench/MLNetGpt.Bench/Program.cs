@@ -11,6 +11,7 @@ using MLNetGpt.Bench;
 //   continuous MODEL ROWS BATCH RUNS THREADS
 //   bandwidth THREADS
 //   micro            (BenchmarkDotNet micro-benchmarks of the decoding controls)
+//   profile MODEL BATCH PROMPT_TOKENS STEPS THREADS   (engine step against the leanest ONNX Runtime loop)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 string mode = args.Length > 0 ? args[0] : "all";
@@ -37,6 +38,9 @@ switch (mode)
         return 0;
     case "bandwidth":
         Console.WriteLine(Bandwidth.Measure(int.Parse(args[1])).ToString("F2"));
+        return 0;
+    case "profile":
+        Profile.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]));
         return 0;
     case "micro":
         BenchmarkDotNet.Running.BenchmarkRunner.Run<MicroBenchmarks>(args: args[1..]);
