@@ -1,3 +1,6 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+
 namespace MLNetGpt.Generation;
 
 /// <summary>
@@ -52,7 +55,9 @@ internal static class LogitsProcessors
     {
         if (temperature == 1f) return;
         float inverse = 1f / temperature;
-        for (int i = 0; i < scores.Length; i++) scores[i] *= inverse;
+        var vectors = MemoryMarshal.Cast<float, Vector<float>>(scores);
+        for (int v = 0; v < vectors.Length; v++) vectors[v] *= inverse;
+        for (int i = vectors.Length * Vector<float>.Count; i < scores.Length; i++) scores[i] *= inverse;
     }
 
     /// <summary>
@@ -63,8 +68,7 @@ internal static class LogitsProcessors
     {
         if (k <= 0 || k >= scores.Length) return;
         float threshold = KthLargest(scores, k, scratch);
-        for (int i = 0; i < scores.Length; i++)
-            if (scores[i] < threshold) scores[i] = float.NegativeInfinity;
+        RemoveBelow(scores, threshold);
     }
 
     /// <summary>
@@ -97,17 +101,42 @@ internal static class LogitsProcessors
     public static void ApplyMinP(Span<float> scores, float minP)
     {
         if (minP <= 0f) return;
-        float max = float.NegativeInfinity;
-        foreach (float s in scores) if (s > max) max = s;
-        if (float.IsNegativeInfinity(max)) return;
+        float max = Max(scores);
+        if (float.IsNegativeInfinity(max) || float.IsNaN(max)) return;
         // p_i / p_max = exp(s_i - max) < min_p  <=>  s_i < max + ln(min_p)
         float threshold = max + MathF.Log(minP);
-        for (int i = 0; i < scores.Length; i++)
-            if (scores[i] < threshold) scores[i] = float.NegativeInfinity;
+        RemoveBelow(scores, threshold);
     }
 
     /// <summary>Index of the largest score (the first one on ties), as greedy decoding takes.</summary>
     public static int ArgMax(ReadOnlySpan<float> scores)
+    {
+        // Vectorised: the largest value, then its first index; NaN or all -inf take the scalar path.
+        if (scores.Length >= 4 * Vector<float>.Count)
+        {
+            float max = Max(scores);
+            if (!float.IsNaN(max) && max != float.NegativeInfinity) return FirstIndexOf(scores, max);
+        }
+        return ArgMaxScalar(scores);
+    }
+
+    private static int FirstIndexOf(ReadOnlySpan<float> scores, float value)
+    {
+        var vectors = MemoryMarshal.Cast<float, Vector<float>>(scores);
+        var target = new Vector<float>(value);
+        int width = Vector<float>.Count;
+        for (int v = 0; v < vectors.Length; v++)
+        {
+            if (!Vector.EqualsAny(vectors[v], target)) continue;
+            for (int i = v * width; ; i++)
+                if (scores[i] == value) return i;
+        }
+        for (int i = vectors.Length * width; i < scores.Length; i++)
+            if (scores[i] == value) return i;
+        return ArgMaxScalar(scores);
+    }
+
+    private static int ArgMaxScalar(ReadOnlySpan<float> scores)
     {
         int best = 0;
         float bestScore = float.NegativeInfinity;
@@ -125,21 +154,74 @@ internal static class LogitsProcessors
     /// <summary>Draws an index from softmax(scores) using <paramref name="uniform"/> in [0, 1).</summary>
     public static int Sample(ReadOnlySpan<float> scores, double uniform)
     {
-        float max = float.NegativeInfinity;
-        foreach (float s in scores) if (s > max) max = s;
+        float max = Max(scores);
+        if (float.IsNaN(max))
+        {
+            max = float.NegativeInfinity;
+            foreach (float s in scores) if (s > max) max = s;
+        }
+        // After top-k/top-p most scores are -inf: whole vectors of them are skipped.
+        var vectors = MemoryMarshal.Cast<float, Vector<float>>(scores);
+        var removed = new Vector<float>(float.NegativeInfinity);
+        int width = Vector<float>.Count;
         double total = 0;
-        for (int i = 0; i < scores.Length; i++)
+        for (int v = 0; v < vectors.Length; v++)
+        {
+            if (Vector.EqualsAll(vectors[v], removed)) continue;
+            for (int i = v * width; i < (v + 1) * width; i++)
+                if (scores[i] != float.NegativeInfinity) total += Math.Exp(scores[i] - max);
+        }
+        for (int i = vectors.Length * width; i < scores.Length; i++)
             if (scores[i] != float.NegativeInfinity) total += Math.Exp(scores[i] - max);
         double target = uniform * total, running = 0;
         int last = -1;
         for (int i = 0; i < scores.Length; i++)
         {
+            if (i % width == 0 && i / width < vectors.Length && Vector.EqualsAll(vectors[i / width], removed))
+            {
+                i += width - 1;
+                continue;
+            }
             if (scores[i] == float.NegativeInfinity) continue;
             running += Math.Exp(scores[i] - max);
             last = i;
             if (running > target) return i;
         }
         return last >= 0 ? last : ArgMax(scores);
+    }
+
+    /// <summary>The largest score; NaN when a NaN is present (callers then fall back to scalar code).</summary>
+    internal static float Max(ReadOnlySpan<float> scores)
+    {
+        var vectors = MemoryMarshal.Cast<float, Vector<float>>(scores);
+        var best = new Vector<float>(float.NegativeInfinity);
+        var ordered = Vector<int>.AllBitsSet;    // lanes stay all-ones while no NaN was seen
+        foreach (var v in vectors)
+        {
+            best = Vector.Max(best, v);
+            ordered &= Vector.Equals(v, v);
+        }
+        if (!Vector.EqualsAll(ordered, Vector<int>.AllBitsSet)) return float.NaN;
+        float max = float.NegativeInfinity;
+        for (int i = 0; i < Vector<float>.Count; i++) max = Math.Max(max, best[i]);
+        for (int i = vectors.Length * Vector<float>.Count; i < scores.Length; i++)
+        {
+            if (float.IsNaN(scores[i])) return float.NaN;
+            if (scores[i] > max) max = scores[i];
+        }
+        return max;
+    }
+
+    /// <summary>Sets every score below <paramref name="threshold"/> to -inf (NaN scores are left as they are).</summary>
+    private static void RemoveBelow(Span<float> scores, float threshold)
+    {
+        var vectors = MemoryMarshal.Cast<float, Vector<float>>(scores);
+        var limit = new Vector<float>(threshold);
+        var removed = new Vector<float>(float.NegativeInfinity);
+        for (int v = 0; v < vectors.Length; v++)
+            vectors[v] = Vector.ConditionalSelect(Vector.LessThan(vectors[v], limit), removed, vectors[v]);
+        for (int i = vectors.Length * Vector<float>.Count; i < scores.Length; i++)
+            if (scores[i] < threshold) scores[i] = float.NegativeInfinity;
     }
 
     /// <summary>log softmax(scores)[index] over the whole vocabulary.</summary>
@@ -152,32 +234,70 @@ internal static class LogitsProcessors
         return (float)(scores[index] - max - Math.Log(total));
     }
 
+    /// <summary>
+    /// The k-th largest score, duplicates counted: a min-heap of the k largest seen so far, so
+    /// one pass over the scores with a single comparison for almost every element.
+    /// </summary>
     private static float KthLargest(ReadOnlySpan<float> scores, int k, float[] scratch)
     {
-        var copy = scratch.AsSpan(0, scores.Length);
-        scores.CopyTo(copy);
-        // Quickselect for the k-th largest value.
-        int left = 0, right = copy.Length - 1, target = k - 1;
-        while (left < right)
+        var heap = scratch.AsSpan(0, k);
+        int start = 0, count = 0;
+        // Fill the heap with the first k non-NaN scores.
+        for (; start < scores.Length && count < k; start++)
         {
-            float pivot = copy[(left + right) >>> 1];
-            int i = left, j = right;
-            while (i <= j)
-            {
-                while (copy[i] > pivot) i++;
-                while (copy[j] < pivot) j--;
-                if (i <= j)
-                {
-                    (copy[i], copy[j]) = (copy[j], copy[i]);
-                    i++;
-                    j--;
-                }
-            }
-            if (target <= j) right = j;
-            else if (target >= i) left = i;
-            else break;
+            if (float.IsNaN(scores[start])) continue;
+            heap[count] = scores[start];
+            SiftUp(heap, count++);
         }
-        return copy[target];
+        if (count < k) return float.NegativeInfinity;   // fewer than k comparable scores: keep them all
+        float root = heap[0];
+        int width = Vector<float>.Count;
+        int i = start;
+        // Whole vectors with nothing above the heap's root (almost all of them) are skipped.
+        for (; i + width <= scores.Length; i += width)
+        {
+            var chunk = new Vector<float>(scores.Slice(i, width));
+            if (!Vector.GreaterThanAny(chunk, new Vector<float>(root))) continue;
+            for (int j = i; j < i + width; j++)
+            {
+                if (!(scores[j] > root)) continue;
+                heap[0] = scores[j];
+                SiftDown(heap, 0);
+                root = heap[0];
+            }
+        }
+        for (; i < scores.Length; i++)
+        {
+            if (!(scores[i] > root)) continue;
+            heap[0] = scores[i];
+            SiftDown(heap, 0);
+            root = heap[0];
+        }
+        return root;
+    }
+
+    private static void SiftUp(Span<float> heap, int index)
+    {
+        while (index > 0)
+        {
+            int parent = (index - 1) >> 1;
+            if (heap[parent] <= heap[index]) return;
+            (heap[parent], heap[index]) = (heap[index], heap[parent]);
+            index = parent;
+        }
+    }
+
+    private static void SiftDown(Span<float> heap, int index)
+    {
+        while (true)
+        {
+            int left = 2 * index + 1, smallest = index;
+            if (left < heap.Length && heap[left] < heap[smallest]) smallest = left;
+            if (left + 1 < heap.Length && heap[left + 1] < heap[smallest]) smallest = left + 1;
+            if (smallest == index) return;
+            (heap[smallest], heap[index]) = (heap[index], heap[smallest]);
+            index = smallest;
+        }
     }
 
     /// <summary>Sorts the finite scores descending into keys/order; returns how many there are.</summary>
@@ -190,8 +310,16 @@ internal static class LogitsProcessors
         }
         int n = 0;
         max = float.NegativeInfinity;
+        var vectors = MemoryMarshal.Cast<float, Vector<float>>(scores);
+        var removed = new Vector<float>(float.NegativeInfinity);
+        int width = Vector<float>.Count;
         for (int i = 0; i < scores.Length; i++)
         {
+            if (i % width == 0 && i / width < vectors.Length && Vector.EqualsAll(vectors[i / width], removed))
+            {
+                i += width - 1;   // a whole vector of removed tokens
+                continue;
+            }
             if (scores[i] == float.NegativeInfinity) continue;
             keys![n] = -scores[i];
             order[n++] = i;
