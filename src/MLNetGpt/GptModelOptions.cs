@@ -35,6 +35,14 @@ public sealed class GptModelOptions
     }
 
     /// <summary>
+    /// ONNX Runtime session configuration entries added to every session of the model, e.g.
+    /// <c>session.intra_op.allow_spinning = 0</c> or <c>session.dynamic_block_base = 4</c>
+    /// (keys as in ONNX Runtime's <c>onnxruntime_session_options_config_keys.h</c>). Empty by default.
+    /// ONNX Runtime reads the entries it knows and ignores others without an error.
+    /// </summary>
+    public IDictionary<string, string> SessionConfig { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>
     /// A tokenizer to use instead of the one the folder describes, e.g. one made with
     /// <c>TiktokenTokenizer.CreateForModel("gpt2")</c>.
     /// </summary>

@@ -55,6 +55,7 @@ internal static class SessionFactory
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
         };
         if (options.IntraOpThreads is int threads) so.IntraOpNumThreads = threads;
+        foreach (var (key, value) in options.SessionConfig) so.AddSessionConfigEntry(key, value);
         return so;
     }
 

@@ -51,4 +51,16 @@ public sealed class ExecutionProviderTests
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new GptModelOptions { GpuDeviceId = -1 });
     }
+
+    [Fact]
+    public void Session_configuration_entries_are_accepted_and_leave_results_unchanged()
+    {
+        var options = new GptModelOptions { IntraOpThreads = 1 };
+        options.SessionConfig["session.intra_op.allow_spinning"] = "0";
+        options.SessionConfig["session.dynamic_block_base"] = "4";
+        var greedy = new GenerationOptions { MaxNewTokens = 12, DoSample = false };
+        using var tuned = GptModel.Open(Fixtures.Folder("tiny-gpt2-a"), options);
+        using var plain = GptModel.Open(Fixtures.Folder("tiny-gpt2-a"));
+        Assert.Equal(plain.Generate("Hello there", greedy).TokenIds, tuned.Generate("Hello there", greedy).TokenIds);
+    }
 }
