@@ -12,6 +12,7 @@ using MLNetGpt.Bench;
 //   bandwidth THREADS
 //   micro            (BenchmarkDotNet micro-benchmarks of the decoding controls)
 //   profile MODEL BATCH PROMPT_TOKENS STEPS THREADS   (engine step against the leanest ONNX Runtime loop)
+//   settings MODEL BATCH PROMPT_TOKENS STEPS THREADS ROUNDS   (engine step under ONNX Runtime thread/spinning settings)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 string mode = args.Length > 0 ? args[0] : "all";
@@ -41,6 +42,12 @@ switch (mode)
         return 0;
     case "profile":
         Profile.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]));
+        return 0;
+    case "settings":
+        Settings.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]), int.Parse(args[6]));
+        return 0;
+    case "choose":
+        Choose.Run(args[1], int.Parse(args[2]));
         return 0;
     case "micro":
         BenchmarkDotNet.Running.BenchmarkRunner.Run<MicroBenchmarks>(args: args[1..]);

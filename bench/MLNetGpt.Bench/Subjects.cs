@@ -10,7 +10,8 @@ namespace MLNetGpt.Bench;
 /// <summary>The measured subjects that run in this process: the ML.NET pipeline, the engine, and a plain ONNX Runtime loop.</summary>
 internal static class Subjects
 {
-    private static GenerationOptions Greedy(int newTokens) => new() { MaxNewTokens = newTokens, DoSample = false, EosTokenIds = [] };
+    // Plain greedy, as the other subjects run it: no repetition penalty from generation_config.json.
+    private static GenerationOptions Greedy(int newTokens) => new() { MaxNewTokens = newTokens, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f };
 
     public static Measurement Measure(string subject, Workload w) => subject switch
     {
