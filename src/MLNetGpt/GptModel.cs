@@ -155,13 +155,15 @@ public sealed class GptModel : IDisposable
         var settings = DecodingSettings.Resolve(options, Info);
         var prepared = PreparePrompt(prompt, 0, settings);
         var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        // The producer stops when the caller cancels or stops reading early.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var producer = Task.Run(() =>
         {
             try
             {
                 using var loop = new DecodeLoop(_backend, Tokenizer, Info, settings, 1, continuous: false,
                     (_, _) => { }, (_, piece) => channel.Writer.TryWrite(piece));
-                loop.Run(new[] { prepared }.AsEnumerable().GetEnumerator(), cancellationToken);
+                loop.Run(new[] { prepared }.AsEnumerable().GetEnumerator(), stop.Token);
                 channel.Writer.TryComplete();
             }
             catch (Exception e)
@@ -169,9 +171,28 @@ public sealed class GptModel : IDisposable
                 channel.Writer.TryComplete(e);
             }
         }, CancellationToken.None);
-        await foreach (var piece in channel.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
-            yield return piece;
-        await producer.ConfigureAwait(false);
+        try
+        {
+            // Reading observes the caller's token, so a cancellation is reported even when every piece was already produced.
+            await foreach (var piece in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                yield return piece;
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+            await producer.ConfigureAwait(false);
+        }
+        finally
+        {
+            stop.Cancel();
+            try
+            {
+                await producer.ConfigureAwait(false);   // never leave the loop running on the model after returning
+            }
+            catch (Exception)
+            {
+                // Already reported through the channel, or a consequence of stopping early.
+            }
+        }
     }
 
     /// <summary>Log-likelihood and perplexity of <paramref name="text"/>, optionally conditioned on <paramref name="prompt"/>.</summary>

@@ -184,6 +184,18 @@ public sealed class GenerationBehaviourTests : IClassFixture<GenerationBehaviour
     }
 
     [Fact]
+    public async Task Streaming_reports_a_cancellation_even_after_every_piece_was_produced()
+    {
+        using var cancel = new CancellationTokenSource();
+        await using var pieces = _model.GenerateStreamingAsync(Prompts[0], new GenerationOptions { MaxNewTokens = 3, EosTokenIds = [] }, cancel.Token)
+            .GetAsyncEnumerator();
+        Assert.True(await pieces.MoveNextAsync());
+        await Task.Delay(500);   // the producer has long finished its three tokens
+        cancel.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await pieces.MoveNextAsync());
+    }
+
+    [Fact]
     public void An_empty_prompt_starts_from_the_bos_token()
     {
         var fromEmpty = _model.Generate("", new GenerationOptions { MaxNewTokens = 5, EosTokenIds = [] });
