@@ -12,6 +12,7 @@ using MLNetGpt.Bench;
 //   bandwidth THREADS
 //   micro            (BenchmarkDotNet micro-benchmarks of the decoding controls)
 //   profile MODEL BATCH PROMPT_TOKENS STEPS THREADS   (engine step against the leanest ONNX Runtime loop)
+//   gpu MODEL [MODEL...]   (the CUDA path on a machine with an NVIDIA GPU: correctness against the CPU, throughput)
 //   settings MODEL BATCH PROMPT_TOKENS STEPS THREADS ROUNDS   (engine step under ONNX Runtime thread/spinning settings)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
@@ -46,6 +47,8 @@ switch (mode)
     case "settings":
         Settings.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]), int.Parse(args[6]));
         return 0;
+    case "gpu":
+        return GpuCheck.Run(args[1..]);
     case "choose":
         Choose.Run(args[1], int.Parse(args[2]));
         return 0;
