@@ -25,6 +25,14 @@ internal sealed class CudaDecoderBackend : DecoderBackend
 
     public override bool CanEditRows => false;
 
+    /// <remarks>
+    /// Measured on an H200 with ONNX Runtime 1.31: the CUDA provider returns every position's logits
+    /// when <c>num_logits_to_keep</c> is a graph input with an initializer default (plain Run and
+    /// IOBinding alike), while the CPU provider honours the fed value. The shape of the returned
+    /// logits is read, not assumed, so results are right either way.
+    /// </remarks>
+    public override bool HonoursLogitsToKeep => false;
+
     public override IKvCache EmptyCache(int batch) => new DeviceKvCache(batch, 0, null);
 
     public override (LogitsBuffer Logits, IKvCache Present) Step(in StepInput input, IKvCache pastCache, RunOptions runOptions)
@@ -64,7 +72,15 @@ internal sealed class CudaDecoderBackend : DecoderBackend
 
             // The collection would dispose every value; the presents must outlive it as the next past.
             var outputs = binding.GetOutputValues().ToArray();
-            var logits = new LogitsBuffer(outputs[0], input.Batch, LogitsLength(input, past), Graph.VocabularySize,
+            // ONNX Runtime allocated the logits: read their real shape rather than assume it.
+            long[] shape = outputs[0].GetTensorTypeAndShape().Shape;
+            if (shape.Length != 3 || shape[0] != input.Batch || shape[2] != Graph.VocabularySize || shape[1] < 1 || shape[1] > input.Length)
+            {
+                foreach (var value in outputs) value.Dispose();
+                throw new GptModelException($"The model returned logits of shape [{string.Join(", ", shape)}] for {input.Batch} rows of {input.Length} tokens; " +
+                    $"expected [{input.Batch}, 1..{input.Length}, {Graph.VocabularySize}].");
+            }
+            var logits = new LogitsBuffer(outputs[0], input.Batch, (int)shape[1], Graph.VocabularySize,
                 Graph.LogitsType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16);
             return (logits, new DeviceKvCache(input.Batch, past.Width + input.Length, outputs[1..]));
         }

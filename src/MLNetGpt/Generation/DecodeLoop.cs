@@ -204,7 +204,7 @@ internal sealed class DecodeLoop : IDisposable
         // A graph that returns only the kept logits prefills in one pass; otherwise every position's
         // logits come back and long prompts go through in chunks to bound that buffer.
         var graph = _backend.Graph;
-        int chunk = graph.LogitsToKeep is not null && graph.PrefillHasLogitsToKeep ? width
+        int chunk = graph.LogitsToKeep is not null && graph.PrefillHasLogitsToKeep && _backend.HonoursLogitsToKeep ? width
             : (int)Math.Clamp(PrefillLogitsBudget / ((long)batch * _info.VocabularySize), 1, width);
         var cache = _backend.EmptyCache(batch);
         try

@@ -47,6 +47,12 @@ internal abstract class DecoderBackend : IDisposable
     /// <summary>Whether caches can drop and join rows (batch compaction and continuous batching).</summary>
     public abstract bool CanEditRows { get; }
 
+    /// <summary>
+    /// Whether a <c>num_logits_to_keep</c> fed to the graph is obeyed. When it is not, the backend
+    /// still returns correct (all-position) logits, and prefill goes in chunks to bound their size.
+    /// </summary>
+    public virtual bool HonoursLogitsToKeep => true;
+
     public abstract IKvCache EmptyCache(int batch);
 
     /// <summary>Runs one step; the returned cache holds the old positions plus the new ones. The caller disposes both results.</summary>
