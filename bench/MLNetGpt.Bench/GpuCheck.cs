@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.OnnxRuntime;
 using MLNetGpt.Generation;
 
 namespace MLNetGpt.Bench;
@@ -44,6 +45,65 @@ internal static class GpuCheck
         string[] prompts = ["In the beginning", "And the children of Israel", "Blessed are the", "The LORD is my shepherd;",
                             "And it came to pass, when", "And the LORD said unto Moses,", "For God so loved the world,", "Then said the king"];
 
+        Check("prefill logits shape with num_logits_to_keep = 1 (CPU Run / CUDA Run / CUDA IOBinding)", () =>
+        {
+            var info = cpu.Info;
+            var graph = cpu.Backend.Graph;
+            if (graph.LogitsToKeep is null) return "the graph has no num_logits_to_keep input";
+            string path = Path.Combine(info.Folder, info.ModelFiles[0]);
+            const int T = 5;
+            (List<string> Names, List<OrtValue> Values) Inputs()
+            {
+                var names = new List<string> { graph.InputIds, graph.AttentionMask };
+                var values = new List<OrtValue>
+                {
+                    OrtValue.CreateTensorValueFromMemory(new long[] { 50256, 818, 262, 3726, 286 }, [1, T]),
+                    OrtValue.CreateTensorValueFromMemory(new long[] { 1, 1, 1, 1, 1 }, [1, T]),
+                };
+                if (graph.PositionIds is not null)
+                {
+                    names.Add(graph.PositionIds);
+                    values.Add(OrtValue.CreateTensorValueFromMemory(new long[] { 0, 1, 2, 3, 4 }, [1, T]));
+                }
+                foreach (var past in graph.PastNames)
+                {
+                    names.Add(past);
+                    values.Add(OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, info.KeyValueHeadCount, 0, info.HeadSize]));
+                }
+                names.Add(graph.LogitsToKeep);
+                values.Add(OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, []));
+                return (names, values);
+            }
+            string RunShape(bool onCuda, bool binding)
+            {
+                using var so = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_WARNING };
+                if (onCuda) so.AppendExecutionProvider_CUDA(0);
+                using var session = new InferenceSession(path, so);
+                var (names, values) = Inputs();
+                using var runOptions = new RunOptions();
+                try
+                {
+                    if (!binding)
+                    {
+                        using var outputs = session.Run(runOptions, names, values, [graph.Logits]);
+                        return "[" + string.Join(", ", outputs[0].GetTensorTypeAndShape().Shape) + "]";
+                    }
+                    using var io = session.CreateIoBinding();
+                    for (int i = 0; i < names.Count; i++) io.BindInput(names[i], values[i]);
+                    io.BindOutputToDevice(graph.Logits, OrtMemoryInfo.DefaultInstance);
+                    io.SynchronizeBoundInputs();
+                    session.RunWithBinding(runOptions, io);
+                    io.SynchronizeBoundOutputs();
+                    using var bound = io.GetOutputValues();
+                    return "[" + string.Join(", ", bound[0].GetTensorTypeAndShape().Shape) + "]";
+                }
+                finally
+                {
+                    foreach (var v in values) v.Dispose();
+                }
+            }
+            return $"CPU Run {RunShape(false, false)}, CUDA Run {RunShape(true, false)}, CUDA IOBinding {RunShape(true, true)}";
+        });
         Check("greedy, CUDA vs CPU, batch 1 and 8", () =>
         {
             var greedy = new GenerationOptions { MaxNewTokens = 24, DoSample = false, RepetitionPenalty = 1f };
