@@ -90,12 +90,12 @@ internal static class BatchJob
             }),
             (row, getters) =>
             [
-                getters.Double("__loglikelihood").ToString("R", CultureInfo.InvariantCulture),
-                getters.Int("__tokens").ToString(CultureInfo.InvariantCulture),
-                getters.Single("__perplexity").ToString("R", CultureInfo.InvariantCulture),
+                getters.Value<double>("__loglikelihood").ToString("R", CultureInfo.InvariantCulture),
+                getters.Value<int>("__tokens").ToString(CultureInfo.InvariantCulture),
+                getters.Value<float>("__perplexity").ToString("R", CultureInfo.InvariantCulture),
                 "",
             ],
-            getters => getters.Int("__tokens"));
+            getters => getters.Value<int>("__tokens"));
     }
 
     private static int Run(BatchRequest request, string[] header, string headerRaw, bool bom, string terminator, string[] newColumns,
@@ -131,11 +131,11 @@ internal static class BatchJob
             var getters = new Getters(cursor);
             while (fatal is null && cursor.MoveNext())
             {
-                long row = getters.Long(CsvSourceView.RowColumn);
+                long row = getters.Value<long>(CsvSourceView.RowColumn);
                 fatal = WriteRejected(view, writer, progress, newColumns.Length, before: row, request.FailFast);
                 if (fatal is not null) break;
                 string raw = getters.Text(CsvSourceView.RawColumn);
-                var record = new CsvRecord(request.Format == OutputFormat.Jsonl ? CsvReader.ParseFields(raw) : new string[getters.Int(CsvSourceView.FieldsColumn)], raw, 0);
+                var record = new CsvRecord(request.Format == OutputFormat.Jsonl ? CsvReader.ParseFields(raw) : new string[getters.Value<int>(CsvSourceView.FieldsColumn)], raw, 0);
                 writer.Write(record, values(row, getters));
                 progress.Row(false, tokens(getters));
             }
@@ -228,31 +228,11 @@ internal static class BatchJob
             return value.ToString();
         }
 
-        public long Long(string name)
+        /// <summary>A numeric column's value (<c>long</c>, <c>int</c>, <c>double</c> or <c>float</c>).</summary>
+        public T Value<T>(string name) where T : struct
         {
-            long value = 0;
-            Get<long>(name)(ref value);
-            return value;
-        }
-
-        public int Int(string name)
-        {
-            int value = 0;
-            Get<int>(name)(ref value);
-            return value;
-        }
-
-        public double Double(string name)
-        {
-            double value = 0;
-            Get<double>(name)(ref value);
-            return value;
-        }
-
-        public float Single(string name)
-        {
-            float value = 0;
-            Get<float>(name)(ref value);
+            T value = default;
+            Get<T>(name)(ref value);
             return value;
         }
 
