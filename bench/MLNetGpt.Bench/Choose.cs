@@ -11,7 +11,7 @@ internal static class Choose
         using var model = GptModel.Open(folder);
         var settings = model.Resolve(new GenerationOptions { DoSample = true, Seed = 1, MaxNewTokens = 1 });
         // Real logits: the next-token row after a prompt.
-        var prepared = model.PrepareIds(model.Tokenizer.EncodeToIds("And the LORD said unto Moses,").ToArray(), 0, settings);
+        var prepared = model.Prompts.FromIds(model.Tokenizer.EncodeToIds("And the LORD said unto Moses,").ToArray(), 0, settings);
         var backend = model.Backend;
         int n = prepared.Ids.Length;
         var input = new StepInput(prepared.Ids.Select(i => (long)i).ToArray(), 1, n, Enumerable.Repeat(1L, n).ToArray(),

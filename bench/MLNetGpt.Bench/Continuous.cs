@@ -28,7 +28,7 @@ internal static class Continuous
         var prompts = Enumerable.Range(0, rows).Select(i => string.Join(' ', words.Take(2 + (i * 7) % 20))).ToList();
         var options = new GenerationOptions { MaxNewTokens = 64, DoSample = true, Temperature = 0.9f, TopK = 40, Seed = 11 };
         var settings = model.Resolve(options);
-        var prepared = prompts.Select((p, i) => model.PreparePrompt(p, i, settings)).ToList();
+        var prepared = prompts.Select((p, i) => model.Prompts.FromText(p, i, settings)).ToList();
 
         GenerationResult[] Run(bool continuous, bool keepFinished, out double seconds)
         {

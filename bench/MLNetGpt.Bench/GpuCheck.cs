@@ -172,7 +172,7 @@ internal static class GpuCheck
                         {
                             const int newTokens = 64;
                             var settings = model.Resolve(new GenerationOptions { MaxNewTokens = newTokens, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f });
-                            var prepared = Prompts.Make(model, batch, promptTokens).Select((p, i) => model.PrepareIds(p, i, settings)).ToList();
+                            var prepared = Prompts.Make(model, batch, promptTokens).Select((p, i) => model.Prompts.FromIds(p, i, settings)).ToList();
                             double best = 0;
                             var timings = new List<(bool Prefill, int Rows, double Milliseconds)>();
                             for (int run = 0; run < 3; run++)

@@ -16,7 +16,7 @@ internal static class Profile
         using var model = GptModel.Open(folder, new GptModelOptions { IntraOpThreads = threads });
         var prompts = Prompts.Make(model, batch, promptTokens);
         var settings = model.Resolve(new GenerationOptions { MaxNewTokens = steps, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f });
-        var prepared = prompts.Select((p, i) => model.PrepareIds(p, i, settings)).ToList();
+        var prepared = prompts.Select((p, i) => model.Prompts.FromIds(p, i, settings)).ToList();
         var timings = new List<(bool Prefill, int Rows, double Milliseconds)>();
         for (int round = 0; round < 3; round++)
         {

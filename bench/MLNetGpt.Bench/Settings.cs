@@ -34,7 +34,7 @@ internal static class Settings
                 {
                     var model = models[i];
                     var settings = model.Resolve(new GenerationOptions { MaxNewTokens = steps, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f });
-                    var prepared = Prompts.Make(model, batch, promptTokens).Select((p, r) => model.PrepareIds(p, r, settings)).ToList();
+                    var prepared = Prompts.Make(model, batch, promptTokens).Select((p, r) => model.Prompts.FromIds(p, r, settings)).ToList();
                     var timings = new List<(bool Prefill, int Rows, double Milliseconds)>();
                     using var loop = model.CreateLoop(settings, batch, continuous: true, (_, _) => { });
                     loop.StepTimings = timings;

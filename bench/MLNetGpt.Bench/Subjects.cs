@@ -28,7 +28,7 @@ internal static class Subjects
         using var model = Open(w);
         var prompts = Prompts.Make(model, w.Rows, w.PromptTokens);
         var settings = model.Resolve(Greedy(w.NewTokens));
-        var prepared = prompts.Select((p, i) => model.PrepareIds(p, i, settings)).ToList();
+        var prepared = prompts.Select((p, i) => model.Prompts.FromIds(p, i, settings)).ToList();
         Run(model, settings, prepared.Take(Math.Min(w.Batch, prepared.Count)).ToList(), w.Batch, null);   // warm-up
 
         var result = new Measurement { Subject = "engine" };

@@ -1,7 +1,5 @@
 using System.Runtime.CompilerServices;
-using System.Text;
 using System.Threading.Channels;
-using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.Tokenizers;
 using MLNetGpt.Generation;
 using MLNetGpt.Models;
@@ -14,9 +12,11 @@ namespace MLNetGpt;
 /// batched key/value-cache decode loop. Start here for generation and scoring without ML.NET.
 /// </summary>
 /// <remarks>
-/// Thread-safe: any number of <c>Generate</c>/<c>Score</c> calls may run at once (each call has its
-/// own cache; ONNX Runtime sessions allow concurrent runs). Dispose it when done: it holds native
-/// sessions and, on CUDA, device memory.
+/// Thread-safe: any number of <c>Generate</c>/<c>Score</c> calls may run at once on one instance
+/// (each call has its own cache; ONNX Runtime sessions allow concurrent runs). <see cref="Dispose"/>
+/// may be called while calls are still running: new calls then throw
+/// <see cref="ObjectDisposedException"/>, and the native sessions are released when the last
+/// running call returns. Dispose it when done: it holds native sessions and, on CUDA, device memory.
 /// </remarks>
 /// <example>
 /// <code>
@@ -29,7 +29,9 @@ public sealed class GptModel : IDisposable
 {
     private readonly DecoderBackend _backend;
     private readonly GptModelOptions _options;
+    private int _users;
     private int _disposed;
+    private int _released;
 
     private GptModel(DecoderBackend backend, GptModelInfo info, Tokenizer tokenizer, GptModelOptions options)
     {
@@ -37,6 +39,7 @@ public sealed class GptModel : IDisposable
         Info = info;
         Tokenizer = tokenizer;
         _options = options;
+        Prompts = new PromptPreparer(tokenizer, info, options.Write);
     }
 
     /// <summary>What was discovered about the model: layout, shapes, special tokens, tokenizer and device.</summary>
@@ -47,6 +50,8 @@ public sealed class GptModel : IDisposable
 
     /// <summary>The decoder graph runner, for tests that drive single steps.</summary>
     internal DecoderBackend Backend => _backend;
+
+    internal PromptPreparer Prompts { get; }
 
     /// <summary>Number of forward steps the last single-threaded generate call ran (for diagnostics and tests).</summary>
     internal int LastStepCount { get; private set; }
@@ -62,51 +67,18 @@ public sealed class GptModel : IDisposable
         options ??= new GptModelOptions();
         var description = ModelFolder.Open(folder);
         var (tokenizer, tokenizerSource) = TokenizerFactory.Create(description.Folder, options);
-
-        InferenceSession? main = null, prefill = null;
+        var sessions = DecoderSessions.Open(description, options);
         try
         {
-            string mainFile = description.WithPastFile ?? description.MainFile;
-            (main, string provider) = SessionFactory.Open(Path.Combine(description.Folder, mainFile), options, cudaAlreadyFailed: false);
-            if (description.WithPastFile is not null)
-            {
-                (prefill, string prefillProvider) = SessionFactory.Open(Path.Combine(description.Folder, description.MainFile), options,
-                    cudaAlreadyFailed: provider == "CPU");
-                if (prefillProvider != provider)
-                    throw new GptModelException($"{description.MainFile} runs on {prefillProvider} but {mainFile} on {provider}; both must share a device.");
-            }
-            var graph = DecoderGraph.Read(description, main, mainFile, prefill);
-            int? bos = description.BosTokenId;
-            var info = new GptModelInfo
-            {
-                Folder = description.Folder,
-                Layout = description.Layout,
-                ModelFiles = description.ModelFiles,
-                LayerCount = graph.LayerCount,
-                AttentionHeadCount = description.HeadCount ?? graph.KeyValueHeadCount,
-                KeyValueHeadCount = graph.KeyValueHeadCount,
-                HeadSize = graph.HeadSize,
-                VocabularySize = graph.VocabularySize,
-                ContextLength = description.ContextLength!.Value,
-                EosTokenIds = description.EosTokenIds,
-                BosTokenId = bos,
-                AddBosToken = description.AddBosToken && bos is not null,
-                PadTokenId = description.PadTokenId ?? (description.EosTokenIds.Length > 0 ? description.EosTokenIds[0] : 0),
-                HasPositionIds = graph.PositionIds is not null,
-                CacheElementType = graph.CacheType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16 ? "float16" : "float32",
-                TokenizerSource = tokenizerSource,
-                ExecutionProvider = provider,
-                Defaults = description.Defaults,
-            };
-            DecoderBackend backend = provider.StartsWith("CUDA", StringComparison.Ordinal)
-                ? new CudaDecoderBackend(main, prefill, graph, options.GpuDeviceId!.Value)
-                : new HostDecoderBackend(main, prefill, graph);
+            var info = sessions.Describe(description, tokenizerSource);
+            DecoderBackend backend = sessions.OnCuda
+                ? new CudaDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph, options.GpuDeviceId!.Value)
+                : new HostDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph);
             return new GptModel(backend, info, tokenizer, options);
         }
         catch
         {
-            main?.Dispose();
-            prefill?.Dispose();
+            sessions.Dispose();
             throw;
         }
     }
@@ -129,7 +101,7 @@ public sealed class GptModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(prompts);
         var settings = DecodingSettings.Resolve(options, Info);
-        var prepared = prompts.Select((text, i) => PreparePrompt(text, i, settings)).ToList();
+        var prepared = prompts.Select((text, i) => Prompts.FromText(text, i, settings)).ToList();
         return RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
     }
 
@@ -139,7 +111,7 @@ public sealed class GptModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(promptIds);
         var settings = DecodingSettings.Resolve(options, Info);
-        var prepared = promptIds.Select((ids, i) => PrepareIds(ids?.ToArray() ?? throw new ArgumentNullException(nameof(promptIds), $"Prompt {i} is null."), i, settings)).ToList();
+        var prepared = promptIds.Select((ids, i) => Prompts.FromIds(ids?.ToArray() ?? throw new ArgumentNullException(nameof(promptIds), $"Prompt {i} is null."), i, settings)).ToList();
         return RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
     }
 
@@ -153,17 +125,16 @@ public sealed class GptModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(prompt);
         var settings = DecodingSettings.Resolve(options, Info);
-        var prepared = PreparePrompt(prompt, 0, settings);
+        var prepared = Prompts.FromText(prompt, 0, settings);
         var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // The producer stops when the caller cancels or stops reading early.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var loop = CreateLoop(settings, 1, continuous: false, (_, _) => { }, (_, piece) => channel.Writer.TryWrite(piece));
         var producer = Task.Run(() =>
         {
             try
             {
-                using var loop = new DecodeLoop(_backend, Tokenizer, Info, settings, 1, continuous: false,
-                    (_, _) => { }, (_, piece) => channel.Writer.TryWrite(piece));
-                loop.Run(new[] { prepared }.AsEnumerable().GetEnumerator(), stop.Token);
+                using (loop) loop.Run(new[] { prepared }.AsEnumerable().GetEnumerator(), stop.Token);
                 channel.Writer.TryComplete();
             }
             catch (Exception e)
@@ -208,13 +179,14 @@ public sealed class GptModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(items);
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be 1 or more.");
+        using var use = Use();
         var scorer = new Scorer(_backend, Info);
         var results = new List<ScoreResult>();
         var batch = new List<ScoreRequest>(batchSize);
         int index = 0;
         foreach (var (text, prompt) in items)
         {
-            batch.Add(PrepareScore(text, prompt, index++));
+            batch.Add(Prompts.ForScore(text, prompt, index++));
             if (batch.Count == batchSize)
             {
                 results.AddRange(scorer.Score(batch, cancellationToken));
@@ -228,7 +200,6 @@ public sealed class GptModel : IDisposable
     internal IReadOnlyList<GenerationResult> RunOrdered(IReadOnlyList<PreparedPrompt> prompts, DecodingSettings settings, int batchSize,
         bool continuous, CancellationToken cancellationToken)
     {
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be 1 or more.");
         var results = new GenerationResult[prompts.Count];
         using var loop = CreateLoop(settings, batchSize, continuous, (i, r) => results[i] = r);
@@ -237,98 +208,65 @@ public sealed class GptModel : IDisposable
         return results;
     }
 
-    /// <summary>A decode loop that the caller drives step by step (the ML.NET cursors do).</summary>
-    internal DecodeLoop CreateLoop(DecodingSettings settings, int batchSize, bool continuous, Action<int, GenerationResult> onFinished)
+    /// <summary>
+    /// A decode loop that the caller drives step by step (the ML.NET cursors do). It holds a use of
+    /// the model until it is disposed, so disposing the model meanwhile does not free the sessions
+    /// under it.
+    /// </summary>
+    internal DecodeLoop CreateLoop(DecodingSettings settings, int batchSize, bool continuous, Action<int, GenerationResult> onFinished,
+        Action<int, string>? onText = null)
     {
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        return new DecodeLoop(_backend, Tokenizer, Info, settings, batchSize, continuous, onFinished);
+        var use = Use();
+        try
+        {
+            return new DecodeLoop(_backend, Tokenizer, Info, settings, batchSize, continuous, onFinished, onText) { Use = use };
+        }
+        catch
+        {
+            use.Dispose();
+            throw;
+        }
     }
 
     internal DecodingSettings Resolve(GenerationOptions? options) => DecodingSettings.Resolve(options, Info);
 
-    internal PreparedPrompt PreparePrompt(string text, int index, DecodingSettings settings)
+    /// <summary>Marks one running operation; the sessions stay alive until every use is disposed.</summary>
+    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    internal IDisposable Use()
     {
-        if (text is null) throw new ArgumentNullException(nameof(text), $"Prompt {index} is null.");
-        EnsureValidUnicode(text, $"Prompt {index}");
-        return PrepareIds(WithBos(Tokenizer.EncodeToIds(text)), index, settings);
-    }
-
-    internal PreparedPrompt PrepareIds(int[] ids, int index, DecodingSettings settings)
-    {
-        for (int i = 0; i < ids.Length; i++)
-            if ((uint)ids[i] >= (uint)Info.VocabularySize)
-                throw new ArgumentOutOfRangeException(nameof(ids), ids[i], $"Prompt {index}: token id {ids[i]} at position {i} is outside the vocabulary (0..{Info.VocabularySize - 1}).");
-        if (ids.Length == 0)
+        Interlocked.Increment(ref _users);
+        if (Volatile.Read(ref _disposed) != 0)
         {
-            ids = Info.BosTokenId is int bos ? [bos]
-                : throw new ArgumentException($"Prompt {index} is empty and the model defines no bos_token_id to start from.", nameof(ids));
+            EndUse();
+            throw new ObjectDisposedException(nameof(GptModel), $"The model '{Info.Folder}' was disposed.");
         }
-        bool truncated = false;
-        if (ids.Length >= Info.ContextLength)
-        {
-            if (settings.PromptOverflow == PromptOverflow.Error)
-                throw new ArgumentException($"Prompt {index} has {ids.Length} tokens; the context window holds {Info.ContextLength} " +
-                    "(prompt plus generated tokens). Shorten it or use PromptOverflow.TruncateLeft.", nameof(ids));
-            int keep = Info.ContextLength - Math.Min(settings.MaxNewTokens, Info.ContextLength / 2);
-            _options.Write($"Prompt {index} has {ids.Length} tokens, more than the context window of {Info.ContextLength}; keeping its last {keep} tokens.");
-            ids = ids[^keep..];
-            truncated = true;
-        }
-        return new PreparedPrompt(index, ids, truncated);
+        return new UseToken(this);
     }
 
-    internal ScoreRequest PrepareScore(string text, string? prompt, int index)
+    private void EndUse()
     {
-        if (text is null) throw new ArgumentNullException(nameof(text), $"Text {index} is null.");
-        EnsureValidUnicode(text, $"Text {index}");
-        if (prompt is not null) EnsureValidUnicode(prompt, $"Prompt {index}");
-        var head = new List<int>();
-        if (prompt is not null) head.AddRange(WithBos(Tokenizer.EncodeToIds(prompt)));
-        else if (Info.BosTokenId is int bos) head.Add(bos);
-        var body = Tokenizer.EncodeToIds(text);
-        var ids = head.Concat(body).ToArray();
-        int first = head.Count;
-        bool truncated = false;
-        if (ids.Length > Info.ContextLength)
-        {
-            int cut = ids.Length - Info.ContextLength;
-            ids = ids[cut..];
-            first = Math.Max(0, first - cut);
-            truncated = true;
-            _options.Write($"Text {index}: prompt + text have {ids.Length + cut} tokens, more than the context window of {Info.ContextLength}; scoring the last {Info.ContextLength}.");
-        }
-        return new ScoreRequest(ids, first, truncated);
+        if (Interlocked.Decrement(ref _users) == 0 && Volatile.Read(ref _disposed) != 0) Release();
     }
 
-    /// <summary>Text ids with the BOS token in front when the model's tokenizer asks for it.</summary>
-    internal int[] WithBos(IReadOnlyList<int> ids)
+    private void Release()
     {
-        if (!Info.AddBosToken || Info.BosTokenId is not int bos || (ids.Count > 0 && ids[0] == bos)) return ids.ToArray();
-        var result = new int[ids.Count + 1];
-        result[0] = bos;
-        for (int i = 0; i < ids.Count; i++) result[i + 1] = ids[i];
-        return result;
+        if (Interlocked.Exchange(ref _released, 1) == 0) _backend.Dispose();
     }
 
-    internal static void EnsureValidUnicode(string text, string what)
-    {
-        for (int i = 0; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
-            {
-                i++;
-                continue;
-            }
-            if (char.IsSurrogate(c))
-                throw new ArgumentException($"{what} is not valid Unicode: a lone surrogate (U+{(int)c:X4}) at index {i} cannot be encoded as UTF-8.");
-        }
-    }
-
-    /// <summary>Releases the ONNX Runtime sessions.</summary>
+    /// <summary>Releases the ONNX Runtime sessions (once every running call has returned).</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        _backend.Dispose();
+        if (Interlocked.CompareExchange(ref _users, 0, 0) == 0) Release();
+    }
+
+    private sealed class UseToken(GptModel owner) : IDisposable
+    {
+        private int _ended;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _ended, 1) == 0) owner.EndUse();
+        }
     }
 }

@@ -1,11 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.Tokenizers;
-using MLNetGpt.Tokenization;
 
 namespace MLNetGpt.Generation;
-
-/// <summary>A tokenized prompt ready for the loop; <c>Index</c> identifies it in the results.</summary>
-internal readonly record struct PreparedPrompt(int Index, int[] Ids, bool Truncated);
 
 /// <summary>What a pull for the next prompt produced.</summary>
 internal enum AdmitKind
@@ -34,12 +30,13 @@ internal enum StepOutcome
 }
 
 /// <summary>
-/// The batched decode loop. Prompts are pulled lazily; up to <c>maxBatchSize</c> run together,
-/// left-padded, with one key/value cache. Every row finishes on its own (EOS, stop string, length
-/// or a full context window) and is reported at once. With <c>continuous</c> batching a finished
-/// row's slot is refilled from the waiting prompts at the next step; otherwise a new batch starts
-/// when the current one has drained. Where the backend can edit cache rows, finished rows leave
-/// the batch (and the cache is trimmed to the longest remaining row).
+/// The batch scheduler. Prompts are pulled lazily; up to <c>maxBatchSize</c> run together with one
+/// key/value cache. Every row finishes on its own (see <see cref="StopCriteria"/>) and is reported at
+/// once. With <c>continuous</c> batching a finished row's slot is refilled from the waiting prompts at
+/// the next step; otherwise a new batch starts when the current one has drained. Where the backend
+/// can edit cache rows, finished rows leave the batch and the cache is trimmed to the longest
+/// remaining row. Step inputs come from <see cref="BatchInputs"/>, token choice from
+/// <see cref="TokenChooser"/>, text from each row's <see cref="TextStreamer"/>.
 /// </summary>
 /// <remarks>Not thread-safe: one loop per caller. <see cref="Step"/> lets a cursor drive it row by row.</remarks>
 internal sealed class DecodeLoop : IDisposable
@@ -56,6 +53,7 @@ internal sealed class DecodeLoop : IDisposable
     private readonly Action<int, GenerationResult> _onFinished;
     private readonly Action<int, string>? _onText;
     private readonly TokenChooser _chooser;
+    private readonly StopCriteria _stops;
     private readonly float[] _row;
     private readonly List<Sequence> _active = [];
     private readonly RunOptions _runOptions = new();
@@ -75,6 +73,7 @@ internal sealed class DecodeLoop : IDisposable
         _onFinished = onFinished;
         _onText = onText;
         _chooser = new TokenChooser(settings, info.VocabularySize);
+        _stops = new StopCriteria(settings, info.ContextLength);
         _row = new float[info.VocabularySize];
     }
 
@@ -86,6 +85,9 @@ internal sealed class DecodeLoop : IDisposable
 
     /// <summary>When set, every forward step's duration is recorded here (benchmarks).</summary>
     public List<(bool Prefill, int Rows, double Milliseconds)>? StepTimings { get; set; }
+
+    /// <summary>A use of the model this loop runs on, ended when the loop is disposed.</summary>
+    public IDisposable? Use { get; init; }
 
     /// <summary>Keep finished rows in the batch until it drains (classic static batching; benchmarks compare against it).</summary>
     public bool KeepFinishedRows { get; set; }
@@ -127,35 +129,13 @@ internal sealed class DecodeLoop : IDisposable
     {
         if (!_exhausted && _active.Count < _maxBatchSize && (_continuous || _active.Count == 0))
         {
-            var admitted = new List<PreparedPrompt>();
-            while (_active.Count + admitted.Count < _maxBatchSize)
-            {
-                var kind = admit(out var prompt);
-                if (kind == AdmitKind.Prompt)
-                {
-                    admitted.Add(prompt);
-                    continue;
-                }
-                if (kind == AdmitKind.End) _exhausted = true;
-                break;
-            }
+            var admitted = AdmitWaiting(admit);
             if (admitted.Count > 0)
             {
                 long started = System.Diagnostics.Stopwatch.GetTimestamp();
-                var (newRows, newCache) = Prefill(admitted, _runOptions, cancellationToken);
+                var (rows, cache) = Prefill(admitted, cancellationToken);
                 StepTimings?.Add((true, admitted.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds));
-                if (_cache is null)
-                {
-                    _cache = newCache;
-                }
-                else
-                {
-                    var joined = _backend.Concat(_cache, newCache);
-                    _cache.Dispose();
-                    newCache.Dispose();
-                    _cache = joined;
-                }
-                _active.AddRange(newRows);
+                Join(rows, cache);
                 Retire();
                 return StepOutcome.Progress;
             }
@@ -171,7 +151,7 @@ internal sealed class DecodeLoop : IDisposable
         }
 
         long stepStarted = System.Diagnostics.Stopwatch.GetTimestamp();
-        var (logits, present) = DecodeStep(_active, _cache!, _runOptions, cancellationToken);
+        var (logits, present) = DecodeStep(cancellationToken);
         StepTimings?.Add((false, _active.Count, System.Diagnostics.Stopwatch.GetElapsedTime(stepStarted).TotalMilliseconds));
         _cache!.Dispose();
         _cache = present;
@@ -195,9 +175,47 @@ internal sealed class DecodeLoop : IDisposable
         _cache?.Dispose();
         _cache = null;
         _runOptions.Dispose();
+        Use?.Dispose();
     }
 
-    private (List<Sequence>, IKvCache) Prefill(List<PreparedPrompt> prompts, RunOptions runOptions, CancellationToken cancellationToken)
+    private List<PreparedPrompt> AdmitWaiting(Admit admit)
+    {
+        var admitted = new List<PreparedPrompt>();
+        while (_active.Count + admitted.Count < _maxBatchSize)
+        {
+            var kind = admit(out var prompt);
+            if (kind == AdmitKind.Prompt)
+            {
+                admitted.Add(prompt);
+                continue;
+            }
+            if (kind == AdmitKind.End) _exhausted = true;
+            break;
+        }
+        return admitted;
+    }
+
+    /// <summary>Adds newly prefilled rows (and their cache) to the running batch.</summary>
+    private void Join(List<Sequence> rows, IKvCache cache)
+    {
+        if (_cache is null)
+        {
+            _cache = cache;
+        }
+        else
+        {
+            var joined = _backend.Concat(_cache, cache);
+            int width = joined.Width;
+            foreach (var s in _active) s.Mask.PadFront(width - s.Mask.Width);
+            foreach (var s in rows) s.Mask.PadFront(width - s.Mask.Width);
+            _cache.Dispose();
+            cache.Dispose();
+            _cache = joined;
+        }
+        _active.AddRange(rows);
+    }
+
+    private (List<Sequence>, IKvCache) Prefill(List<PreparedPrompt> prompts, CancellationToken cancellationToken)
     {
         int batch = prompts.Count;
         int width = prompts.Max(p => p.Ids.Length);
@@ -206,53 +224,33 @@ internal sealed class DecodeLoop : IDisposable
         var graph = _backend.Graph;
         int chunk = graph.LogitsToKeep is not null && graph.PrefillHasLogitsToKeep && _backend.HonoursLogitsToKeep ? width
             : (int)Math.Clamp(PrefillLogitsBudget / ((long)batch * _info.VocabularySize), 1, width);
+        var rows = prompts.Select(p => new Sequence(p, _settings, _tokenizer, _onText is not null) { Cached = p.Ids.Length }).ToList();
+        var masks = rows.Select(s => s.Mask).ToArray();
         var cache = _backend.EmptyCache(batch);
         try
         {
             LogitsBuffer? last = null;
-            for (int start = 0; start < width; start += chunk)
+            foreach (var (length, tokens, first) in BatchInputs.PrefillChunks(prompts.Select(p => p.Ids).ToArray(), width, chunk))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                int length = Math.Min(chunk, width - start);
-                var ids = new long[batch * length];
-                var positions = new long[batch * length];
-                var mask = new long[batch * (start + length)];
-                for (int r = 0; r < batch; r++)
-                {
-                    var prompt = prompts[r].Ids;
-                    int pad = width - prompt.Length;
-                    for (int c = 0; c < start + length; c++)
-                        mask[r * (start + length) + c] = c >= pad ? 1 : 0;
-                    for (int c = 0; c < length; c++)
-                    {
-                        int column = start + c;
-                        ids[r * length + c] = column >= pad ? prompt[column - pad] : _info.PadTokenId;
-                        positions[r * length + c] = column >= pad ? column - pad : 0;
-                    }
-                }
                 // Only the last position's logits are needed: the next token after the prompt.
-                var (logits, present) = _backend.Step(new StepInput(ids, batch, length, mask, positions, LogitsToKeep: 1), cache, runOptions);
+                var input = BatchInputs.Extend(masks, tokens, first, length, _info.PadTokenId, logitsToKeep: 1);
+                var (logits, present) = _backend.Step(input, cache, _runOptions);
                 Steps++;
                 cache.Dispose();
                 cache = present;
                 last?.Dispose();
                 last = logits;
             }
-
-            var sequences = new List<Sequence>(batch);
             using (last)
             {
                 for (int r = 0; r < batch; r++)
                 {
-                    var p = prompts[r];
-                    var sequence = new Sequence(p, _settings, _tokenizer, _onText is not null);
-                    sequence.Cached = p.Ids.Length;
                     last!.Read(r, last.Length - 1, _row);
-                    Advance(sequence);
-                    sequences.Add(sequence);
+                    Advance(rows[r]);
                 }
             }
-            return (sequences, cache);
+            return (rows, cache);
         }
         catch
         {
@@ -261,29 +259,31 @@ internal sealed class DecodeLoop : IDisposable
         }
     }
 
-    private (LogitsBuffer, IKvCache) DecodeStep(List<Sequence> active, IKvCache cache, RunOptions runOptions, CancellationToken cancellationToken)
+    private (LogitsBuffer, IKvCache) DecodeStep(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        int batch = active.Count, width = cache.Width + 1;
-        var ids = new long[batch];
-        var positions = new long[batch];
-        var mask = new long[batch * width];
+        int batch = _active.Count, cached = _cache!.Width;
+        var masks = new ColumnMask[batch];
+        var tokens = new ReadOnlyMemory<int>[batch];
+        var first = new int[batch];
         for (int r = 0; r < batch; r++)
         {
-            var s = active[r];
+            var s = _active[r];
             if (s.Done)
             {
                 // A finished row kept only because the backend cannot drop rows: feed padding that
                 // attends to itself alone, at position 0.
-                ids[r] = _info.PadTokenId;
-                mask[r * width + width - 1] = 1;
+                masks[r] = new ColumnMask(cached + 1);
+                masks[r].Append(false, cached);
+                tokens[r] = new[] { _info.PadTokenId };
                 continue;
             }
-            ids[r] = s.Tokens[^1];
-            positions[r] = s.Cached;
-            for (int c = width - (s.Cached + 1); c < width; c++) mask[r * width + c] = 1;
+            masks[r] = s.Mask;
+            tokens[r] = new[] { s.Tokens[^1] };
+            first[r] = s.Cached;
         }
-        var result = _backend.Step(new StepInput(ids, batch, 1, mask, positions, LogitsToKeep: 1), cache, runOptions);
+        var input = BatchInputs.Extend(masks, tokens, first, 1, _info.PadTokenId, logitsToKeep: 1);
+        var result = _backend.Step(input, _cache, _runOptions);
         Steps++;
         return result;
     }
@@ -291,35 +291,12 @@ internal sealed class DecodeLoop : IDisposable
     /// <summary>Chooses the next token of a sequence from its logits row and decides whether it is finished.</summary>
     private void Advance(Sequence s)
     {
-        var settings = _settings;
-        var onText = _onText;
-        var row = _row;
-        var history = settings.NeedsHistory ? System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.Tokens) : default;
-        var (token, logProbability) = _chooser.Choose(row, history, s.Generated, s.Random);
-        if (Array.IndexOf(settings.EosTokenIds, token) >= 0)
-        {
-            s.Finish = FinishReason.Eos;
-            return;
-        }
-        s.Tokens.Add(token);
-        s.LogProbabilities?.Add(logProbability);
-        if (s.Decoder is not null)
-        {
-            int before = s.Decoder.Text.Length;
-            s.Decoder.Append(token);
-            if (settings.StopStrings.Length > 0)
-            {
-                int at = FindStop(s.Decoder.Text, before, settings.StopStrings);
-                if (at >= 0)
-                {
-                    s.Finish = FinishReason.StopString;
-                    s.StopAt = at;
-                }
-            }
-            if (onText is not null) Emit(s, settings, onText, final: false);
-        }
-        if (s.Finish is null && (s.Generated >= settings.MaxNewTokens || s.Tokens.Count >= _info.ContextLength))
-            s.Finish = FinishReason.Length;
+        var history = _settings.NeedsHistory ? System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.Tokens) : default;
+        var (token, logProbability) = _chooser.Choose(_row, history, s.Generated, s.Random);
+        if (_stops.FinishOnEos(s, token, logProbability)) return;
+        s.Add(token, logProbability);
+        _stops.AfterToken(s, token);
+        if (_onText is not null && s.Text!.TakePiece(final: false) is { Length: > 0 } piece) _onText(s.Prompt.Index, piece);
     }
 
     /// <summary>Reports finished sequences and, where possible, drops their rows from the batch.</summary>
@@ -329,7 +306,7 @@ internal sealed class DecodeLoop : IDisposable
         foreach (var s in _active)
         {
             if (s.Finish is null || s.Reported) continue;
-            if (_onText is not null) Emit(s, _settings, _onText, final: true);
+            if (_onText is not null && s.Text!.TakePiece(final: true) is { Length: > 0 } piece) _onText(s.Prompt.Index, piece);
             s.Reported = true;
             anyFinished = true;
             _onFinished(s.Prompt.Index, s.ToResult(_tokenizer));
@@ -340,95 +317,31 @@ internal sealed class DecodeLoop : IDisposable
         for (int r = 0; r < _active.Count; r++)
             if (!_active[r].Done) keep.Add(r);
         if (keep.Count == _active.Count) return;
-        int width = keep.Count == 0 ? 0 : keep.Max(r => _active[r].Cached);
+        if (keep.Count == 0)
+        {
+            _cache.Dispose();
+            _cache = null;
+            _active.Clear();
+            return;
+        }
+        // Trim the columns no remaining row uses: every row's real columns end at the right edge.
+        int width = keep.Max(r => RealSpan(_active[r].Mask));
         var kept = _backend.KeepRows(_cache, keep.ToArray(), width);
+        int dropped = _cache.Width - width;
         _cache.Dispose();
-        _cache = keep.Count == 0 ? null : kept;
-        if (keep.Count == 0) kept.Dispose();
+        _cache = kept;
         var remaining = keep.Select(r => _active[r]).ToList();
+        foreach (var s in remaining) s.Mask.DropFront(dropped);
         _active.Clear();
         _active.AddRange(remaining);
     }
 
-    private static int FindStop(string text, int previousLength, string[] stops)
+    /// <summary>Columns from the row's first real column to the right edge.</summary>
+    private static int RealSpan(ColumnMask mask)
     {
-        int best = -1;
-        foreach (var stop in stops)
-        {
-            int from = Math.Max(0, previousLength - stop.Length + 1);
-            int at = text.IndexOf(stop, from, StringComparison.Ordinal);
-            if (at >= 0 && (best < 0 || at < best)) best = at;
-        }
-        return best;
-    }
-
-    /// <summary>Streams the text that can no longer turn out to be the start of a stop string.</summary>
-    private static void Emit(Sequence s, DecodingSettings settings, Action<int, string> onText, bool final)
-    {
-        if (final && s.Finish != FinishReason.StopString) s.Decoder!.Flush();
-        string text = s.Decoder!.Text;
-        int limit = s.StopAt >= 0 ? s.StopAt : final ? text.Length : text.Length - HeldForStops(text, settings.StopStrings);
-        if (limit > s.Emitted)
-        {
-            onText(s.Prompt.Index, text[s.Emitted..limit]);
-            s.Emitted = limit;
-        }
-    }
-
-    private static int HeldForStops(string text, string[] stops)
-    {
-        int held = 0;
-        foreach (var stop in stops)
-            for (int k = Math.Min(stop.Length - 1, text.Length); k > held; k--)
-                if (text.AsSpan(text.Length - k).SequenceEqual(stop.AsSpan(0, k)))
-                {
-                    held = k;
-                    break;
-                }
-        return held;
-    }
-
-    private sealed class Sequence
-    {
-        public Sequence(PreparedPrompt prompt, DecodingSettings settings, Tokenizer tokenizer, bool streaming)
-        {
-            Prompt = prompt;
-            Tokens = new List<int>(prompt.Ids.Length + settings.MaxNewTokens);
-            Tokens.AddRange(prompt.Ids);
-            Random = SequenceRandom.ForPrompt(settings.Seed, prompt.Ids);
-            if (settings.LogProbabilities) LogProbabilities = [];
-            if (streaming || settings.StopStrings.Length > 0) Decoder = new IncrementalDecoder(tokenizer);
-        }
-
-        public PreparedPrompt Prompt { get; }
-        public List<int> Tokens { get; }
-        public int Generated => Tokens.Count - Prompt.Ids.Length;
-        public List<float>? LogProbabilities { get; }
-        public SequenceRandom Random { get; }
-        public IncrementalDecoder? Decoder { get; }
-        public int Emitted { get; set; }
-        public FinishReason? Finish { get; set; }
-        public int StopAt { get; set; } = -1;
-        public bool Done => Finish is not null;
-        public bool Reported { get; set; }
-
-        /// <summary>Real (unpadded) tokens in the cache for this row.</summary>
-        public int Cached { get; set; }
-
-        public GenerationResult ToResult(Tokenizer tokenizer)
-        {
-            var generated = Tokens.GetRange(Prompt.Ids.Length, Generated).ToArray();
-            string text;
-            if (Decoder is not null)
-            {
-                if (StopAt < 0) Decoder.Flush();
-                text = StopAt >= 0 ? Decoder.Text[..StopAt] : Decoder.Text;
-            }
-            else
-            {
-                text = generated.Length == 0 ? "" : tokenizer.Decode(generated);
-            }
-            return new GenerationResult(text, generated, Finish!.Value, LogProbabilities?.ToArray(), Prompt.Ids.Length, Prompt.Truncated);
-        }
+        Span<long> bits = mask.Width <= 4096 ? stackalloc long[mask.Width] : new long[mask.Width];
+        mask.CopyTo(bits);
+        int first = bits.IndexOf(1L);
+        return first < 0 ? 0 : mask.Width - first;
     }
 }

@@ -37,26 +37,13 @@ internal sealed class Scorer
         var cache = _backend.EmptyCache(batch);
         try
         {
-            for (int start = 0; start < width; start += chunk)
+            var masks = requests.Select(_ => new ColumnMask(width)).ToArray();
+            int start = 0;
+            foreach (var (length, tokens, first) in BatchInputs.PrefillChunks(requests.Select(r => r.Ids).ToArray(), width, chunk))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                int length = Math.Min(chunk, width - start);
-                var ids = new long[batch * length];
-                var positions = new long[batch * length];
-                var mask = new long[batch * (start + length)];
-                for (int r = 0; r < batch; r++)
-                {
-                    var tokens = requests[r].Ids;
-                    int pad = width - tokens.Length;
-                    for (int c = 0; c < start + length; c++) mask[r * (start + length) + c] = c >= pad ? 1 : 0;
-                    for (int c = 0; c < length; c++)
-                    {
-                        int column = start + c;
-                        ids[r * length + c] = column >= pad ? tokens[column - pad] : _info.PadTokenId;
-                        positions[r * length + c] = column >= pad ? column - pad : 0;
-                    }
-                }
-                var (logits, present) = _backend.Step(new StepInput(ids, batch, length, mask, positions), cache, runOptions);
+                var input = BatchInputs.Extend(masks, tokens, first, length, _info.PadTokenId, logitsToKeep: 0);
+                var (logits, present) = _backend.Step(input, cache, runOptions);
                 cache.Dispose();
                 cache = present;
                 using (logits)
@@ -76,6 +63,7 @@ internal sealed class Scorer
                         }
                     }
                 }
+                start += length;
             }
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)

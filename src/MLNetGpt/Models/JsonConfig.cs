@@ -15,6 +15,9 @@ internal sealed class JsonConfig
 
     public string Path { get; }
 
+    /// <summary>The whole JSON object.</summary>
+    public JsonElement Root => _root;
+
     public string FileName => System.IO.Path.GetFileName(Path);
 
     public static JsonConfig Load(string path)

@@ -115,7 +115,7 @@ internal sealed class ModelFolder
             BosTokenId = generation?.Int("bos_token_id") ?? config.Int("bos_token_id"),
             PadTokenId = generation?.Int("pad_token_id") ?? config.Int("pad_token_id"),
             AddBosToken = addBos,
-            Defaults = generation is null ? new GenerationOptions() : ReadHuggingFaceDefaults(generation),
+            Defaults = generation is null ? new GenerationOptions() : ReadDefaults(generation, null),
         };
     }
 
@@ -133,26 +133,17 @@ internal sealed class ModelFolder
         return (bos, addBos && bos is not null);
     }
 
-    private static GenerationOptions ReadHuggingFaceDefaults(JsonConfig g)
+    /// <summary>The decoding defaults of a configuration object (generation_config.json, or genai_config.json's <c>search</c>).</summary>
+    private static GenerationOptions ReadDefaults(JsonConfig config, string? section)
     {
+        if ((section is null ? config.Root : config.Find(section)) is not { } element) return new GenerationOptions();
         try
         {
-            return new GenerationOptions
-            {
-                MaxNewTokens = g.Int("max_new_tokens"),
-                MinNewTokens = g.Int("min_new_tokens"),
-                DoSample = g.Bool("do_sample"),
-                Temperature = g.Float("temperature"),
-                TopK = g.Int("top_k"),
-                TopP = g.Float("top_p"),
-                MinP = g.Float("min_p"),
-                RepetitionPenalty = g.Float("repetition_penalty"),
-                NoRepeatNgramSize = g.Int("no_repeat_ngram_size"),
-            };
+            return GenerationControls.Read(element, section is null ? config.Path : $"{config.Path} ({section})", UnknownKeys.Ignore);
         }
-        catch (ArgumentOutOfRangeException e)
+        catch (FormatException e)
         {
-            throw new GptModelException($"{g.Path}: {e.Message}", e);
+            throw new GptModelException(e.Message, e);
         }
     }
 
@@ -178,25 +169,8 @@ internal sealed class ModelFolder
             PresentKeyPattern = g.String("model.decoder.outputs.present_key_names") ?? "present.%d.key",
             PresentValuePattern = g.String("model.decoder.outputs.present_value_names") ?? "present.%d.value",
         };
-        GenerationOptions defaults;
-        try
-        {
-            int? maxLength = g.Int("search.max_length");
-            defaults = new GenerationOptions
-            {
-                DoSample = g.Bool("search.do_sample"),
-                Temperature = g.Float("search.temperature"),
-                TopK = g.Int("search.top_k"),
-                TopP = g.Float("search.top_p"),
-                RepetitionPenalty = g.Float("search.repetition_penalty"),
-                NoRepeatNgramSize = g.Int("search.no_repeat_ngram_size"),
-            };
-            _ = maxLength; // search.max_length counts prompt + output; max_new_tokens keeps its own default.
-        }
-        catch (ArgumentOutOfRangeException e)
-        {
-            throw new GptModelException($"{g.Path}: {e.Message}", e);
-        }
+        // search.max_length counts prompt plus output (Hugging Face's max_length).
+        var defaults = ReadDefaults(g, "search");
         return new ModelFolder
         {
             Folder = folder,

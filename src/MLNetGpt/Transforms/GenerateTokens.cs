@@ -304,7 +304,7 @@ public sealed class GenerateTokensTransformer : GptTransformerBase
             if (result != PullResult.Row) return result == PullResult.Wait ? AdmitKind.Wait : AdmitKind.End;
             try
             {
-                prompt = _owner.Model.PrepareIds((int[])row!.Values[0]!, checked((int)row.Index), _owner._settings);
+                prompt = _owner.Model.Prompts.FromIds((int[])row!.Values[0]!, checked((int)row.Index), _owner._settings);
             }
             catch (ArgumentException e)
             {

@@ -237,7 +237,7 @@ public sealed class ScoreTextTransformer : GptTransformerBase
             {
                 try
                 {
-                    requests.Add(model.PrepareScore((string)row.Values[0]!, row.Values.Length > 1 ? (string?)row.Values[1] : null, checked((int)row.Index)));
+                    requests.Add(model.Prompts.ForScore((string)row.Values[0]!, row.Values.Length > 1 ? (string?)row.Values[1] : null, checked((int)row.Index)));
                 }
                 catch (ArgumentException e)
                 {

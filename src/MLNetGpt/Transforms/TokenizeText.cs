@@ -154,7 +154,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     {
         try
         {
-            GptModel.EnsureValidUnicode(text, Describe(row, InputColumnName));
+            Generation.PromptPreparer.EnsureValidUnicode(text, Describe(row, InputColumnName));
         }
         catch (ArgumentException e)
         {

@@ -239,7 +239,7 @@ public sealed class GenerationBehaviourTests : IClassFixture<GenerationBehaviour
     {
         var options = new GenerationOptions { MaxNewTokens = 12, EosTokenIds = [], DoSample = true, Seed = 5, StopStrings = ["e"] };
         var settings = _model.Resolve(options);
-        var prepared = Prompts.Select((p, i) => _model.PreparePrompt(p, i, settings)).ToList();
+        var prepared = Prompts.Select((p, i) => _model.Prompts.FromText(p, i, settings)).ToList();
         var continuous = _model.RunOrdered(prepared, settings, 4, continuous: true, CancellationToken.None);
         var staticBatches = _model.RunOrdered(prepared, settings, 4, continuous: false, CancellationToken.None);
         Assert.Equal(staticBatches.Select(r => r.Text), continuous.Select(r => r.Text));

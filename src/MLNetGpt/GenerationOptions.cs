@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace MLNetGpt;
 
 /// <summary>
@@ -6,7 +8,15 @@ namespace MLNetGpt;
 /// then the library default given in its documentation. Setters validate and throw
 /// <see cref="ArgumentOutOfRangeException"/> naming the option.
 /// </summary>
-/// <remarks>Instances are plain settings; share one across threads only when nobody mutates it.</remarks>
+/// <remarks>
+/// <para>Instances are plain settings; share one across threads only when nobody mutates it.</para>
+/// <para>
+/// <see cref="ToJson"/> and <see cref="FromJson"/> write and read the set options as a JSON object
+/// with Hugging Face's names (<c>max_new_tokens</c>, <c>do_sample</c>, <c>top_p</c>, ...; MLNetGpt's own
+/// options use the same style: <c>seed</c>, <c>return_log_probabilities</c>, <c>prompt_overflow</c>,
+/// <c>include_eos_token</c>, <c>prefix_caching</c>). A missing key means "unset".
+/// </para>
+/// </remarks>
 public sealed class GenerationOptions
 {
     private int? _maxNewTokens;
@@ -17,6 +27,8 @@ public sealed class GenerationOptions
     private float? _minP;
     private float? _repetitionPenalty;
     private int? _noRepeatNgramSize;
+    private int? _maxLength;
+    private int? _minTokensToKeep;
     private IReadOnlyList<int>? _eosTokenIds;
     private IReadOnlyList<string>? _stopStrings;
 
@@ -103,6 +115,29 @@ public sealed class GenerationOptions
     }
 
     /// <summary>
+    /// The most tokens in prompt plus output (&gt; 0), as Hugging Face's <c>max_length</c> and ONNX
+    /// Runtime GenAI's <c>search.max_length</c>. When both are set, <see cref="MaxNewTokens"/> wins
+    /// (as in Hugging Face). Default: unset (only <see cref="MaxNewTokens"/> and the context window limit).
+    /// </summary>
+    public int? MaxLength
+    {
+        get => _maxLength;
+        set => _maxLength = value is null || value > 0 ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxLength), value, "max_length must be greater than 0.");
+    }
+
+    /// <summary>
+    /// The fewest tokens top-k, top-p and min-p may leave (&gt;= 1), as the <c>min_tokens_to_keep</c>
+    /// of Hugging Face's warpers. Default 1.
+    /// </summary>
+    public int? MinTokensToKeep
+    {
+        get => _minTokensToKeep;
+        set => _minTokensToKeep = value is null || value >= 1 ? value
+            : throw new ArgumentOutOfRangeException(nameof(MinTokensToKeep), value, "min_tokens_to_keep must be 1 or more.");
+    }
+
+    /// <summary>
     /// Token ids that end a sequence (several are allowed). Default: the model's <c>eos_token_id</c>.
     /// An empty list disables end-of-sequence stopping.
     /// </summary>
@@ -137,42 +172,57 @@ public sealed class GenerationOptions
     /// <summary>What to do with a prompt that does not fit the context window. Default <see cref="PromptOverflow.TruncateLeft"/>.</summary>
     public PromptOverflow? PromptOverflow { get; set; }
 
+    /// <summary>
+    /// Keep the end-of-sequence token that ended a sequence in <see cref="GenerationResult.TokenIds"/>
+    /// (as Hugging Face returns it). Its text is never part of <see cref="GenerationResult.Text"/>.
+    /// Default false.
+    /// </summary>
+    public bool? IncludeEosToken { get; set; }
+
+    /// <summary>
+    /// Prefill a prompt head shared by several waiting prompts once and start each of them from a
+    /// copy of its key/value cache. Results are identical either way; only speed differs. Default
+    /// true (used where the backend supports it and the shared head is long enough to pay).
+    /// </summary>
+    public bool? PrefixCaching { get; set; }
+
     /// <summary>Returns a copy whose unset properties are taken from <paramref name="fallback"/>.</summary>
     public GenerationOptions WithDefaults(GenerationOptions? fallback)
     {
-        if (fallback is null) return Clone();
-        return new GenerationOptions
-        {
-            _maxNewTokens = _maxNewTokens ?? fallback._maxNewTokens,
-            _minNewTokens = _minNewTokens ?? fallback._minNewTokens,
-            DoSample = DoSample ?? fallback.DoSample,
-            _temperature = _temperature ?? fallback._temperature,
-            _topK = _topK ?? fallback._topK,
-            _topP = _topP ?? fallback._topP,
-            _minP = _minP ?? fallback._minP,
-            _repetitionPenalty = _repetitionPenalty ?? fallback._repetitionPenalty,
-            _noRepeatNgramSize = _noRepeatNgramSize ?? fallback._noRepeatNgramSize,
-            _eosTokenIds = _eosTokenIds ?? fallback._eosTokenIds,
-            _stopStrings = _stopStrings ?? fallback._stopStrings,
-            Seed = Seed ?? fallback.Seed,
-            ReturnLogProbabilities = ReturnLogProbabilities ?? fallback.ReturnLogProbabilities,
-            PromptOverflow = PromptOverflow ?? fallback.PromptOverflow,
-        };
+        var result = Clone();
+        if (fallback is null) return result;
+        foreach (var control in GenerationControls.All)
+            if (control.Get(result) is null && control.Get(fallback) is { } value) control.Set(result, value);
+        return result;
     }
 
     /// <summary>Returns a shallow copy.</summary>
     public GenerationOptions Clone() => (GenerationOptions)MemberwiseClone();
-}
 
-/// <summary>What happens to a prompt longer than the model's context window.</summary>
-public enum PromptOverflow
-{
-    /// <summary>
-    /// Keep the prompt's last tokens, leaving room for up to <c>max_new_tokens</c> (at most half the
-    /// window), and log a warning.
-    /// </summary>
-    TruncateLeft,
+    /// <summary>The set options as a JSON object with Hugging Face's names; unset options are left out.</summary>
+    public string ToJson()
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer))
+            GenerationControls.Write(this, writer);
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+    }
 
-    /// <summary>Throw an <see cref="ArgumentException"/> naming the prompt and its length.</summary>
-    Error,
+    /// <summary>Reads options written by <see cref="ToJson"/> (or written by hand with the same names).</summary>
+    /// <exception cref="FormatException">The text is not a JSON object, a key is unknown, or a value has the wrong type or range; the message names the key.</exception>
+    public static GenerationOptions FromJson(string json)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(json);
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"The generation options are not valid JSON: {e.Message}", e);
+        }
+        using (document)
+            return GenerationControls.Read(document.RootElement, "the generation options", unknownKeys: UnknownKeys.Refuse);
+    }
 }

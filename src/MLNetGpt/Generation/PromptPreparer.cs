@@ -1,0 +1,94 @@
+using Microsoft.ML.Tokenizers;
+
+namespace MLNetGpt.Generation;
+
+/// <summary>
+/// Turns prompts and texts into token ids the way the model expects them: the BOS token where the
+/// tokenizer configuration asks for it, ids checked against the vocabulary, and prompts that do
+/// not fit the context window cut or refused as <see cref="PromptOverflow"/> says.
+/// </summary>
+internal sealed class PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Action<string> log)
+{
+    /// <summary>A text prompt, tokenized (with BOS when the model adds it).</summary>
+    public PreparedPrompt FromText(string text, int index, DecodingSettings settings)
+    {
+        if (text is null) throw new ArgumentNullException(nameof(text), $"Prompt {index} is null.");
+        EnsureValidUnicode(text, $"Prompt {index}");
+        return FromIds(WithBos(tokenizer.EncodeToIds(text)), index, settings);
+    }
+
+    /// <summary>A prompt given as token ids (used as given; an empty prompt starts from BOS).</summary>
+    public PreparedPrompt FromIds(int[] ids, int index, DecodingSettings settings)
+    {
+        for (int i = 0; i < ids.Length; i++)
+            if ((uint)ids[i] >= (uint)info.VocabularySize)
+                throw new ArgumentOutOfRangeException(nameof(ids), ids[i], $"Prompt {index}: token id {ids[i]} at position {i} is outside the vocabulary (0..{info.VocabularySize - 1}).");
+        if (ids.Length == 0)
+        {
+            ids = info.BosTokenId is int bos ? [bos]
+                : throw new ArgumentException($"Prompt {index} is empty and the model defines no bos_token_id to start from.", nameof(ids));
+        }
+        bool truncated = false;
+        if (ids.Length >= info.ContextLength)
+        {
+            if (settings.PromptOverflow == PromptOverflow.Error)
+                throw new ArgumentException($"Prompt {index} has {ids.Length} tokens; the context window holds {info.ContextLength} " +
+                    "(prompt plus generated tokens). Shorten it or use PromptOverflow.TruncateLeft.", nameof(ids));
+            int keep = info.ContextLength - settings.ReservedForOutput(info.ContextLength);
+            log($"Prompt {index} has {ids.Length} tokens, more than the context window of {info.ContextLength}; keeping its last {keep} tokens.");
+            ids = ids[^keep..];
+            truncated = true;
+        }
+        return new PreparedPrompt(index, ids, truncated);
+    }
+
+    /// <summary>A text to score, optionally after a prompt whose tokens are not scored.</summary>
+    public ScoreRequest ForScore(string text, string? prompt, int index)
+    {
+        if (text is null) throw new ArgumentNullException(nameof(text), $"Text {index} is null.");
+        EnsureValidUnicode(text, $"Text {index}");
+        if (prompt is not null) EnsureValidUnicode(prompt, $"Prompt {index}");
+        var head = new List<int>();
+        if (prompt is not null) head.AddRange(WithBos(tokenizer.EncodeToIds(prompt)));
+        else if (info.BosTokenId is int bos) head.Add(bos);
+        var body = tokenizer.EncodeToIds(text);
+        var ids = head.Concat(body).ToArray();
+        int first = head.Count;
+        bool truncated = false;
+        if (ids.Length > info.ContextLength)
+        {
+            int cut = ids.Length - info.ContextLength;
+            ids = ids[cut..];
+            first = Math.Max(0, first - cut);
+            truncated = true;
+            log($"Text {index}: prompt + text have {ids.Length + cut} tokens, more than the context window of {info.ContextLength}; scoring the last {info.ContextLength}.");
+        }
+        return new ScoreRequest(ids, first, truncated);
+    }
+
+    /// <summary>Text ids with the BOS token in front when the model's tokenizer asks for it.</summary>
+    public int[] WithBos(IReadOnlyList<int> ids)
+    {
+        if (!info.AddBosToken || info.BosTokenId is not int bos || (ids.Count > 0 && ids[0] == bos)) return ids.ToArray();
+        var result = new int[ids.Count + 1];
+        result[0] = bos;
+        for (int i = 0; i < ids.Count; i++) result[i + 1] = ids[i];
+        return result;
+    }
+
+    /// <summary>Refuses text that cannot be encoded as UTF-8 (a lone surrogate), naming where it is.</summary>
+    public static void EnsureValidUnicode(string text, string what)
+    {
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                i++;
+                continue;
+            }
+            if (char.IsSurrogate(c))
+                throw new ArgumentException($"{what} is not valid Unicode: a lone surrogate (U+{(int)c:X4}) at index {i} cannot be encoded as UTF-8.");
+        }
+    }
+}

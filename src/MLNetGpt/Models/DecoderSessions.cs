@@ -1,0 +1,86 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace MLNetGpt.Models;
+
+/// <summary>
+/// The ONNX Runtime sessions of a model folder on one device: the main decoder (with past inputs)
+/// and, for the Optimum pair layout, the prefill decoder, with the graph read from them. Both files
+/// of a pair must run on the same device.
+/// </summary>
+internal sealed class DecoderSessions : IDisposable
+{
+    private DecoderSessions(InferenceSession main, InferenceSession? prefill, DecoderGraph graph, string provider)
+    {
+        Main = main;
+        Prefill = prefill;
+        Graph = graph;
+        Provider = provider;
+    }
+
+    public InferenceSession Main { get; }
+    public InferenceSession? Prefill { get; }
+    public DecoderGraph Graph { get; }
+
+    /// <summary><c>CPU</c> or <c>CUDA:N</c>.</summary>
+    public string Provider { get; }
+
+    public bool OnCuda => Provider.StartsWith("CUDA", StringComparison.Ordinal);
+
+    public static DecoderSessions Open(ModelFolder folder, GptModelOptions options)
+    {
+        InferenceSession? main = null, prefill = null;
+        try
+        {
+            string mainFile = folder.WithPastFile ?? folder.MainFile;
+            (main, string provider) = SessionFactory.Open(Path.Combine(folder.Folder, mainFile), options, cudaAlreadyFailed: false);
+            if (folder.WithPastFile is not null)
+            {
+                (prefill, string prefillProvider) = SessionFactory.Open(Path.Combine(folder.Folder, folder.MainFile), options,
+                    cudaAlreadyFailed: provider == "CPU");
+                if (prefillProvider != provider)
+                    throw new GptModelException($"{folder.MainFile} runs on {prefillProvider} but {mainFile} on {provider}; both must share a device.");
+            }
+            var graph = DecoderGraph.Read(folder, main, mainFile, prefill);
+            return new DecoderSessions(main, prefill, graph, provider);
+        }
+        catch
+        {
+            main?.Dispose();
+            prefill?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>What the folder and the graph say, as the public description of the opened model.</summary>
+    public GptModelInfo Describe(ModelFolder folder, string tokenizerSource)
+    {
+        int? bos = folder.BosTokenId;
+        return new GptModelInfo
+        {
+            Folder = folder.Folder,
+            Layout = folder.Layout,
+            ModelFiles = folder.ModelFiles,
+            LayerCount = Graph.LayerCount,
+            AttentionHeadCount = folder.HeadCount ?? Graph.KeyValueHeadCount,
+            KeyValueHeadCount = Graph.KeyValueHeadCount,
+            HeadSize = Graph.HeadSize,
+            VocabularySize = Graph.VocabularySize,
+            ContextLength = folder.ContextLength!.Value,
+            EosTokenIds = folder.EosTokenIds,
+            BosTokenId = bos,
+            AddBosToken = folder.AddBosToken && bos is not null,
+            PadTokenId = folder.PadTokenId ?? (folder.EosTokenIds.Length > 0 ? folder.EosTokenIds[0] : 0),
+            HasPositionIds = Graph.PositionIds is not null,
+            CacheElementType = Graph.CacheType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16 ? "float16" : "float32",
+            TokenizerSource = tokenizerSource,
+            ExecutionProvider = Provider,
+            Defaults = folder.Defaults,
+        };
+    }
+
+    public void Dispose()
+    {
+        Main.Dispose();
+        Prefill?.Dispose();
+    }
+}
