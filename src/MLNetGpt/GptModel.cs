@@ -197,6 +197,13 @@ public sealed class GptModel : IDisposable
         return results;
     }
 
+    /// <summary>Scores prepared requests in one batch.</summary>
+    internal ScoreResult[] ScoreRequests(IReadOnlyList<ScoreRequest> requests, CancellationToken cancellationToken)
+    {
+        using var use = Use();
+        return new Scorer(_backend, Info).Score(requests, cancellationToken);
+    }
+
     internal IReadOnlyList<GenerationResult> RunOrdered(IReadOnlyList<PreparedPrompt> prompts, DecodingSettings settings, int batchSize,
         bool continuous, CancellationToken cancellationToken)
     {

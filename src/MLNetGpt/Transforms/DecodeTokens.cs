@@ -76,15 +76,31 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
         _tokenizer = _source.GetTokenizer();
     }
 
+    // Saved-format history (ModelVerWritten):
+    //   0x00010001  MLNetGpt 0.1.0: binary settings (LegacyOptionsFormat), model source.
+    //   0x00010002  JSON settings (StageSettings), model source.
+    private const uint VersionBinary = 0x00010001;
+    private const uint VersionJson = 0x00010002;
+
     private DecodeTokensTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(DecodeTokensTransformer))
     {
         ctx.CheckAtModel(GetVersionInfo());
-        // *** Binary format ***
-        // string output, string input, string[] stop strings, model source
         var r = ctx.Reader;
-        OutputColumnName = r.ReadString();
-        InputColumnName = r.ReadString();
-        _stopStrings = OptionsFormat.ReadStrings(r) ?? [];
+        if (ctx.Header.ModelVerWritten == VersionBinary)
+        {
+            // string output, string input, string[] stop strings
+            OutputColumnName = r.ReadString();
+            InputColumnName = r.ReadString();
+            _stopStrings = LegacyOptionsFormat.ReadStrings(r) ?? [];
+        }
+        else
+        {
+            var s = new StageSettingsReader(r.ReadString(), StageName);
+            OutputColumnName = s.RequiredString("output_column");
+            InputColumnName = s.RequiredString("input_column");
+            _stopStrings = s.Strings("stop_strings") ?? [];
+            s.EnsureAllRead();
+        }
         _source = ModelSource.Load(ctx);
         _tokenizer = _source.GetTokenizer();
     }
@@ -109,16 +125,17 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
     internal override RowStreamMapper CreateMapper() => new Mapper(this);
 
     private static VersionInfo GetVersionInfo() => new(
-        modelSignature: "GPTDECTK", verWrittenCur: 0x00010001, verReadableCur: 0x00010001, verWeCanReadBack: 0x00010001,
+        modelSignature: "GPTDECTK", verWrittenCur: VersionJson, verReadableCur: VersionJson, verWeCanReadBack: VersionBinary,
         loaderSignature: LoaderSignature, loaderAssemblyName: typeof(DecodeTokensTransformer).Assembly.FullName);
 
     private protected override void SaveModel(ModelSaveContext ctx)
     {
         ctx.SetVersionInfo(GetVersionInfo());
-        var w = ctx.Writer;
-        w.Write(OutputColumnName);
-        w.Write(InputColumnName);
-        OptionsFormat.Write(w, _stopStrings);
+        ctx.Writer.Write(new StageSettingsWriter()
+            .String("output_column", OutputColumnName)
+            .String("input_column", InputColumnName)
+            .Strings("stop_strings", _stopStrings)
+            .ToString());
         _source.Save(ctx, tokenizerOnly: true);
     }
 

@@ -10,15 +10,9 @@ using MLNetGpt.Transforms;
 namespace MLNetGpt;
 
 /// <summary>The options shared by the generating stages (<c>GenerateTokens</c>, <c>GenerateText</c>).</summary>
-public abstract class GenerationStageOptions
+public abstract class GenerationStageOptions : GptModelStageOptions
 {
-    private int _batchSize = 8;
-    private int? _intraOpThreads;
-
     private protected GenerationStageOptions() { }
-
-    /// <summary>The model folder (Optimum or ONNX Runtime GenAI layout).</summary>
-    public required string ModelFolder { get; set; }
 
     /// <summary>
     /// Decoding controls. Unset values take the model's <c>generation_config.json</c>; an unset
@@ -26,37 +20,17 @@ public abstract class GenerationStageOptions
     /// </summary>
     public GenerationOptions Generation { get; set; } = new();
 
-    /// <summary>Rows generated together (&gt; 0). Default 8.</summary>
-    public int BatchSize
-    {
-        get => _batchSize;
-        set => _batchSize = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(BatchSize), value, "BatchSize must be greater than 0.");
-    }
-
     /// <summary>
     /// Give a finished row's batch slot to the next row at once (the default), rather than waiting
     /// for the whole batch. Outputs are identical either way; only speed differs.
     /// </summary>
     public bool ContinuousBatching { get; set; } = true;
 
-    /// <summary>The device; <see langword="null"/> uses the MLContext's <c>GpuDeviceId</c> and <c>FallbackToCpu</c>.</summary>
-    public GptDevice? Device { get; set; }
-
-    /// <summary>ONNX Runtime intra-op threads on the CPU; <see langword="null"/> lets ONNX Runtime choose.</summary>
-    public int? IntraOpThreads
-    {
-        get => _intraOpThreads;
-        set => _intraOpThreads = value is null || value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), value, "IntraOpThreads must be 1 or more.");
-    }
-
     /// <summary>Also output why each row stopped (<c>eos</c>, <c>stop_string</c> or <c>length</c>) in this text column.</summary>
     public string? FinishReasonColumnName { get; set; }
 
     /// <summary>Also output each generated token's log-probability (Vector&lt;Single&gt;) in this column.</summary>
     public string? LogProbabilitiesColumnName { get; set; }
-
-    /// <summary>How a saved pipeline keeps the model folder.</summary>
-    public ModelStorage Storage { get; set; } = ModelStorage.Reference;
 
     /// <summary>Options for the GenerateTokens stage with these settings.</summary>
     internal GenerateTokensOptions ForTokens(string output, string input) => new()
@@ -113,64 +87,81 @@ public sealed class GenerateTokensEstimator : GptEstimatorBase<GenerateTokensTra
 /// loop. Empty prompts start from the BOS token. A seeded result depends only on the seed and the
 /// row's prompt, never on the batch size or on neighbouring rows.
 /// </summary>
-public sealed class GenerateTokensTransformer : GptTransformerBase
+/// <remarks>Thread-safety and disposal: see <see cref="GptModelTransformerBase"/>.</remarks>
+public sealed class GenerateTokensTransformer : GptModelTransformerBase
 {
     internal const string LoaderSignature = "MLNetGptGenerateTokens";
-    private readonly ModelSource _source;
-    private readonly ModelLease _lease;
-    private readonly DecodingSettings _settings;
+
+    // Saved-format history (ModelVerWritten):
+    //   0x00010001  MLNetGpt 0.1.0: binary settings (LegacyOptionsFormat), model source.
+    //   0x00010002  JSON settings (StageSettings; decoding options under "generation" with Hugging
+    //               Face's names), model source.
+    private const uint VersionBinary = 0x00010001;
+    private const uint VersionJson = 0x00010002;
+
+    private DecodingSettings _settings = null!;
 
     internal GenerateTokensTransformer(IHostEnvironment env, GenerateTokensOptions options) : base(env, nameof(GenerateTokensTransformer))
     {
         ArgumentNullException.ThrowIfNull(options);
         if (string.IsNullOrEmpty(options.OutputColumnName)) throw new ArgumentException("OutputColumnName is required.", nameof(options));
+        TakeModelOptions(options);
         OutputColumnName = options.OutputColumnName;
         InputColumnName = options.InputColumnName ?? options.OutputColumnName;
         FinishReasonColumnName = options.FinishReasonColumnName;
         LogProbabilitiesColumnName = options.LogProbabilitiesColumnName;
         Generation = (options.Generation ?? new GenerationOptions()).Clone();
-        BatchSize = options.BatchSize;
         ContinuousBatching = options.ContinuousBatching;
-        DeviceOverride = options.Device;
-        IntraOpThreads = options.IntraOpThreads;
-        _source = ModelSource.ForFolder(options.ModelFolder, options.Storage);
-        (_lease, _settings) = Open(env);
+        Open(env);
     }
 
     private GenerateTokensTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(GenerateTokensTransformer))
     {
         ctx.CheckAtModel(GetVersionInfo());
-        // *** Binary format ***
-        // string output, string input, string? finish reason column, string? log-probability column,
-        // generation options, int batch size, bool continuous, device?, int? threads, model source
         var r = ctx.Reader;
-        OutputColumnName = r.ReadString();
-        InputColumnName = r.ReadString();
-        FinishReasonColumnName = OptionsFormat.ReadString(r);
-        LogProbabilitiesColumnName = OptionsFormat.ReadString(r);
-        Generation = OptionsFormat.ReadGenerationOptions(r);
-        BatchSize = r.ReadInt32();
-        ContinuousBatching = r.ReadBoolean();
-        DeviceOverride = OptionsFormat.ReadDevice(r);
-        IntraOpThreads = OptionsFormat.ReadInt(r);
-        _source = ModelSource.Load(ctx);
-        (_lease, _settings) = Open(env);
+        if (ctx.Header.ModelVerWritten == VersionBinary)
+        {
+            // string output, string input, string? finish reason column, string? log-probability column,
+            // generation options, int batch size, bool continuous, device?, int? threads
+            OutputColumnName = r.ReadString();
+            InputColumnName = r.ReadString();
+            FinishReasonColumnName = LegacyOptionsFormat.ReadString(r);
+            LogProbabilitiesColumnName = LegacyOptionsFormat.ReadString(r);
+            Generation = LegacyOptionsFormat.ReadGenerationOptions(r);
+            BatchSize = r.ReadInt32();
+            ContinuousBatching = r.ReadBoolean();
+            DeviceOverride = LegacyOptionsFormat.ReadDevice(r);
+            IntraOpThreads = LegacyOptionsFormat.ReadInt(r);
+        }
+        else
+        {
+            var s = new StageSettingsReader(r.ReadString(), StageName);
+            OutputColumnName = s.RequiredString("output_column");
+            InputColumnName = s.RequiredString("input_column");
+            FinishReasonColumnName = s.String("finish_reason_column");
+            LogProbabilitiesColumnName = s.String("log_probabilities_column");
+            Generation = s.Generation("generation");
+            ContinuousBatching = s.Bool("continuous_batching", true);
+            ReadModelSettings(s);
+            s.EnsureAllRead();
+        }
+        Source = ModelSource.Load(ctx);
+        Open(env);
     }
 
-    private (ModelLease, DecodingSettings) Open(IHostEnvironment env)
+    private void Open(IHostEnvironment env)
     {
-        Device = DeviceOverride ?? DeviceOf(env);
-        var lease = ModelCache.Acquire(_source.Folder!, Device, IntraOpThreads, Warn);
+        OpenModel(env);
         var options = Generation.Clone();
         options.Seed ??= SeedOf(env);
         if (LogProbabilitiesColumnName is not null) options.ReturnLogProbabilities = true;
         try
         {
-            return (lease, lease.Model.Resolve(options));
+            _settings = Handle.Model.Resolve(options);
         }
         catch
         {
-            lease.Dispose();
+            Dispose();
             throw;
         }
     }
@@ -190,23 +181,8 @@ public sealed class GenerateTokensTransformer : GptTransformerBase
     /// <summary>The decoding controls as given (unset values come from the model and the MLContext).</summary>
     public GenerationOptions Generation { get; }
 
-    /// <summary>Rows generated together.</summary>
-    public int BatchSize { get; }
-
     /// <summary>Whether finished rows' slots are refilled at once.</summary>
     public bool ContinuousBatching { get; }
-
-    /// <summary>The device given in the options (null: the MLContext's).</summary>
-    public GptDevice? DeviceOverride { get; }
-
-    /// <summary>The device this transformer asked for.</summary>
-    public GptDevice Device { get; private set; } = GptDevice.Cpu;
-
-    /// <summary>Intra-op threads given in the options.</summary>
-    public int? IntraOpThreads { get; }
-
-    /// <summary>The opened model: its layout, shapes, tokenizer and the execution provider in use.</summary>
-    public GptModelInfo ModelInfo => _lease.Model.Info;
 
     private protected override string StageName => "GenerateTokens";
 
@@ -224,30 +200,26 @@ public sealed class GenerateTokensTransformer : GptTransformerBase
 
     internal override int LookAhead => BatchSize;
 
-    internal GptModel Model => _lease.Model;
-
     internal override RowStreamMapper CreateMapper() => new Mapper(this);
 
     private static VersionInfo GetVersionInfo() => new(
-        modelSignature: "GPTGENTK", verWrittenCur: 0x00010001, verReadableCur: 0x00010001, verWeCanReadBack: 0x00010001,
+        modelSignature: "GPTGENTK", verWrittenCur: VersionJson, verReadableCur: VersionJson, verWeCanReadBack: VersionBinary,
         loaderSignature: LoaderSignature, loaderAssemblyName: typeof(GenerateTokensTransformer).Assembly.FullName);
 
     private protected override void SaveModel(ModelSaveContext ctx)
     {
         ctx.SetVersionInfo(GetVersionInfo());
-        var w = ctx.Writer;
-        w.Write(OutputColumnName);
-        w.Write(InputColumnName);
-        OptionsFormat.Write(w, FinishReasonColumnName);
-        OptionsFormat.Write(w, LogProbabilitiesColumnName);
-        OptionsFormat.Write(w, Generation);
-        w.Write(BatchSize);
-        w.Write(ContinuousBatching);
-        OptionsFormat.Write(w, DeviceOverride);
-        OptionsFormat.Write(w, IntraOpThreads);
-        _source.Save(ctx, tokenizerOnly: false);
+        var settings = new StageSettingsWriter()
+            .String("output_column", OutputColumnName)
+            .String("input_column", InputColumnName)
+            .String("finish_reason_column", FinishReasonColumnName)
+            .String("log_probabilities_column", LogProbabilitiesColumnName)
+            .Generation("generation", Generation)
+            .Bool("continuous_batching", ContinuousBatching);
+        WriteModelSettings(settings);
+        ctx.Writer.Write(settings.ToString());
+        Source.Save(ctx, tokenizerOnly: false);
     }
-
 
     /// <summary>The finish reason as the text the finish-reason column holds.</summary>
     public static string FinishReasonText(FinishReason reason) => reason switch
@@ -270,12 +242,11 @@ public sealed class GenerateTokensTransformer : GptTransformerBase
         return outputs.ToArray();
     }
 
-    /// <summary>Releases this stage's share of the model.</summary>
-    public override void Dispose() => _lease.Dispose();
-
+    /// <summary>One cursor's (or one prediction's) generation: a borrowed model reference and its decode loop.</summary>
     private sealed class Mapper : RowStreamMapper
     {
         private readonly GenerateTokensTransformer _owner;
+        private readonly ModelLease _lease;
         private readonly DecodeLoop _loop;
         private IRowSource? _source;
         private Action<long, object?[]>? _emit;
@@ -283,8 +254,17 @@ public sealed class GenerateTokensTransformer : GptTransformerBase
         public Mapper(GenerateTokensTransformer owner)
         {
             _owner = owner;
-            _loop = owner.Model.CreateLoop(owner._settings, owner.BatchSize, owner.ContinuousBatching,
-                (index, result) => _emit!(index, owner.OutputsOf(result)));
+            _lease = owner.Handle.Borrow();
+            try
+            {
+                _loop = _lease.Model.CreateLoop(owner._settings, owner.BatchSize, owner.ContinuousBatching,
+                    (index, result) => _emit!(index, owner.OutputsOf(result)));
+            }
+            catch
+            {
+                _lease.Dispose();
+                throw;
+            }
         }
 
         public override bool Step(IRowSource source, Action<long, object?[]> emit, CancellationToken cancellationToken)
@@ -304,7 +284,7 @@ public sealed class GenerateTokensTransformer : GptTransformerBase
             if (result != PullResult.Row) return result == PullResult.Wait ? AdmitKind.Wait : AdmitKind.End;
             try
             {
-                prompt = _owner.Model.Prompts.FromIds((int[])row!.Values[0]!, checked((int)row.Index), _owner._settings);
+                prompt = _lease.Model.Prompts.FromIds((int[])row!.Values[0]!, checked((int)row.Index), _owner._settings);
             }
             catch (ArgumentException e)
             {
@@ -313,6 +293,10 @@ public sealed class GenerateTokensTransformer : GptTransformerBase
             return AdmitKind.Prompt;
         }
 
-        public override void Dispose() => _loop.Dispose();
+        public override void Dispose()
+        {
+            _loop.Dispose();
+            _lease.Dispose();
+        }
     }
 }

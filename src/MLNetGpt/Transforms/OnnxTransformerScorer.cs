@@ -11,7 +11,7 @@ namespace MLNetGpt.Transforms;
 /// logits. It needs no state between runs, so OnnxTransformer fits; it runs one row per
 /// <c>Run</c> (its batch dimension is fixed at 1), which is why the batched engine is the default.
 /// </summary>
-internal sealed class OnnxTransformerScorer
+internal sealed class OnnxTransformerScorer : IDisposable
 {
     private readonly GptModelInfo _info;
     private readonly ITransformer _onnx;
@@ -80,6 +80,9 @@ internal sealed class OnnxTransformerScorer
         }
         return results;
     }
+
+    /// <summary>Releases ML.NET's OnnxTransformer and its ONNX Runtime session.</summary>
+    public void Dispose() => (_onnx as IDisposable)?.Dispose();
 
     /// <summary>The graph inputs of each request as one row per request (batch dimension 1).</summary>
     private IDataView Rows(IReadOnlyList<ScoreRequest> requests)

@@ -12,7 +12,7 @@ namespace MLNetGpt;
 /// <summary>Which ONNX Runtime session <c>ScoreText</c> runs the forward pass in.</summary>
 public enum ScoringEngine
 {
-    /// <summary>MLNetGpt's own session: left-padded batches of <see cref="ScoreTextOptions.BatchSize"/> rows per run (the default).</summary>
+    /// <summary>MLNetGpt's own session: left-padded batches of <see cref="GptModelStageOptions.BatchSize"/> rows per run (the default).</summary>
     Batched,
 
     /// <summary>
@@ -23,11 +23,8 @@ public enum ScoringEngine
 }
 
 /// <summary>Options of <c>ScoreText</c>: per-row log-likelihood and perplexity of a text under the model.</summary>
-public sealed class ScoreTextOptions
+public sealed class ScoreTextOptions : GptModelStageOptions
 {
-    private int _batchSize = 8;
-    private int? _intraOpThreads;
-
     /// <summary>The output perplexity column (Single): exp(mean negative log-likelihood per token).</summary>
     public required string OutputColumnName { get; set; }
 
@@ -43,31 +40,8 @@ public sealed class ScoreTextOptions
     /// <summary>The output column of scored token counts (Int32); <see langword="null"/> omits it.</summary>
     public string? TokenCountColumnName { get; set; } = "TokenCount";
 
-    /// <summary>The model folder.</summary>
-    public required string ModelFolder { get; set; }
-
-    /// <summary>Rows scored per forward pass (&gt; 0). Default 8.</summary>
-    public int BatchSize
-    {
-        get => _batchSize;
-        set => _batchSize = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(BatchSize), value, "BatchSize must be greater than 0.");
-    }
-
-    /// <summary>The device; <see langword="null"/> uses the MLContext's settings.</summary>
-    public GptDevice? Device { get; set; }
-
-    /// <summary>ONNX Runtime intra-op threads on the CPU (batched engine); <see langword="null"/> lets ONNX Runtime choose.</summary>
-    public int? IntraOpThreads
-    {
-        get => _intraOpThreads;
-        set => _intraOpThreads = value is null || value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), value, "IntraOpThreads must be 1 or more.");
-    }
-
     /// <summary>Where the forward pass runs; see <see cref="ScoringEngine"/>.</summary>
     public ScoringEngine Engine { get; set; } = ScoringEngine.Batched;
-
-    /// <summary>How a saved pipeline keeps the model folder.</summary>
-    public ModelStorage Storage { get; set; } = ModelStorage.Reference;
 }
 
 /// <summary>Estimator for <see cref="ScoreTextTransformer"/>; nothing is trained.</summary>
@@ -99,69 +73,93 @@ public sealed class ScoreTextEstimator : GptEstimatorBase<ScoreTextTransformer>
 /// prompt the text is scored after the model's BOS token, so every token counts; an empty text scores
 /// no token (log-likelihood 0, perplexity NaN).
 /// </summary>
-public sealed class ScoreTextTransformer : GptTransformerBase
+/// <remarks>Thread-safety and disposal: see <see cref="GptModelTransformerBase"/>.</remarks>
+public sealed class ScoreTextTransformer : GptModelTransformerBase
 {
     internal const string LoaderSignature = "MLNetGptScoreText";
-    private readonly ModelSource _source;
-    private readonly ModelLease _lease;
-    private readonly OnnxTransformerScorer? _onnxScorer;
+
+    // Saved-format history (ModelVerWritten):
+    //   0x00010001  MLNetGpt 0.1.0: binary settings (LegacyOptionsFormat), model source.
+    //   0x00010002  JSON settings (StageSettings), model source.
+    private const uint VersionBinary = 0x00010001;
+    private const uint VersionJson = 0x00010002;
+
+    private SharedResource<OnnxTransformerScorer>? _onnxScorer;
 
     internal ScoreTextTransformer(IHostEnvironment env, ScoreTextOptions options) : base(env, nameof(ScoreTextTransformer))
     {
+        ArgumentNullException.ThrowIfNull(options);
         if (string.IsNullOrEmpty(options.OutputColumnName)) throw new ArgumentException("OutputColumnName is required.", nameof(options));
         if (string.IsNullOrEmpty(options.TextColumnName)) throw new ArgumentException("TextColumnName is required.", nameof(options));
+        TakeModelOptions(options);
         OutputColumnName = options.OutputColumnName;
         TextColumnName = options.TextColumnName;
         PromptColumnName = options.PromptColumnName;
         LogLikelihoodColumnName = options.LogLikelihoodColumnName;
         TokenCountColumnName = options.TokenCountColumnName;
-        BatchSize = options.BatchSize;
-        DeviceOverride = options.Device;
-        IntraOpThreads = options.IntraOpThreads;
         Engine = options.Engine;
-        _source = ModelSource.ForFolder(options.ModelFolder, options.Storage);
-        (_lease, _onnxScorer) = Open(env);
-    }
-
-    private (ModelLease, OnnxTransformerScorer?) Open(IHostEnvironment env)
-    {
-        var device = DeviceOverride ?? DeviceOf(env);
-        var lease = ModelCache.Acquire(_source.Folder!, device, IntraOpThreads, Warn);
-        try
-        {
-            return (lease, Engine == ScoringEngine.OnnxTransformer ? new OnnxTransformerScorer(lease.Model, device) : null);
-        }
-        catch
-        {
-            lease.Dispose();
-            throw;
-        }
+        Open(env);
     }
 
     private ScoreTextTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(ScoreTextTransformer))
     {
         ctx.CheckAtModel(GetVersionInfo());
-        // *** Binary format ***
-        // string output, string text, string? prompt, string? log-likelihood, string? token count, int batch, device?, int engine, int? threads, model source
         var r = ctx.Reader;
-        OutputColumnName = r.ReadString();
-        TextColumnName = r.ReadString();
-        PromptColumnName = OptionsFormat.ReadString(r);
-        LogLikelihoodColumnName = OptionsFormat.ReadString(r);
-        TokenCountColumnName = OptionsFormat.ReadString(r);
-        BatchSize = r.ReadInt32();
-        DeviceOverride = OptionsFormat.ReadDevice(r);
-        Engine = (ScoringEngine)r.ReadInt32();
-        IntraOpThreads = OptionsFormat.ReadInt(r);
-        _source = ModelSource.Load(ctx);
-        (_lease, _onnxScorer) = Open(env);
+        if (ctx.Header.ModelVerWritten == VersionBinary)
+        {
+            // string output, string text, string? prompt, string? log-likelihood, string? token count, int batch, device?, int engine, int? threads
+            OutputColumnName = r.ReadString();
+            TextColumnName = r.ReadString();
+            PromptColumnName = LegacyOptionsFormat.ReadString(r);
+            LogLikelihoodColumnName = LegacyOptionsFormat.ReadString(r);
+            TokenCountColumnName = LegacyOptionsFormat.ReadString(r);
+            BatchSize = r.ReadInt32();
+            DeviceOverride = LegacyOptionsFormat.ReadDevice(r);
+            Engine = (ScoringEngine)r.ReadInt32();
+            IntraOpThreads = LegacyOptionsFormat.ReadInt(r);
+        }
+        else
+        {
+            var s = new StageSettingsReader(r.ReadString(), StageName);
+            OutputColumnName = s.RequiredString("output_column");
+            TextColumnName = s.RequiredString("text_column");
+            PromptColumnName = s.String("prompt_column");
+            LogLikelihoodColumnName = s.String("log_likelihood_column");
+            TokenCountColumnName = s.String("token_count_column");
+            Engine = s.String("engine") switch
+            {
+                null or "batched" => ScoringEngine.Batched,
+                "onnx_transformer" => ScoringEngine.OnnxTransformer,
+                var other => throw new FormatException($"ScoreText in the saved pipeline: 'engine' must be \"batched\" or \"onnx_transformer\", but is \"{other}\"."),
+            };
+            ReadModelSettings(s);
+            s.EnsureAllRead();
+        }
+        Source = ModelSource.Load(ctx);
+        Open(env);
+    }
+
+    private void Open(IHostEnvironment env)
+    {
+        OpenModel(env);
+        if (Engine != ScoringEngine.OnnxTransformer) return;
+        try
+        {
+            _onnxScorer = new SharedResource<OnnxTransformerScorer>(() => new OnnxTransformerScorer(Handle.Model, Device));
+            _onnxScorer.Hold();
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
     }
 
     /// <summary>Where the forward pass runs.</summary>
     public ScoringEngine Engine { get; }
 
-    /// <summary>Intra-op threads given in the options.</summary>
-    public int? IntraOpThreads { get; }
+    /// <summary>Whether ML.NET's OnnxTransformer (and its session) is open now (tests).</summary>
+    internal bool OnnxScorerIsOpen => _onnxScorer?.IsOpen ?? false;
 
     /// <summary>The perplexity column.</summary>
     public string OutputColumnName { get; }
@@ -177,12 +175,6 @@ public sealed class ScoreTextTransformer : GptTransformerBase
 
     /// <summary>The token-count column, if any.</summary>
     public string? TokenCountColumnName { get; }
-
-    /// <summary>Rows per forward pass.</summary>
-    public int BatchSize { get; }
-
-    /// <summary>The device given in the options (null: the MLContext's).</summary>
-    public GptDevice? DeviceOverride { get; }
 
     private protected override string StageName => "ScoreText";
 
@@ -204,34 +196,46 @@ public sealed class ScoreTextTransformer : GptTransformerBase
     internal override RowStreamMapper CreateMapper() => new Mapper(this);
 
     private static VersionInfo GetVersionInfo() => new(
-        modelSignature: "GPTSCORE", verWrittenCur: 0x00010001, verReadableCur: 0x00010001, verWeCanReadBack: 0x00010001,
+        modelSignature: "GPTSCORE", verWrittenCur: VersionJson, verReadableCur: VersionJson, verWeCanReadBack: VersionBinary,
         loaderSignature: LoaderSignature, loaderAssemblyName: typeof(ScoreTextTransformer).Assembly.FullName);
 
     private protected override void SaveModel(ModelSaveContext ctx)
     {
         ctx.SetVersionInfo(GetVersionInfo());
-        var w = ctx.Writer;
-        w.Write(OutputColumnName);
-        w.Write(TextColumnName);
-        OptionsFormat.Write(w, PromptColumnName);
-        OptionsFormat.Write(w, LogLikelihoodColumnName);
-        OptionsFormat.Write(w, TokenCountColumnName);
-        w.Write(BatchSize);
-        OptionsFormat.Write(w, DeviceOverride);
-        w.Write((int)Engine);
-        OptionsFormat.Write(w, IntraOpThreads);
-        _source.Save(ctx, tokenizerOnly: false);
+        var settings = new StageSettingsWriter()
+            .String("output_column", OutputColumnName)
+            .String("text_column", TextColumnName)
+            .String("prompt_column", PromptColumnName)
+            .String("log_likelihood_column", LogLikelihoodColumnName)
+            .String("token_count_column", TokenCountColumnName)
+            .String("engine", Engine == ScoringEngine.OnnxTransformer ? "onnx_transformer" : "batched");
+        WriteModelSettings(settings);
+        ctx.Writer.Write(settings.ToString());
+        Source.Save(ctx, tokenizerOnly: false);
     }
 
-
-    /// <summary>Releases this stage's share of the model.</summary>
-    public override void Dispose() => _lease.Dispose();
-
-    private sealed class Mapper(ScoreTextTransformer owner) : BatchRowMapper(owner.BatchSize)
+    /// <summary>Gives up this stage's references to the model (and to ML.NET's OnnxTransformer, for that engine).</summary>
+    public override void Dispose()
     {
+        _onnxScorer?.Dispose();
+        base.Dispose();
+    }
+
+    /// <summary>One cursor's (or one prediction's) scoring: a borrowed model reference, batch by batch.</summary>
+    private sealed class Mapper : BatchRowMapper
+    {
+        private readonly ScoreTextTransformer _owner;
+        private readonly ModelLease _lease;
+
+        public Mapper(ScoreTextTransformer owner) : base(owner.BatchSize)
+        {
+            _owner = owner;
+            _lease = owner.Handle.Borrow();
+        }
+
         protected override object?[][] MapBatch(IReadOnlyList<RowInput> rows, CancellationToken cancellationToken)
         {
-            var model = owner._lease.Model;
+            var model = _lease.Model;
             var requests = new List<ScoreRequest>(rows.Count);
             foreach (var row in rows)
             {
@@ -241,19 +245,30 @@ public sealed class ScoreTextTransformer : GptTransformerBase
                 }
                 catch (ArgumentException e)
                 {
-                    throw new InvalidOperationException($"{owner.Describe(row.Index, owner.TextColumnName)}: {e.Message}", e);
+                    throw new InvalidOperationException($"{_owner.Describe(row.Index, _owner.TextColumnName)}: {e.Message}", e);
                 }
             }
-            var scores = owner._onnxScorer is { } onnx ? onnx.Score(requests) : new Scorer(model.Backend, model.Info).Score(requests, cancellationToken);
+            ScoreResult[] scores;
+            if (_owner._onnxScorer is { } shared)
+            {
+                using var scorer = shared.Borrow();
+                scores = scorer.Value.Score(requests);
+            }
+            else
+            {
+                scores = model.ScoreRequests(requests, cancellationToken);
+            }
             var outputs = new object?[rows.Count][];
             for (int i = 0; i < rows.Count; i++)
             {
                 var values = new List<object?> { (float)scores[i].Perplexity };
-                if (owner.LogLikelihoodColumnName is not null) values.Add(scores[i].LogLikelihood);
-                if (owner.TokenCountColumnName is not null) values.Add(scores[i].TokenCount);
+                if (_owner.LogLikelihoodColumnName is not null) values.Add(scores[i].LogLikelihood);
+                if (_owner.TokenCountColumnName is not null) values.Add(scores[i].TokenCount);
                 outputs[i] = values.ToArray();
             }
             return outputs;
         }
+
+        public override void Dispose() => _lease.Dispose();
     }
 }

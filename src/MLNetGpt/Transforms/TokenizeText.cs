@@ -92,17 +92,36 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
             : bos ?? throw new ArgumentException($"AddBeginningOfSequence is set, but {_source} defines no bos_token_id.", nameof(options));
     }
 
+    // Saved-format history (ModelVerWritten):
+    //   0x00010001  MLNetGpt 0.1.0: binary settings (LegacyOptionsFormat), model source.
+    //   0x00010002  JSON settings (StageSettings), model source.
+    private const uint VersionBinary = 0x00010001;
+    private const uint VersionJson = 0x00010002;
+
     private TokenizeTextTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(TokenizeTextTransformer))
     {
         ctx.CheckAtModel(GetVersionInfo());
-        // *** Binary format ***
-        // string output, string input, int? max tokens, bool truncate from start, int? BOS id to prepend, model source
         var r = ctx.Reader;
-        OutputColumnName = r.ReadString();
-        InputColumnName = r.ReadString();
-        MaxTokens = OptionsFormat.ReadInt(r);
-        TruncateFromStart = r.ReadBoolean();
-        _bos = OptionsFormat.ReadInt(r);
+        if (ctx.Header.ModelVerWritten == VersionBinary)
+        {
+            // string output, string input, int? max tokens, bool truncate from start, int? BOS id to prepend
+            OutputColumnName = r.ReadString();
+            InputColumnName = r.ReadString();
+            MaxTokens = LegacyOptionsFormat.ReadInt(r);
+            TruncateFromStart = r.ReadBoolean();
+            _bos = LegacyOptionsFormat.ReadInt(r);
+        }
+        else
+        {
+            var s = new StageSettingsReader(r.ReadString(), StageName);
+            OutputColumnName = s.RequiredString("output_column");
+            InputColumnName = s.RequiredString("input_column");
+            MaxTokens = s.Int("max_tokens");
+            if (MaxTokens is < 1) throw new FormatException($"TokenizeText in the saved pipeline: 'max_tokens' must be 1 or more, but is {MaxTokens}.");
+            TruncateFromStart = s.Bool("truncate_from_start", true);
+            _bos = s.Int("prepend_bos_token_id");
+            s.EnsureAllRead();
+        }
         AddBeginningOfSequence = _bos is not null;
         _source = ModelSource.Load(ctx);
         _tokenizer = _source.GetTokenizer();
@@ -134,18 +153,19 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     internal override RowStreamMapper CreateMapper() => new Mapper(this);
 
     private static VersionInfo GetVersionInfo() => new(
-        modelSignature: "GPTTOKNZ", verWrittenCur: 0x00010001, verReadableCur: 0x00010001, verWeCanReadBack: 0x00010001,
+        modelSignature: "GPTTOKNZ", verWrittenCur: VersionJson, verReadableCur: VersionJson, verWeCanReadBack: VersionBinary,
         loaderSignature: LoaderSignature, loaderAssemblyName: typeof(TokenizeTextTransformer).Assembly.FullName);
 
     private protected override void SaveModel(ModelSaveContext ctx)
     {
         ctx.SetVersionInfo(GetVersionInfo());
-        var w = ctx.Writer;
-        w.Write(OutputColumnName);
-        w.Write(InputColumnName);
-        OptionsFormat.Write(w, MaxTokens);
-        w.Write(TruncateFromStart);
-        OptionsFormat.Write(w, _bos);
+        ctx.Writer.Write(new StageSettingsWriter()
+            .String("output_column", OutputColumnName)
+            .String("input_column", InputColumnName)
+            .Int("max_tokens", MaxTokens)
+            .Bool("truncate_from_start", TruncateFromStart)
+            .Int("prepend_bos_token_id", _bos)
+            .ToString());
         _source.Save(ctx, tokenizerOnly: true);
     }
 
