@@ -70,7 +70,8 @@ public sealed class GptModel : IDisposable
         var sessions = DecoderSessions.Open(description, options);
         try
         {
-            var info = sessions.Describe(description, tokenizerSource);
+            int? idCount = sessions.CheckTokenizer(TokenizerVocabulary.IdCount(tokenizer), tokenizerSource, description);
+            var info = sessions.Describe(description, tokenizerSource, idCount);
             DecoderBackend backend = sessions.OnCuda
                 ? new CudaDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph, options.GpuDeviceId!.Value)
                 : new HostDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph);

@@ -29,6 +29,13 @@ public sealed class GptModelInfo
     /// <summary>Number of logits the model produces per position.</summary>
     public int VocabularySize { get; internal init; }
 
+    /// <summary>
+    /// Ids the tokenizer knows (null when its kind does not say). When it is below
+    /// <see cref="VocabularySize"/> (a vocabulary padded to a round size), generation never picks
+    /// the ids beyond it.
+    /// </summary>
+    public int? TokenizerIdCount { get; internal init; }
+
     /// <summary>The context window: prompt plus generated tokens never exceed it.</summary>
     public int ContextLength { get; internal init; }
 

@@ -72,7 +72,7 @@ internal sealed class DecodeLoop : IDisposable
         _continuous = continuous && backend.CanEditRows;
         _onFinished = onFinished;
         _onText = onText;
-        _chooser = new TokenChooser(settings, info.VocabularySize);
+        _chooser = new TokenChooser(settings, info.VocabularySize, info.TokenizerIdCount);
         _stops = new StopCriteria(settings, info.ContextLength);
         _row = new float[info.VocabularySize];
     }

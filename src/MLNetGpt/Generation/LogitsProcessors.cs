@@ -62,49 +62,58 @@ internal static class LogitsProcessors
 
     /// <summary>
     /// Hugging Face <c>TopKLogitsWarper</c>: keeps every token whose score is at least the k-th
-    /// largest (ties at the boundary are all kept).
+    /// largest, with k raised to <paramref name="minTokensToKeep"/> (ties at the boundary are all kept).
     /// </summary>
-    public static void ApplyTopK(Span<float> scores, int k, float[] scratch)
+    public static void ApplyTopK(Span<float> scores, int k, float[] scratch, int minTokensToKeep = 1)
     {
-        if (k <= 0 || k >= scores.Length) return;
+        if (k <= 0) return;
+        k = Math.Max(k, minTokensToKeep);
+        if (k >= scores.Length) return;
         float threshold = KthLargest(scores, k, scratch);
         RemoveBelow(scores, threshold);
     }
 
     /// <summary>
-    /// Hugging Face <c>TopPLogitsWarper</c>: keeps the smallest set of most likely tokens whose
-    /// probabilities sum to at least <paramref name="topP"/>; always keeps the most likely token.
+    /// Hugging Face <c>TopPLogitsWarper</c>, to the same boundary: tokens are taken from the least
+    /// likely up, and removed while their cumulative probability is at most <c>1 - top_p</c> (that
+    /// difference taken in double precision from the decimal value of <paramref name="topP"/> and
+    /// rounded to single precision, as PyTorch compares it with a float32 tensor); the
+    /// <paramref name="minTokensToKeep"/> most likely tokens are never removed.
     /// </summary>
-    public static void ApplyTopP(Span<float> scores, float topP, ref int[]? order, ref float[]? keys)
+    public static void ApplyTopP(Span<float> scores, float topP, ref int[]? order, ref float[]? keys, int minTokensToKeep = 1)
     {
         if (topP >= 1f) return;
         int n = SortDescending(scores, ref order, ref keys, out float max);
         if (n == 0) return;
         double total = 0;
         for (int i = 0; i < n; i++) total += Math.Exp(keys![i] - max);
-        // Hugging Face removes, in ascending order, tokens whose cumulative probability is <= 1 - top_p.
-        // Walking from the top, a token is kept while the probability mass above it is < top_p.
-        double above = 0;
-        int kept = 0;
-        for (; kept < n; kept++)
+        double decimalTopP = double.Parse(topP.ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
+        double threshold = (float)(1.0 - decimalTopP);
+        int keep = Math.Min(Math.Max(1, minTokensToKeep), n);
+        double cumulative = 0;
+        // Walk up from the least likely token; stop at the first one that stays.
+        for (int i = n - 1; i >= keep; i--)
         {
-            if (kept > 0 && above >= topP * total) break;
-            above += Math.Exp(keys![kept] - max);
+            cumulative += Math.Exp(keys![i] - max) / total;
+            if (cumulative > threshold) break;
+            scores[order![i]] = float.NegativeInfinity;
         }
-        for (int i = kept; i < n; i++) scores[order![i]] = float.NegativeInfinity;
     }
 
     /// <summary>
     /// Hugging Face <c>MinPLogitsWarper</c>: removes tokens whose probability is below
-    /// <paramref name="minP"/> times the most likely token's probability.
+    /// <paramref name="minP"/> times the most likely token's probability, never the
+    /// <paramref name="minTokensToKeep"/> most likely ones.
     /// </summary>
-    public static void ApplyMinP(Span<float> scores, float minP)
+    public static void ApplyMinP(Span<float> scores, float minP, float[]? scratch = null, int minTokensToKeep = 1)
     {
         if (minP <= 0f) return;
         float max = Max(scores);
         if (float.IsNegativeInfinity(max) || float.IsNaN(max)) return;
         // p_i / p_max = exp(s_i - max) < min_p  <=>  s_i < max + ln(min_p)
         float threshold = max + MathF.Log(minP);
+        if (minTokensToKeep > 1 && minTokensToKeep < scores.Length)
+            threshold = Math.Min(threshold, KthLargest(scores, minTokensToKeep, scratch ?? new float[minTokensToKeep]));
         RemoveBelow(scores, threshold);
     }
 

@@ -13,10 +13,15 @@ internal sealed class TokenChooser
     private readonly HashSet<int> _seen = [];
     private int[]? _order;
     private float[]? _keys;
+    private readonly int _usable;
 
-    public TokenChooser(DecodingSettings settings, int vocabulary)
+    /// <param name="settings">The decoding controls.</param>
+    /// <param name="vocabulary">Logits per position.</param>
+    /// <param name="usableIds">Ids the tokenizer knows; logits beyond them (a padded vocabulary) are never chosen.</param>
+    public TokenChooser(DecodingSettings settings, int vocabulary, int? usableIds = null)
     {
         _settings = settings;
+        _usable = Math.Min(usableIds ?? vocabulary, vocabulary);
         _raw = new float[vocabulary];
         _selection = new float[vocabulary];
     }
@@ -37,6 +42,8 @@ internal sealed class TokenChooser
             scores.CopyTo(raw);
         }
 
+        if (_usable < scores.Length) scores[_usable..].Fill(float.NegativeInfinity);
+
         int token;
         if (s.IsPlainGreedy)
         {
@@ -54,9 +61,9 @@ internal sealed class TokenChooser
             else
             {
                 LogitsProcessors.ApplyTemperature(scores, s.Temperature);
-                LogitsProcessors.ApplyTopK(scores, s.TopK, _selection);
-                LogitsProcessors.ApplyTopP(scores, s.TopP, ref _order, ref _keys);
-                LogitsProcessors.ApplyMinP(scores, s.MinP);
+                LogitsProcessors.ApplyTopK(scores, s.TopK, _selection, s.MinTokensToKeep);
+                LogitsProcessors.ApplyTopP(scores, s.TopP, ref _order, ref _keys, s.MinTokensToKeep);
+                LogitsProcessors.ApplyMinP(scores, s.MinP, _selection, s.MinTokensToKeep);
                 token = LogitsProcessors.Sample(scores, random.NextDouble());
             }
         }

@@ -41,7 +41,7 @@ internal sealed partial class DecoderGraph
     /// Reads the graph of <paramref name="decode"/> (the session that takes past inputs) and, for the
     /// pair layout, checks <paramref name="prefill"/>, which has none.
     /// </summary>
-    public static DecoderGraph Read(ModelFolder folder, InferenceSession decode, string decodeFile, InferenceSession? prefill)
+    public static DecoderGraph Read(ModelFolder folder, InferenceSession decode, string decodeFile, InferenceSession? prefill, Action<string> warn)
     {
         var inputs = decode.InputMetadata;
         var outputs = decode.OutputMetadata;
@@ -88,8 +88,11 @@ internal sealed partial class DecoderGraph
                 "(supported: input_ids, attention_mask, position_ids, use_cache_branch, past key/value).");
 
         int layerCount = pastNames.Length / 2;
+        // Where the graph fixes a shape it wins over the configuration; a contradiction is worth a warning.
+        void Contradiction(ShapeKey key, int configured, int actual, string what) =>
+            warn($"{folder.Source(key)} says {configured}, but {file} has {actual} {what}; using {actual}.");
         if (folder.LayerCount is int configured && configured != layerCount)
-            throw new GptModelException($"The configuration says {configured} layers, but {file} has cache inputs for {layerCount}.");
+            Contradiction(ShapeKey.Layers, configured, layerCount, "layers (pairs of cache inputs)");
 
         var past = inputs[pastNames[0]];
         if (past.Dimensions.Length != 4)
@@ -98,6 +101,12 @@ internal sealed partial class DecoderGraph
             : folder.KeyValueHeadCount ?? throw new GptModelException($"{file}: the number of key/value heads is not fixed in the graph and the configuration does not give num_key_value_heads or n_head.");
         int headSize = past.Dimensions[3] > 0 ? past.Dimensions[3]
             : folder.HeadSize ?? throw new GptModelException($"{file}: the head size is not fixed in the graph and the configuration does not give head_dim, or n_embd and n_head.");
+        if (past.Dimensions[1] > 0 && folder.KeyValueHeadCount is int configuredKv && configuredKv != kvHeads)
+            Contradiction(ShapeKey.KeyValueHeads, configuredKv, kvHeads, "key/value heads in its cache inputs");
+        if (past.Dimensions[3] > 0 && folder.HeadSize is int configuredSize && configuredSize != headSize)
+            Contradiction(ShapeKey.HeadSize, configuredSize, headSize, "as the head size of its cache inputs");
+        if (folder.HeadCount is int heads && (heads < kvHeads || heads % kvHeads != 0))
+            throw new GptModelException($"{folder.Source(ShapeKey.Heads)} says {heads} attention heads, which is not a multiple of the {kvHeads} key/value heads of {file}'s cache inputs.");
         var cacheType = past.ElementDataType;
         if (cacheType is not (TensorElementType.Float or TensorElementType.Float16))
             throw new GptModelException($"{file}: cache input '{pastNames[0]}' holds {cacheType}; only float32 and float16 caches are supported.");
@@ -105,6 +114,8 @@ internal sealed partial class DecoderGraph
         var logitsMeta = outputs[logits];
         int vocabulary = logitsMeta.Dimensions.Length == 3 && logitsMeta.Dimensions[2] > 0 ? logitsMeta.Dimensions[2]
             : folder.VocabularySize ?? throw new GptModelException($"{file}: the vocabulary size is not fixed in the graph and the configuration has no vocab_size.");
+        if (logitsMeta.Dimensions.Length == 3 && logitsMeta.Dimensions[2] > 0 && folder.VocabularySize is int configuredVocabulary && configuredVocabulary != vocabulary)
+            Contradiction(ShapeKey.Vocabulary, configuredVocabulary, vocabulary, "logits per position");
         if (logitsMeta.ElementDataType is not (TensorElementType.Float or TensorElementType.Float16))
             throw new GptModelException($"{file}: output '{logits}' holds {logitsMeta.ElementDataType}; only float32 and float16 logits are supported.");
 

@@ -40,7 +40,7 @@ internal sealed class DecoderSessions : IDisposable
                 if (prefillProvider != provider)
                     throw new GptModelException($"{folder.MainFile} runs on {prefillProvider} but {mainFile} on {provider}; both must share a device.");
             }
-            var graph = DecoderGraph.Read(folder, main, mainFile, prefill);
+            var graph = DecoderGraph.Read(folder, main, mainFile, prefill, options.Write);
             return new DecoderSessions(main, prefill, graph, provider);
         }
         catch
@@ -52,7 +52,7 @@ internal sealed class DecoderSessions : IDisposable
     }
 
     /// <summary>What the folder and the graph say, as the public description of the opened model.</summary>
-    public GptModelInfo Describe(ModelFolder folder, string tokenizerSource)
+    public GptModelInfo Describe(ModelFolder folder, string tokenizerSource, int? tokenizerIdCount)
     {
         int? bos = folder.BosTokenId;
         return new GptModelInfo
@@ -62,6 +62,7 @@ internal sealed class DecoderSessions : IDisposable
             ModelFiles = folder.ModelFiles,
             LayerCount = Graph.LayerCount,
             AttentionHeadCount = folder.HeadCount ?? Graph.KeyValueHeadCount,
+            TokenizerIdCount = tokenizerIdCount,
             KeyValueHeadCount = Graph.KeyValueHeadCount,
             HeadSize = Graph.HeadSize,
             VocabularySize = Graph.VocabularySize,
@@ -76,6 +77,26 @@ internal sealed class DecoderSessions : IDisposable
             ExecutionProvider = Provider,
             Defaults = folder.Defaults,
         };
+    }
+
+    /// <summary>
+    /// Checks the tokenizer against the logits: a tokenizer with ids the model cannot produce is the
+    /// wrong one; one with far fewer ids than the logits is too (a few unused trailing ids are
+    /// common: vocabularies are padded to a round size). Returns the tokenizer's id count.
+    /// </summary>
+    public int? CheckTokenizer(int? idCount, string tokenizerSource, ModelFolder folder)
+    {
+        if (idCount is not int count) return null;
+        int logits = Graph.VocabularySize;
+        string file = folder.WithPastFile ?? folder.MainFile;
+        if (count > logits)
+            throw new GptModelException($"The tokenizer ({tokenizerSource}) has {count} ids, but {file} produces {logits} logits per position: " +
+                "the tokenizer does not belong to this model.");
+        int gap = logits - count;
+        if (gap > 1024 && gap > logits / 50)
+            throw new GptModelException($"The tokenizer ({tokenizerSource}) has {count} ids, but {file} produces {logits} logits per position: " +
+                "far more than a padded vocabulary would add, so the tokenizer does not belong to this model.");
+        return count;
     }
 
     public void Dispose()

@@ -50,6 +50,14 @@ internal sealed class JsonConfig
         return current.ValueKind == JsonValueKind.Null ? null : current;
     }
 
+    /// <summary>"file: 'key'" for the first of <paramref name="keys"/> present (for messages), or null.</summary>
+    public string? Where(params string[] keys)
+    {
+        foreach (var key in keys)
+            if (Find(key) is not null) return $"{FileName}: '{key}'";
+        return null;
+    }
+
     /// <summary>The first of the keys present, as an integer.</summary>
     public int? Int(params string[] keys)
     {

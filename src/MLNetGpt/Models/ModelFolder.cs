@@ -40,6 +40,15 @@ internal sealed class ModelFolder
 
     public GenerationOptions Defaults { get; init; } = new();
 
+    /// <summary>
+    /// Where each configured shape value came from, for messages ("config.json: 'n_layer'"), by
+    /// <see cref="ShapeKey"/>; a value derived from others (head size from width and heads) says so.
+    /// </summary>
+    public IReadOnlyDictionary<ShapeKey, string> Sources { get; init; } = new Dictionary<ShapeKey, string>();
+
+    /// <summary>Names the configuration entry a shape value came from.</summary>
+    public string Source(ShapeKey key) => Sources.TryGetValue(key, out var where) ? where : "the configuration";
+
     /// <summary>Graph names given by genai_config.json (null: discover them from the graph).</summary>
     public GraphNames? Names { get; init; }
 
@@ -98,8 +107,20 @@ internal sealed class ModelFolder
         if (context is null)
             throw new GptModelException($"{config.Path} has no context length: set one of n_positions, max_position_embeddings or n_ctx.");
         int[] eos = generation?.IntList("eos_token_id") ?? config.IntList("eos_token_id") ?? [];
+        var sources = new Dictionary<ShapeKey, string>();
+        void Note(ShapeKey key, string? where)
+        {
+            if (where is not null) sources[key] = where;
+        }
+        Note(ShapeKey.Layers, config.Where("n_layer", "num_hidden_layers"));
+        Note(ShapeKey.Heads, config.Where("n_head", "num_attention_heads"));
+        Note(ShapeKey.KeyValueHeads, config.Where("num_key_value_heads", "n_kv_heads") ?? config.Where("n_head", "num_attention_heads"));
+        Note(ShapeKey.HeadSize, config.Where("head_dim") ?? (heads is > 0 && hidden is > 0 ? $"{config.FileName}: hidden size / heads" : null));
+        Note(ShapeKey.Vocabulary, config.Where("vocab_size"));
+        Note(ShapeKey.Context, config.Where("n_positions", "max_position_embeddings", "n_ctx", "seq_length"));
         return new ModelFolder
         {
+            Sources = sources,
             Folder = folder,
             Layout = layout,
             MainFile = main,
@@ -171,8 +192,18 @@ internal sealed class ModelFolder
         };
         // search.max_length counts prompt plus output (Hugging Face's max_length).
         var defaults = ReadDefaults(g, "search");
+        var sources = new Dictionary<ShapeKey, string>();
+        foreach (var (key, path) in new[]
+        {
+            (ShapeKey.Layers, "model.decoder.num_hidden_layers"), (ShapeKey.Heads, "model.decoder.num_attention_heads"),
+            (ShapeKey.KeyValueHeads, "model.decoder.num_key_value_heads"), (ShapeKey.HeadSize, "model.decoder.head_size"),
+            (ShapeKey.Vocabulary, "model.vocab_size"), (ShapeKey.Context, "model.context_length"),
+        })
+            if (g.Where(path) is { } where) sources[key] = where;
+        if (!sources.ContainsKey(ShapeKey.KeyValueHeads) && g.Where("model.decoder.num_attention_heads") is { } headsWhere) sources[ShapeKey.KeyValueHeads] = headsWhere;
         return new ModelFolder
         {
+            Sources = sources,
             Folder = folder,
             Layout = ModelLayout.OnnxRuntimeGenAI,
             MainFile = file,
@@ -206,4 +237,15 @@ internal sealed class GraphNames
     public string PresentValuePattern { get; init; } = "present.%d.value";
 
     public static string Format(string pattern, int layer) => pattern.Replace("%d", layer.ToString(System.Globalization.CultureInfo.InvariantCulture));
+}
+
+/// <summary>The shape values a model folder's configuration may state and the graph may contradict.</summary>
+internal enum ShapeKey
+{
+    Layers,
+    Heads,
+    KeyValueHeads,
+    HeadSize,
+    Vocabulary,
+    Context,
 }
