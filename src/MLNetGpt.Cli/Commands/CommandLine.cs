@@ -14,6 +14,7 @@ internal static class CommandLine
         root.Add(ScoreCommand());
         root.Add(CompleteCommand.Build());
         root.Add(InfoCommand.Build());
+        root.Add(QuantizeCommand.Build());
         return root;
     }
 

@@ -1,0 +1,173 @@
+using System.Globalization;
+using System.Text;
+using MLNetGpt.Models;
+using MLNetGpt.Models.Onnx;
+
+namespace MLNetGpt.Quantization;
+
+/// <summary>Quantizes a whole model folder: finds its ONNX files, rewrites them, copies the rest, updates the model card.</summary>
+internal static class FolderQuantizer
+{
+    public const string ModelCard = "README.md";
+    private const string CommunityOnnxFolder = "onnx";
+
+    public static QuantizationReport Quantize(string inputFolder, string outputFolder, QuantizationOptions options,
+        IProgress<string>? progress, CancellationToken cancellationToken)
+    {
+        string input = Path.GetFullPath(inputFolder);
+        string output = Path.GetFullPath(outputFolder);
+        if (!Directory.Exists(input)) throw new GptModelException($"The model folder '{input}' does not exist.");
+        if (IsSameOrInside(output, input))
+            throw new IOException($"The output folder '{output}' is the input folder or inside it; choose a folder outside '{input}'.");
+        bool existed = Directory.Exists(output);
+        if (existed && Directory.EnumerateFileSystemEntries(output).Any())
+            throw new IOException($"The output folder '{output}' is not empty; choose a new or empty folder.");
+        var modelFiles = FindModelFiles(input);
+
+        Directory.CreateDirectory(output);
+        try
+        {
+            return Run(input, output, modelFiles, options, progress, cancellationToken);
+        }
+        catch
+        {
+            // Leave no half-written model folder that looks usable.
+            if (existed)
+            {
+                foreach (var entry in new DirectoryInfo(output).EnumerateFileSystemInfos())
+                {
+                    if (entry is DirectoryInfo d) d.Delete(recursive: true);
+                    else entry.Delete();
+                }
+            }
+            else
+            {
+                Directory.Delete(output, recursive: true);
+            }
+            throw;
+        }
+    }
+
+    /// <summary>The ONNX files (relative paths) that the folder's layout uses.</summary>
+    public static IReadOnlyList<string> FindModelFiles(string folder)
+    {
+        var files = new List<string>();
+        foreach (var name in new[] { ModelFolder.OptimumDecoderFile, ModelFolder.OptimumMergedFile, ModelFolder.OptimumPrefillFile, ModelFolder.OptimumWithPastFile })
+            if (File.Exists(Path.Combine(folder, name))) files.Add(name);
+        var genai = JsonConfig.LoadIfExists(Path.Combine(folder, ModelFolder.GenAIConfigFile));
+        if (genai?.String("model.decoder.filename") is { } decoder)
+        {
+            if (!File.Exists(Path.Combine(folder, decoder)))
+                throw new GptModelException($"{genai.Path} names the model file '{decoder}', which is not in '{folder}'.");
+            files.Add(Normalize(decoder));
+        }
+        string community = Path.Combine(folder, CommunityOnnxFolder);
+        if (Directory.Exists(community))
+            files.AddRange(Directory.GetFiles(community, "*.onnx").Order(StringComparer.Ordinal)
+                .Select(f => Normalize(Path.GetRelativePath(folder, f))));
+        files = files.Distinct(StringComparer.Ordinal).ToList();
+        if (files.Count == 0)
+            throw new GptModelException($"The folder '{folder}' holds no ONNX model to quantize: expected {ModelFolder.OptimumDecoderFile}, " +
+                $"{ModelFolder.OptimumMergedFile}, {ModelFolder.OptimumPrefillFile} + {ModelFolder.OptimumWithPastFile}, " +
+                $"the file {ModelFolder.GenAIConfigFile} names, or {CommunityOnnxFolder}/*.onnx.");
+        return files;
+    }
+
+    private static QuantizationReport Run(string input, string output, IReadOnlyList<string> modelFiles, QuantizationOptions options,
+        IProgress<string>? progress, CancellationToken cancellationToken)
+    {
+        var written = new List<string>();
+        var skipped = new List<QuantizationReport.SkippedMatMul>();
+        var consumed = new HashSet<string>(modelFiles, StringComparer.Ordinal);   // files not to copy as they are
+        var rows = new List<(string File, long Before, long After, int Rewritten, int MatMuls)>();
+        int rewritten = 0;
+        foreach (var file in modelFiles)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            string source = Path.Combine(input, file);
+            var model = OnnxModelFile.Load(source);
+            long before = new FileInfo(source).Length;
+            foreach (var data in model.ExternalDataFiles())
+            {
+                string relative = Normalize(Path.GetRelativePath(input, Path.Combine(Path.GetDirectoryName(source)!, data)));
+                consumed.Add(relative);
+                before += new FileInfo(Path.Combine(input, relative)).Length;
+            }
+            progress?.Report($"{file}: quantizing to {options.Bits} bits, block size {options.BlockSize}");
+            var result = MatMulRewriter.Rewrite(model, options, file, progress, cancellationToken);
+            cancellationToken.ThrowIfCancellationRequested();
+
+            string target = Path.Combine(output, file);
+            model.Save(target);
+            written.Add(file);
+            long after = new FileInfo(target).Length;
+            if (File.Exists(target + ".data"))
+            {
+                written.Add(file + ".data");
+                after += new FileInfo(target + ".data").Length;
+            }
+            rewritten += result.Rewritten;
+            skipped.AddRange(result.Skipped);
+            rows.Add((file, before, after, result.Rewritten, result.MatMulCount));
+            progress?.Report(string.Create(CultureInfo.InvariantCulture,
+                $"{file}: {result.Rewritten} of {result.MatMulCount} MatMuls quantized, {before:N0} -> {after:N0} bytes"));
+        }
+
+        foreach (var path in Directory.EnumerateFiles(input, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        {
+            string relative = Normalize(Path.GetRelativePath(input, path));
+            if (consumed.Contains(relative) || relative == ModelCard) continue;
+            string target = Path.Combine(output, relative);
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(path, target);
+            written.Add(relative);
+        }
+
+        string card = Path.Combine(input, ModelCard);
+        string text = File.Exists(card) ? File.ReadAllText(card) : $"# {Path.GetFileName(input)}\n";
+        File.WriteAllText(Path.Combine(output, ModelCard), AppendSection(text, options, rows));
+        written.Add(ModelCard);
+        progress?.Report($"Wrote {written.Count} files to {output}");
+
+        return new QuantizationReport(options, rewritten, skipped, modelFiles, rows.Sum(r => r.Before), rows.Sum(r => r.After), written);
+    }
+
+    private static string AppendSection(string card, QuantizationOptions options,
+        List<(string File, long Before, long After, int Rewritten, int MatMuls)> rows)
+    {
+        var s = new StringBuilder(card.TrimEnd());
+        s.Append("\n\n## Quantization\n\n");
+        s.Append("The weights of every MatMul with a constant weight were quantized by MLNetGpt (`GptQuantizer`, `mlnetgpt quantize`) ")
+         .Append("into ONNX Runtime's `com.microsoft.MatMulNBits`; everything else in the graphs is unchanged. ")
+         .Append("A tied embedding keeps its original table for the lookup; the output projection has its own quantized copy.\n\n");
+        s.Append("| | |\n|---|---|\n");
+        s.Append(Invariant($"| Bits | {options.Bits} |\n"));
+        s.Append(Invariant($"| Block size | {options.BlockSize} |\n"));
+        s.Append(options.Symmetric ? "| Blocks | symmetric (no zero points) |\n" : "| Blocks | asymmetric (a zero point per block) |\n");
+        s.Append(Invariant($"| Accuracy level | {options.AccuracyLevel} ({AccuracyText(options.AccuracyLevel)}) |\n"));
+        s.Append(Invariant($"| MatMuls rewritten | {rows.Sum(r => r.Rewritten)} of {rows.Sum(r => r.MatMuls)} (the others multiply activations, not weights) |\n"));
+        foreach (var row in rows)
+            s.Append(Invariant($"| `{row.File}` | {row.Before:N0} -> {row.After:N0} bytes ({100.0 * row.After / Math.Max(row.Before, 1):F0}%) |\n"));
+        return s.ToString();
+    }
+
+    private static string AccuracyText(int level) => level switch
+    {
+        0 => "unset: activations in their own type",
+        1 => "float32 activations",
+        2 => "float16 activations",
+        3 => "bfloat16 activations",
+        _ => "activations quantized to int8 per block",
+    };
+
+    private static bool IsSameOrInside(string path, string folder)
+    {
+        var comparison = OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+        string a = Path.TrimEndingDirectorySeparator(path), b = Path.TrimEndingDirectorySeparator(folder);
+        return a.Equals(b, comparison) || a.StartsWith(b + Path.DirectorySeparatorChar, comparison);
+    }
+
+    private static string Normalize(string relative) => relative.Replace('\\', '/');
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
