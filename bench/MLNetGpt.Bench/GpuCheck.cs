@@ -54,7 +54,7 @@ internal static class GpuCheck
             const int T = 5;
             (List<string> Names, List<OrtValue> Values) Inputs()
             {
-                var names = new List<string> { graph.InputIds, graph.AttentionMask };
+                var names = new List<string> { graph.InputIds.Name, graph.AttentionMask.Name };
                 var values = new List<OrtValue>
                 {
                     OrtValue.CreateTensorValueFromMemory(new long[] { 50256, 818, 262, 3726, 286 }, [1, T]),
@@ -62,10 +62,10 @@ internal static class GpuCheck
                 };
                 if (graph.PositionIds is not null)
                 {
-                    names.Add(graph.PositionIds);
+                    names.Add(graph.PositionIds.Name);
                     values.Add(OrtValue.CreateTensorValueFromMemory(new long[] { 0, 1, 2, 3, 4 }, [1, T]));
                 }
-                foreach (var past in graph.PastNames)
+                foreach (var past in graph.States.Select(s => s.Input))
                 {
                     names.Add(past);
                     values.Add(OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, info.KeyValueHeadCount, 0, info.HeadSize]));

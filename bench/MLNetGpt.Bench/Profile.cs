@@ -37,11 +37,11 @@ internal static class Profile
             leanSteps.Clear();
             long[] ids = prompts.SelectMany(p => p.Select(i => (long)i)).ToArray();
             int width = promptTokens, length = promptTokens;
-            var pasts = graph.PastNames.Select(_ => OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [batch, info.KeyValueHeadCount, 0, info.HeadSize])).ToList();
-            var outputNames = new[] { graph.Logits }.Concat(graph.PresentNames).ToArray();
+            var pasts = graph.States.Select(_ => OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [batch, info.KeyValueHeadCount, 0, info.HeadSize])).ToList();
+            var outputNames = new[] { graph.Logits }.Concat(graph.States.Select(s => s.Output)).ToArray();
             for (int step = 0; step <= steps; step++)
             {
-                var names = new List<string> { graph.InputIds, graph.AttentionMask };
+                var names = new List<string> { graph.InputIds.Name, graph.AttentionMask.Name };
                 var values = new List<OrtValue>
                 {
                     OrtValue.CreateTensorValueFromMemory(ids, [batch, length]),
@@ -49,10 +49,10 @@ internal static class Profile
                 };
                 if (graph.PositionIds is not null)
                 {
-                    names.Add(graph.PositionIds);
+                    names.Add(graph.PositionIds.Name);
                     values.Add(OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, batch).SelectMany(_ => Enumerable.Range(width - length, length).Select(p => (long)p)).ToArray(), [batch, length]));
                 }
-                names.AddRange(graph.PastNames);
+                names.AddRange(graph.States.Select(s => s.Input));
                 values.AddRange(pasts);
                 var clock = Stopwatch.StartNew();
                 using var runOptions = new RunOptions();

@@ -66,12 +66,14 @@ public sealed class GptModel : IDisposable
     {
         options ??= new GptModelOptions();
         var description = ModelFolder.Open(folder);
-        var (tokenizer, tokenizerSource) = TokenizerFactory.Create(description.Folder, options);
+        var (tokenizer, tokenizerSource) = options.Tokenizer is null && options.TokenizerEncoding is null && MissingTokenizer.IsMissing(description.Folder)
+            ? (new MissingTokenizer(description.Folder), MissingTokenizer.Source)
+            : TokenizerFactory.Create(description.Folder, options);
         var sessions = DecoderSessions.Open(description, options);
         try
         {
-            int? idCount = sessions.CheckTokenizer(TokenizerVocabulary.IdCount(tokenizer), tokenizerSource, description);
-            var info = sessions.Describe(description, tokenizerSource, idCount);
+            int? idCount = sessions.CheckTokenizer(TokenizerVocabulary.IdCount(tokenizer), tokenizerSource, description, options.Write);
+            var info = sessions.Describe(description, tokenizerSource, idCount, options.Write);
             DecoderBackend backend = sessions.OnCuda
                 ? new CudaDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph, options.GpuDeviceId!.Value)
                 : new HostDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph);

@@ -4,9 +4,9 @@ using MLNetGpt.Models;
 namespace MLNetGpt.Generation;
 
 /// <summary>
-/// The CUDA backend: with IOBinding, every present output is bound to device memory and fed back
-/// as the next step's past input as the same OrtValue, so the cache never crosses to the host;
-/// only token ids, the mask and positions go up, and only the logits come down.
+/// The CUDA backend: with IOBinding, every present output (caches and recurrent states) is bound to
+/// device memory and fed back as the next step's past input as the same OrtValue, so the state never
+/// crosses to the host; only token ids, the mask and positions go up, and only the logits come down.
 /// </summary>
 /// <remarks>
 /// Written against ONNX Runtime's documented IOBinding API (OrtIoBinding.BindInput,
@@ -40,34 +40,41 @@ internal sealed class CudaDecoderBackend : DecoderBackend
         var past = (DeviceKvCache)pastCache;
         var session = SessionFor(past);
         var inputs = CommonInputs(input, past);
-        var emptyPast = new List<OrtValue>();
+        var hostPast = new List<OrtValue>();
+        var states = Graph.States;
         using var binding = session.CreateIoBinding();
         try
         {
             foreach (var (name, value) in inputs) binding.BindInput(name, value);
             if (FeedsPast(past))
             {
-                for (int i = 0; i < 2 * Graph.LayerCount; i++)
+                for (int i = 0; i < states.Count; i++)
                 {
                     if (past.Values is { } values)
                     {
-                        binding.BindInput(Graph.PastNames[i], values[i]);
+                        binding.BindInput(states[i].Input, values[i]);
                     }
                     else
                     {
-                        // An empty [batch, heads, 0, head size] host tensor: nothing to copy up.
-                        var empty = CreateEmpty(input.Batch);
-                        emptyPast.Add(empty);
-                        binding.BindInput(Graph.PastNames[i], empty);
+                        // The first step: empty caches and zero recurrent states, as host tensors (ONNX Runtime copies them up).
+                        var initial = CreateInitial(states[i], input.Batch);
+                        hostPast.Add(initial);
+                        binding.BindInput(states[i].Input, initial);
                     }
                 }
             }
             binding.BindOutputToDevice(Graph.Logits, OrtMemoryInfo.DefaultInstance);
-            for (int i = 0; i < 2 * Graph.LayerCount; i++)
-                binding.BindOutputToDevice(Graph.PresentNames[i], _deviceMemory);
+            foreach (var state in states) binding.BindOutputToDevice(state.Output, _deviceMemory);
 
             binding.SynchronizeBoundInputs();
-            session.RunWithBinding(runOptions, binding);
+            try
+            {
+                session.RunWithBinding(runOptions, binding);
+            }
+            catch (OnnxRuntimeException e) when (!runOptions.Terminate)
+            {
+                throw StepFailed(e, input, past);
+            }
             binding.SynchronizeBoundOutputs();
 
             // The collection would dispose every value; the presents must outlive it as the next past.
@@ -80,23 +87,26 @@ internal sealed class CudaDecoderBackend : DecoderBackend
                 throw new GptModelException($"The model returned logits of shape [{string.Join(", ", shape)}] for {input.Batch} rows of {input.Length} tokens; " +
                     $"expected [{input.Batch}, 1..{input.Length}, {Graph.VocabularySize}].");
             }
-            var logits = new LogitsBuffer(outputs[0], input.Batch, (int)shape[1], Graph.VocabularySize,
-                Graph.LogitsType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16);
+            var logits = new LogitsBuffer(outputs[0], input.Batch, (int)shape[1], Graph.VocabularySize, Graph.LogitsType);
             return (logits, new DeviceKvCache(input.Batch, past.Width + input.Length, outputs[1..]));
         }
         finally
         {
             foreach (var (_, value) in inputs) value.Dispose();
-            foreach (var value in emptyPast) value.Dispose();
+            foreach (var value in hostPast) value.Dispose();
         }
     }
 
-    private OrtValue CreateEmpty(int batch)
+    private static OrtValue CreateInitial(Models.StateTensor state, int batch)
     {
-        long[] shape = [batch, Graph.KeyValueHeadCount, 0, Graph.HeadSize];
-        return Graph.CacheType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16
-            ? OrtValue.CreateTensorValueFromMemory(Array.Empty<Float16>(), shape)
-            : OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), shape);
+        long[] shape = state.Shape(batch, 0);
+        long elements = shape.Aggregate(1L, (a, b) => a * b);
+        return state.ElementType switch
+        {
+            Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float => OrtValue.CreateTensorValueFromMemory(new float[elements], shape),
+            Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16 => OrtValue.CreateTensorValueFromMemory(new Float16[elements], shape),
+            _ => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<BFloat16>(new BFloat16[elements]), shape),
+        };
     }
 
     public override void Dispose()

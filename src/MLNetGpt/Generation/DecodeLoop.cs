@@ -68,7 +68,8 @@ internal sealed class DecodeLoop : IDisposable
         _tokenizer = tokenizer;
         _info = info;
         _settings = settings;
-        _maxBatchSize = maxBatchSize;
+        // Prompts that must prefill alone are joined by editing cache rows; a backend that cannot runs one row at a time.
+        _maxBatchSize = backend.Graph.PrefillRowByRow && !backend.CanEditRows ? 1 : maxBatchSize;
         _continuous = continuous && backend.CanEditRows;
         _onFinished = onFinished;
         _onText = onText;
@@ -206,8 +207,8 @@ internal sealed class DecodeLoop : IDisposable
         {
             var joined = _backend.Concat(_cache, cache);
             int width = joined.Width;
-            foreach (var s in _active) s.Mask.PadFront(width - s.Mask.Width);
-            foreach (var s in rows) s.Mask.PadFront(width - s.Mask.Width);
+            foreach (var s in _active) s.Mask.Pad(width - s.Mask.Width);
+            foreach (var s in rows) s.Mask.Pad(width - s.Mask.Width);
             _cache.Dispose();
             cache.Dispose();
             _cache = joined;
@@ -215,7 +216,42 @@ internal sealed class DecodeLoop : IDisposable
         _active.AddRange(rows);
     }
 
+    /// <summary>
+    /// Prefills newly admitted prompts: together in one left-padded batch, or one at a time where the
+    /// graph needs that (recurrent states, GroupQueryAttention), joined afterwards.
+    /// </summary>
     private (List<Sequence>, IKvCache) Prefill(List<PreparedPrompt> prompts, CancellationToken cancellationToken)
+    {
+        if (!_backend.Graph.PrefillRowByRow || prompts.Count == 1) return PrefillBatch(prompts, cancellationToken);
+        var rows = new List<Sequence>(prompts.Count);
+        IKvCache? joined = null;
+        try
+        {
+            foreach (var prompt in prompts)
+            {
+                var (one, cache) = PrefillBatch([prompt], cancellationToken);
+                rows.AddRange(one);
+                if (joined is null)
+                {
+                    joined = cache;
+                    continue;
+                }
+                var next = _backend.Concat(joined, cache);
+                joined.Dispose();
+                cache.Dispose();
+                joined = next;
+            }
+            foreach (var s in rows) s.Mask.Pad(joined!.Width - s.Mask.Width);
+            return (rows, joined!);
+        }
+        catch
+        {
+            joined?.Dispose();
+            throw;
+        }
+    }
+
+    private (List<Sequence>, IKvCache) PrefillBatch(List<PreparedPrompt> prompts, CancellationToken cancellationToken)
     {
         int batch = prompts.Count;
         int width = prompts.Max(p => p.Ids.Length);
@@ -224,7 +260,7 @@ internal sealed class DecodeLoop : IDisposable
         var graph = _backend.Graph;
         int chunk = graph.LogitsToKeep is not null && graph.PrefillHasLogitsToKeep && _backend.HonoursLogitsToKeep ? width
             : (int)Math.Clamp(PrefillLogitsBudget / ((long)batch * _info.VocabularySize), 1, width);
-        var rows = prompts.Select(p => new Sequence(p, _settings, _tokenizer, _onText is not null) { Cached = p.Ids.Length }).ToList();
+        var rows = prompts.Select(p => new Sequence(p, _settings, _tokenizer, _onText is not null, graph.Padding) { Cached = p.Ids.Length }).ToList();
         var masks = rows.Select(s => s.Mask).ToArray();
         var cache = _backend.EmptyCache(batch);
         try
@@ -273,7 +309,7 @@ internal sealed class DecodeLoop : IDisposable
             {
                 // A finished row kept only because the backend cannot drop rows: feed padding that
                 // attends to itself alone, at position 0.
-                masks[r] = new ColumnMask(cached + 1);
+                masks[r] = new ColumnMask(cached + 1, _backend.Graph.Padding);
                 masks[r].Append(false, cached);
                 tokens[r] = new[] { _info.PadTokenId };
                 continue;
@@ -325,23 +361,14 @@ internal sealed class DecodeLoop : IDisposable
             return;
         }
         // Trim the columns no remaining row uses: every row's real columns end at the right edge.
-        int width = keep.Max(r => RealSpan(_active[r].Mask));
+        int width = keep.Max(r => _active[r].Mask.Span);
         var kept = _backend.KeepRows(_cache, keep.ToArray(), width);
         int dropped = _cache.Width - width;
         _cache.Dispose();
         _cache = kept;
         var remaining = keep.Select(r => _active[r]).ToList();
-        foreach (var s in remaining) s.Mask.DropFront(dropped);
+        foreach (var s in remaining) s.Mask.Trim(dropped);
         _active.Clear();
         _active.AddRange(remaining);
-    }
-
-    /// <summary>Columns from the row's first real column to the right edge.</summary>
-    private static int RealSpan(ColumnMask mask)
-    {
-        Span<long> bits = mask.Width <= 4096 ? stackalloc long[mask.Width] : new long[mask.Width];
-        mask.CopyTo(bits);
-        int first = bits.IndexOf(1L);
-        return first < 0 ? 0 : mask.Width - first;
     }
 }

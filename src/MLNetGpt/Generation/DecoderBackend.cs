@@ -4,12 +4,15 @@ using MLNetGpt.Models;
 
 namespace MLNetGpt.Generation;
 
-/// <summary>The key/value cache of a batch: <c>[batch, kv heads, width, head size]</c> per layer and kind.</summary>
+/// <summary>
+/// The decoder state of a batch: every state tensor of the graph (key/value caches, combined caches,
+/// recurrent states) for <see cref="Batch"/> rows.
+/// </summary>
 internal interface IKvCache : IDisposable
 {
     int Batch { get; }
 
-    /// <summary>Cached positions per row, left padding included.</summary>
+    /// <summary>Cached positions per row, padding included (the width of the growing caches).</summary>
     int Width { get; }
 }
 
@@ -31,7 +34,6 @@ internal abstract class DecoderBackend : IDisposable
         Main = main;
         Prefill = prefill;
         Graph = graph;
-        ElementSize = graph.CacheType == TensorElementType.Float16 ? 2 : 4;
     }
 
     /// <summary>The session with past inputs (all steps, except prefill in the pair layout).</summary>
@@ -41,8 +43,6 @@ internal abstract class DecoderBackend : IDisposable
     protected InferenceSession? Prefill { get; }
 
     public DecoderGraph Graph { get; }
-
-    protected int ElementSize { get; }
 
     /// <summary>Whether caches can drop and join rows (batch compaction and continuous batching).</summary>
     public abstract bool CanEditRows { get; }
@@ -74,21 +74,38 @@ internal abstract class DecoderBackend : IDisposable
 
     private bool KeepsLogits(IKvCache past) => Graph.LogitsToKeep is not null && (SessionFor(past) == Main || Graph.PrefillHasLogitsToKeep);
 
-    /// <summary>The non-cache inputs of a step, as host tensors.</summary>
+    /// <summary>The non-state inputs of a step, as host tensors of the element types the graph asks for.</summary>
     protected List<(string Name, OrtValue Value)> CommonInputs(in StepInput input, IKvCache past)
     {
-        var list = new List<(string, OrtValue)>(4)
+        var list = new List<(string, OrtValue)>(5)
         {
-            (Graph.InputIds, OrtValue.CreateTensorValueFromMemory(input.Ids, [input.Batch, input.Length])),
-            (Graph.AttentionMask, OrtValue.CreateTensorValueFromMemory(input.Mask, [input.Batch, past.Width + input.Length])),
+            (Graph.InputIds.Name, Integers(input.Ids, Graph.InputIds.ElementType, [input.Batch, input.Length])),
+            (Graph.AttentionMask.Name, Integers(input.Mask, Graph.AttentionMask.ElementType, [input.Batch, past.Width + input.Length])),
         };
-        if (Graph.PositionIds is not null)
-            list.Add((Graph.PositionIds, OrtValue.CreateTensorValueFromMemory(input.Positions!, [input.Batch, input.Length])));
+        if (Graph.PositionIds is { } positions)
+            list.Add((positions.Name, Integers(input.Positions!, positions.ElementType, [input.Batch, input.Length])));
         if (Graph.UseCacheBranch is not null && SessionFor(past) == Main)
             list.Add((Graph.UseCacheBranch, OrtValue.CreateTensorValueFromMemory(new[] { past.Width > 0 }, [1])));
         if (KeepsLogits(past))
             list.Add((Graph.LogitsToKeep!, OrtValue.CreateTensorValueFromMemory(new[] { (long)input.LogitsToKeep }, [])));
         return list;
+    }
+
+    private static OrtValue Integers(long[] values, TensorElementType type, long[] shape)
+    {
+        if (type == TensorElementType.Int64) return OrtValue.CreateTensorValueFromMemory(values, shape);
+        var narrow = new int[values.Length];
+        for (int i = 0; i < values.Length; i++) narrow[i] = checked((int)values[i]);
+        return OrtValue.CreateTensorValueFromMemory(narrow, shape);
+    }
+
+    /// <summary>ONNX Runtime's failure of a step, as an error that names the file and the step's shape.</summary>
+    protected GptModelException StepFailed(OnnxRuntimeException e, in StepInput input, IKvCache past)
+    {
+        string file = SessionFor(past) == Main ? Graph.File : Graph.PrefillFile ?? Graph.File;
+        string message = e.Message.Split('\n')[0].Trim();
+        return new GptModelException($"{file}: ONNX Runtime failed on a step of {input.Batch} row(s) x {input.Length} new token(s) " +
+            $"after {past.Width} cached position(s): {message}", e);
     }
 
     public virtual void Dispose()
@@ -104,38 +121,48 @@ internal sealed class LogitsBuffer : IDisposable
     private readonly PinnedBuffer? _buffer;
     private readonly OrtValue? _value;
 
-    public LogitsBuffer(PinnedBuffer buffer, int batch, int length, int vocabulary, bool half)
+    public LogitsBuffer(PinnedBuffer buffer, int batch, int length, int vocabulary, TensorElementType type)
     {
         _buffer = buffer;
         Batch = batch;
         Length = length;
         Vocabulary = vocabulary;
-        Half = half;
+        Type = type;
     }
 
-    public LogitsBuffer(OrtValue value, int batch, int length, int vocabulary, bool half)
+    public LogitsBuffer(OrtValue value, int batch, int length, int vocabulary, TensorElementType type)
     {
         _value = value;
         Batch = batch;
         Length = length;
         Vocabulary = vocabulary;
-        Half = half;
+        Type = type;
     }
 
     public int Batch { get; }
     public int Length { get; }
     public int Vocabulary { get; }
-    public bool Half { get; }
+    public TensorElementType Type { get; }
+
+    /// <summary>Bytes per logit of <paramref name="type"/>.</summary>
+    public static int SizeOf(TensorElementType type) => type == TensorElementType.Float ? 4 : 2;
 
     /// <summary>Copies the logits of <paramref name="row"/> at <paramref name="position"/> into <paramref name="destination"/> as float32.</summary>
     public void Read(int row, int position, Span<float> destination)
     {
         int offset = checked((row * Length + position) * Vocabulary);
-        if (Half)
+        if (Type == TensorElementType.Float16)
         {
             ReadOnlySpan<Float16> source = _buffer is not null ? _buffer.As<Float16>() : _value!.GetTensorDataAsSpan<Float16>();
             source = source.Slice(offset, Vocabulary);
             for (int i = 0; i < Vocabulary; i++) destination[i] = (float)source[i];
+        }
+        else if (Type == TensorElementType.BFloat16)
+        {
+            // bfloat16 is the upper half of a float32.
+            ReadOnlySpan<ushort> source = _buffer is not null ? _buffer.As<ushort>() : _value!.GetTensorDataAsSpan<ushort>();
+            source = source.Slice(offset, Vocabulary);
+            for (int i = 0; i < Vocabulary; i++) destination[i] = BitConverter.Int32BitsToSingle(source[i] << 16);
         }
         else
         {

@@ -4,10 +4,11 @@ using MLNetGpt.Models;
 namespace MLNetGpt.Generation;
 
 /// <summary>
-/// The CPU backend. Every output (logits and presents) goes into a pooled pinned buffer that
-/// this class allocates with the exact shape, so ONNX Runtime allocates nothing, the present
-/// buffers become the next step's past inputs as they are (no copy), and rows can be dropped or
-/// joined with plain memory copies.
+/// The CPU backend. Every output (logits and presents) goes into a pooled pinned buffer that this
+/// class allocates with the exact shape, so ONNX Runtime allocates nothing, the present buffers
+/// become the next step's past inputs as they are (no copy), and rows can be dropped or joined with
+/// plain memory copies: for growing caches column ranges per (slice, row, head), on the graph's
+/// padding side; for recurrent states whole rows.
 /// </summary>
 internal sealed class HostDecoderBackend : DecoderBackend
 {
@@ -17,39 +18,56 @@ internal sealed class HostDecoderBackend : DecoderBackend
 
     public override bool CanEditRows => true;
 
-    public override IKvCache EmptyCache(int batch) => new HostKvCache(this, batch, 0, null);
+    public override IKvCache EmptyCache(int batch)
+    {
+        var buffers = new PinnedBuffer?[Graph.States.Count];
+        for (int i = 0; i < buffers.Length; i++)
+        {
+            var state = Graph.States[i];
+            if (state.Grows) continue;
+            // A recurrent state starts at zero, as ONNX Runtime GenAI starts it.
+            buffers[i] = PinnedBuffer.Rent(state.Bytes(batch, 0));
+            buffers[i]!.Bytes.Clear();
+        }
+        return new HostState(this, batch, 0, buffers);
+    }
 
     public override (LogitsBuffer Logits, IKvCache Present) Step(in StepInput input, IKvCache pastCache, RunOptions runOptions)
     {
-        var past = (HostKvCache)pastCache;
+        var past = (HostState)pastCache;
         var session = SessionFor(past);
         var inputs = CommonInputs(input, past);
-        int layers = Graph.LayerCount;
+        var states = Graph.States;
         if (FeedsPast(past))
-            for (int i = 0; i < 2 * layers; i++)
-                inputs.Add((Graph.PastNames[i], past.CreateValue(i)));
+            for (int i = 0; i < states.Count; i++)
+                inputs.Add((states[i].Input, past.CreateValue(i)));
 
         int width = past.Width + input.Length;
-        var present = new HostKvCache(this, input.Batch, width, AllocateLayers(input.Batch, width));
+        var present = new HostState(this, input.Batch, width, Allocate(input.Batch, width));
         int vocabulary = Graph.VocabularySize;
         int logitsLength = LogitsLength(input, past);
-        bool half = Graph.LogitsType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16;
-        var logitsBuffer = PinnedBuffer.Rent((long)input.Batch * logitsLength * vocabulary * (half ? 2 : 4));
-        var outputNames = new List<string>(1 + 2 * layers) { Graph.Logits };
-        var outputs = new List<OrtValue>(1 + 2 * layers)
+        var logitsBuffer = PinnedBuffer.Rent((long)input.Batch * logitsLength * vocabulary * LogitsBuffer.SizeOf(Graph.LogitsType));
+        var outputNames = new List<string>(1 + states.Count) { Graph.Logits };
+        var outputs = new List<OrtValue>(1 + states.Count)
         {
             OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, Graph.LogitsType,
                 [input.Batch, logitsLength, vocabulary], logitsBuffer.Pointer, logitsBuffer.Length),
         };
-        for (int i = 0; i < 2 * layers; i++)
+        for (int i = 0; i < states.Count; i++)
         {
-            outputNames.Add(Graph.PresentNames[i]);
+            outputNames.Add(states[i].Output);
             outputs.Add(present.CreateValue(i));
         }
         try
         {
             session.Run(runOptions, inputs.Select(x => x.Name).ToArray(), inputs.Select(x => x.Value).ToArray(), outputNames, outputs);
-            return (new LogitsBuffer(logitsBuffer, input.Batch, logitsLength, vocabulary, half), present);
+            return (new LogitsBuffer(logitsBuffer, input.Batch, logitsLength, vocabulary, Graph.LogitsType), present);
+        }
+        catch (OnnxRuntimeException e) when (!runOptions.Terminate)
+        {
+            logitsBuffer.Dispose();
+            present.Dispose();
+            throw StepFailed(e, input, past);
         }
         catch
         {
@@ -66,88 +84,106 @@ internal sealed class HostDecoderBackend : DecoderBackend
 
     public override IKvCache KeepRows(IKvCache cacheToEdit, int[] rows, int width)
     {
-        var cache = (HostKvCache)cacheToEdit;
+        var cache = (HostState)cacheToEdit;
         if (width > cache.Width) throw new ArgumentOutOfRangeException(nameof(width));
-        var result = new HostKvCache(this, rows.Length, width, AllocateLayers(rows.Length, width));
-        int heads = Graph.KeyValueHeadCount, rowBytes = Graph.HeadSize * ElementSize;
-        for (int layer = 0; layer < 2 * Graph.LayerCount; layer++)
+        var result = new HostState(this, rows.Length, width, Allocate(rows.Length, width));
+        // Left padding keeps a row's last columns; right padding its first ones.
+        int from = Graph.Padding == PaddingSide.Left ? cache.Width - width : 0;
+        for (int s = 0; s < Graph.States.Count; s++)
         {
-            var source = cache.Layer(layer);
-            var target = result.Layer(layer);
+            var state = Graph.States[s];
             for (int r = 0; r < rows.Length; r++)
-                for (int h = 0; h < heads; h++)
-                {
-                    // Keep the last `width` positions of (row, head).
-                    long from = (((long)rows[r] * heads + h) * cache.Width + (cache.Width - width)) * rowBytes;
-                    long to = ((long)r * heads + h) * width * rowBytes;
-                    source.Slice((int)from, width * rowBytes).CopyTo(target.Slice((int)to, width * rowBytes));
-                }
+                CopyRow(state, cache.Bytes(s), cache.Batch, cache.Width, rows[r], from, result.Bytes(s), rows.Length, width, r, 0, width);
         }
         return result;
     }
 
     public override IKvCache Concat(IKvCache firstCache, IKvCache secondCache)
     {
-        var first = (HostKvCache)firstCache;
-        var second = (HostKvCache)secondCache;
+        var first = (HostState)firstCache;
+        var second = (HostState)secondCache;
         int width = Math.Max(first.Width, second.Width), batch = first.Batch + second.Batch;
-        var result = new HostKvCache(this, batch, width, AllocateLayers(batch, width));
-        int heads = Graph.KeyValueHeadCount, rowBytes = Graph.HeadSize * ElementSize;
-        for (int layer = 0; layer < 2 * Graph.LayerCount; layer++)
+        var result = new HostState(this, batch, width, Allocate(batch, width));
+        for (int s = 0; s < Graph.States.Count; s++)
         {
-            var target = result.Layer(layer);
+            var state = Graph.States[s];
+            var target = result.Bytes(s);
+            // Padding columns are masked out (left) or beyond every row's length (right), but must hold finite numbers: zero them.
+            if (state.Grows && first.Width != second.Width) target.Clear();
             int rowOffset = 0;
             foreach (var part in new[] { first, second })
             {
-                var source = part.Width > 0 ? part.Layer(layer) : default;
-                int pad = width - part.Width;
-                for (int r = 0; r < part.Batch; r++)
-                    for (int h = 0; h < heads; h++)
-                    {
-                        long to = (((long)(rowOffset + r)) * heads + h) * width * rowBytes;
-                        // Padding columns are masked out, but must hold finite numbers: zero them.
-                        target.Slice((int)to, pad * rowBytes).Clear();
-                        if (part.Width == 0) continue;
-                        long from = ((long)r * heads + h) * part.Width * rowBytes;
-                        source.Slice((int)from, part.Width * rowBytes).CopyTo(target.Slice((int)(to + pad * rowBytes), part.Width * rowBytes));
-                    }
+                int at = Graph.Padding == PaddingSide.Left ? width - part.Width : 0;
+                if (part.Width > 0 || !state.Grows)
+                    for (int r = 0; r < part.Batch; r++)
+                        CopyRow(state, part.Bytes(s), part.Batch, part.Width, r, 0, target, batch, width, rowOffset + r, at, part.Width);
                 rowOffset += part.Batch;
             }
         }
         return result;
     }
 
-    private PinnedBuffer[] AllocateLayers(int batch, int width)
+    /// <summary>
+    /// Copies <paramref name="columns"/> cached positions of one batch row into another tensor of the
+    /// same state: for every leading slice and head of a growing cache the positions of a head are
+    /// contiguous (<c>[.., batch, heads, sequence, head size]</c>); a recurrent state copies the row.
+    /// </summary>
+    private static void CopyRow(StateTensor state, Span<byte> source, int sourceBatch, int sourceWidth, int sourceRow, int sourceColumn,
+        Span<byte> target, int targetBatch, int targetWidth, int targetRow, int targetColumn, int columns)
     {
-        long bytes = (long)batch * Graph.KeyValueHeadCount * width * Graph.HeadSize * ElementSize;
-        var layers = new PinnedBuffer[2 * Graph.LayerCount];
-        for (int i = 0; i < layers.Length; i++) layers[i] = PinnedBuffer.Rent(bytes);
-        return layers;
+        int size = state.ElementSize;
+        if (!state.Grows)
+        {
+            long rowBytes = (long)state.Inner * size;
+            source.Slice(checked((int)(sourceRow * rowBytes)), (int)rowBytes).CopyTo(target.Slice(checked((int)(targetRow * rowBytes)), (int)rowBytes));
+            return;
+        }
+        if (columns == 0) return;
+        long positionBytes = (long)state.Inner * size;
+        int length = checked((int)(columns * positionBytes));
+        for (int o = 0; o < state.Outer; o++)
+            for (int h = 0; h < state.Heads; h++)
+            {
+                long from = ((((long)o * sourceBatch + sourceRow) * state.Heads + h) * sourceWidth + sourceColumn) * positionBytes;
+                long to = ((((long)o * targetBatch + targetRow) * state.Heads + h) * targetWidth + targetColumn) * positionBytes;
+                source.Slice(checked((int)from), length).CopyTo(target.Slice(checked((int)to), length));
+            }
     }
 
-    private sealed class HostKvCache(HostDecoderBackend owner, int batch, int width, PinnedBuffer[]? layers) : IKvCache
+    private PinnedBuffer?[] Allocate(int batch, int width)
     {
-        private PinnedBuffer[]? _layers = layers;
+        var buffers = new PinnedBuffer?[Graph.States.Count];
+        for (int i = 0; i < buffers.Length; i++)
+        {
+            var state = Graph.States[i];
+            long bytes = state.Bytes(batch, width);
+            buffers[i] = bytes == 0 ? null : PinnedBuffer.Rent(bytes);
+        }
+        return buffers;
+    }
+
+    private sealed class HostState(HostDecoderBackend owner, int batch, int width, PinnedBuffer?[] buffers) : IKvCache
+    {
+        private PinnedBuffer?[]? _buffers = buffers;
 
         public int Batch { get; } = batch;
         public int Width { get; } = width;
 
-        public Span<byte> Layer(int index) => _layers![index].Bytes;
+        public Span<byte> Bytes(int index) => _buffers![index] is { } buffer ? buffer.Bytes : default;
 
         public OrtValue CreateValue(int index)
         {
-            var g = owner.Graph;
-            long[] shape = [Batch, g.KeyValueHeadCount, Width, g.HeadSize];
-            var buffer = _layers?[index] ?? EmptyBytes;
-            return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, g.CacheType, shape, buffer.Pointer,
-                _layers is null ? 0 : buffer.Length);
+            var state = owner.Graph.States[index];
+            var buffer = _buffers![index];
+            return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, state.ElementType, state.Shape(Batch, Width),
+                (buffer ?? EmptyBytes).Pointer, buffer?.Length ?? 0);
         }
 
         public void Dispose()
         {
-            var layers = Interlocked.Exchange(ref _layers, null);
-            if (layers is null) return;
-            foreach (var layer in layers) layer.Dispose();
+            var all = Interlocked.Exchange(ref _buffers, null);
+            if (all is null) return;
+            foreach (var buffer in all) buffer?.Dispose();
         }
     }
 }

@@ -23,6 +23,14 @@ internal sealed class Scorer
 
     public ScoreResult[] Score(IReadOnlyList<ScoreRequest> requests, CancellationToken cancellationToken)
     {
+        // Graphs that cannot take padded batches (recurrent states, GroupQueryAttention) score one text at a time.
+        if (_backend.Graph.PrefillRowByRow && requests.Count > 1)
+            return requests.SelectMany(r => ScoreBatch([r], cancellationToken)).ToArray();
+        return ScoreBatch(requests, cancellationToken);
+    }
+
+    private ScoreResult[] ScoreBatch(IReadOnlyList<ScoreRequest> requests, CancellationToken cancellationToken)
+    {
         int batch = requests.Count;
         var results = new ScoreResult[batch];
         if (batch == 0) return results;

@@ -5,7 +5,7 @@ namespace MLNetGpt.Generation;
 /// <summary>One row of a batch as it is generated: its tokens, random stream, text and cache columns.</summary>
 internal sealed class Sequence
 {
-    public Sequence(PreparedPrompt prompt, DecodingSettings settings, Tokenizer tokenizer, bool streaming)
+    public Sequence(PreparedPrompt prompt, DecodingSettings settings, Tokenizer tokenizer, bool streaming, Models.PaddingSide padding = Models.PaddingSide.Left)
     {
         Prompt = prompt;
         Limit = settings.NewTokenLimit(prompt.Ids.Length);
@@ -14,6 +14,7 @@ internal sealed class Sequence
         Random = SequenceRandom.ForPrompt(settings.Seed, prompt.Ids);
         if (settings.LogProbabilities) LogProbabilities = [];
         if (streaming || settings.StopStrings.Length > 0) Text = new TextStreamer(tokenizer, settings.StopStrings);
+        Mask = new ColumnMask(prompt.Ids.Length + 16, padding);
     }
 
     public PreparedPrompt Prompt { get; }
@@ -44,7 +45,7 @@ internal sealed class Sequence
     public int Cached { get; set; }
 
     /// <summary>Which cache columns are this row's tokens.</summary>
-    public ColumnMask Mask { get; } = new();
+    public ColumnMask Mask { get; }
 
     /// <summary>Adds a generated token (and its log-probability when they are kept).</summary>
     public void Add(int token, float logProbability)

@@ -52,9 +52,17 @@ internal sealed class DecoderSessions : IDisposable
     }
 
     /// <summary>What the folder and the graph say, as the public description of the opened model.</summary>
-    public GptModelInfo Describe(ModelFolder folder, string tokenizerSource, int? tokenizerIdCount)
+    public GptModelInfo Describe(ModelFolder folder, string tokenizerSource, int? tokenizerIdCount, Action<string> warn)
     {
         int? bos = folder.BosTokenId;
+        int context = folder.ContextLength!.Value;
+        // The graph wins: positions past its position table (or rotary cache) cannot be computed.
+        if (Graph.Facts.MaxPositions is int positions && positions < context)
+        {
+            warn($"{folder.Source(ShapeKey.Context)} says {context}, but {Graph.File}'s position table ({Graph.Facts.PositionSource}) has {positions} rows; " +
+                $"using a context window of {positions}.");
+            context = positions;
+        }
         return new GptModelInfo
         {
             Folder = folder.Folder,
@@ -66,7 +74,7 @@ internal sealed class DecoderSessions : IDisposable
             KeyValueHeadCount = Graph.KeyValueHeadCount,
             HeadSize = Graph.HeadSize,
             VocabularySize = Graph.VocabularySize,
-            ContextLength = folder.ContextLength!.Value,
+            ContextLength = context,
             EosTokenIds = folder.EosTokenIds,
             BosTokenId = bos,
             AddBosToken = folder.AddBosToken && bos is not null,
@@ -80,21 +88,25 @@ internal sealed class DecoderSessions : IDisposable
     }
 
     /// <summary>
-    /// Checks the tokenizer against the logits: a tokenizer with ids the model cannot produce is the
-    /// wrong one; one with far fewer ids than the logits is too (a few unused trailing ids are
-    /// common: vocabularies are padded to a round size). Returns the tokenizer's id count.
+    /// Checks the tokenizer against the logits. A tokenizer with far fewer ids than the logits does
+    /// not belong to the model (a few unused trailing ids are common: vocabularies are padded to a
+    /// round size, and those ids are never generated). One with more ids than the logits may still
+    /// serve (test models cut a real vocabulary short): a warning says so, and a prompt holding an id
+    /// the model cannot take is refused naming it. Returns the tokenizer's id count.
     /// </summary>
-    public int? CheckTokenizer(int? idCount, string tokenizerSource, ModelFolder folder)
+    public int? CheckTokenizer(int? idCount, string tokenizerSource, ModelFolder folder, Action<string> warn)
     {
         if (idCount is not int count) return null;
         int logits = Graph.VocabularySize;
-        string file = folder.WithPastFile ?? folder.MainFile;
         if (count > logits)
-            throw new GptModelException($"The tokenizer ({tokenizerSource}) has {count} ids, but {file} produces {logits} logits per position: " +
-                "the tokenizer does not belong to this model.");
+        {
+            warn($"The tokenizer ({tokenizerSource}) has {count} ids, but {Graph.File} produces {logits} logits per position; " +
+                $"prompts with ids of {logits} or more will be refused.");
+            return count;
+        }
         int gap = logits - count;
         if (gap > 1024 && gap > logits / 50)
-            throw new GptModelException($"The tokenizer ({tokenizerSource}) has {count} ids, but {file} produces {logits} logits per position: " +
+            throw new GptModelException($"The tokenizer ({tokenizerSource}) has {count} ids, but {Graph.File} produces {logits} logits per position: " +
                 "far more than a padded vocabulary would add, so the tokenizer does not belong to this model.");
         return count;
     }

@@ -49,6 +49,9 @@ internal sealed class ModelFolder
     /// <summary>Names the configuration entry a shape value came from.</summary>
     public string Source(ShapeKey key) => Sources.TryGetValue(key, out var where) ? where : "the configuration";
 
+    /// <summary>genai_config.json's <c>search.past_present_share_buffer</c>: the present caches may alias a max-length past.</summary>
+    public bool ShareBuffer { get; init; }
+
     /// <summary>Graph names given by genai_config.json (null: discover them from the graph).</summary>
     public GraphNames? Names { get; init; }
 
@@ -179,17 +182,24 @@ internal sealed class ModelFolder
             ?? throw new GptModelException($"{g.Path} has no model.context_length.");
         int? heads = g.Int("model.decoder.num_attention_heads");
         int? layers = g.Int("model.decoder.num_hidden_layers");
+        // GenAI names each state kind by a pattern pair: inputs.past_X_names ↔ outputs.present_X_names.
+        var patterns = new List<(string Past, string Present)>();
+        if (g.Find("model.decoder.inputs") is { ValueKind: System.Text.Json.JsonValueKind.Object } inputNames)
+            foreach (var entry in inputNames.EnumerateObject())
+            {
+                if (!entry.Name.StartsWith("past", StringComparison.Ordinal) || !entry.Name.EndsWith("_names", StringComparison.Ordinal)) continue;
+                string presentKey = "model.decoder.outputs.present" + entry.Name[4..];
+                if (entry.Value.GetString() is { } past && g.String(presentKey) is { } present) patterns.Add((past, present));
+            }
         var names = new GraphNames
         {
             InputIds = g.String("model.decoder.inputs.input_ids") ?? "input_ids",
             AttentionMask = g.String("model.decoder.inputs.attention_mask") ?? "attention_mask",
             PositionIds = g.String("model.decoder.inputs.position_ids") ?? "position_ids",
-            PastKeyPattern = g.String("model.decoder.inputs.past_key_names") ?? "past_key_values.%d.key",
-            PastValuePattern = g.String("model.decoder.inputs.past_value_names") ?? "past_key_values.%d.value",
             Logits = g.String("model.decoder.outputs.logits") ?? "logits",
-            PresentKeyPattern = g.String("model.decoder.outputs.present_key_names") ?? "present.%d.key",
-            PresentValuePattern = g.String("model.decoder.outputs.present_value_names") ?? "present.%d.value",
+            StatePatterns = patterns,
         };
+        bool shareBuffer = g.Bool("search.past_present_share_buffer") ?? false;
         // search.max_length counts prompt plus output (Hugging Face's max_length).
         var defaults = ReadDefaults(g, "search");
         var sources = new Dictionary<ShapeKey, string>();
@@ -219,6 +229,7 @@ internal sealed class ModelFolder
             PadTokenId = g.Int("model.pad_token_id"),
             AddBosToken = addBos,
             Names = names,
+            ShareBuffer = shareBuffer,
             Defaults = defaults,
         };
     }
@@ -230,13 +241,10 @@ internal sealed class GraphNames
     public string InputIds { get; init; } = "input_ids";
     public string AttentionMask { get; init; } = "attention_mask";
     public string PositionIds { get; init; } = "position_ids";
-    public string PastKeyPattern { get; init; } = "past_key_values.%d.key";
-    public string PastValuePattern { get; init; } = "past_key_values.%d.value";
     public string Logits { get; init; } = "logits";
-    public string PresentKeyPattern { get; init; } = "present.%d.key";
-    public string PresentValuePattern { get; init; } = "present.%d.value";
 
-    public static string Format(string pattern, int layer) => pattern.Replace("%d", layer.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    /// <summary>Past/present name patterns with <c>%d</c> for the layer (from genai_config.json); states are otherwise paired by name.</summary>
+    public IReadOnlyList<(string Past, string Present)> StatePatterns { get; init; } = [];
 }
 
 /// <summary>The shape values a model folder's configuration may state and the graph may contradict.</summary>

@@ -24,26 +24,27 @@ internal sealed class OnnxTransformerScorer : IDisposable
     {
         _info = model.Info;
         var graph = model.Backend.Graph;
-        if (graph.CacheType != Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float
+        if (graph.States.Any(state => state.ElementType != Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float || state.Kind == Models.StateKind.Recurrent)
             || graph.LogitsType != Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float)
-            throw new NotSupportedException("The OnnxTransformer scoring engine needs float32 logits and caches; use ScoringEngine.Batched.");
+            throw new NotSupportedException("The OnnxTransformer scoring engine needs float32 logits and float32 key/value caches; use ScoringEngine.Batched.");
+        _types = [graph.InputIds.ElementType, graph.AttentionMask.ElementType, graph.PositionIds?.ElementType ?? graph.InputIds.ElementType];
         // The pair layout's prefill file takes no past inputs; every other layout gets empty pasts.
         string file = Path.Combine(_info.Folder, _info.ModelFiles[0]);
         bool pasts = _info.Layout != ModelLayout.OptimumDecoderPair;
         _positions = graph.PositionIds is not null;
         _useCacheBranch = graph.UseCacheBranch is not null;
-        var inputs = new List<string> { graph.InputIds, graph.AttentionMask };
-        if (_positions) inputs.Add(graph.PositionIds!);
+        var inputs = new List<string> { graph.InputIds.Name, graph.AttentionMask.Name };
+        if (_positions) inputs.Add(graph.PositionIds!.Name);
         if (_useCacheBranch) inputs.Add(graph.UseCacheBranch!);
         var shapes = new Dictionary<string, int[]>();
         if (pasts)
         {
-            foreach (var name in graph.PastNames)
+            foreach (var state in graph.States)
             {
-                int[] shape = [1, graph.KeyValueHeadCount, 0, graph.HeadSize];
-                _emptyPasts.Add((name, shape));
-                shapes[name] = shape;
-                inputs.Add(name);
+                int[] shape = state.Shape(1, 0).Select(d => (int)d).ToArray();
+                _emptyPasts.Add((state.Input, shape));
+                shapes[state.Input] = shape;
+                inputs.Add(state.Input);
             }
         }
         _inputNames = inputs;
@@ -53,6 +54,7 @@ internal sealed class OnnxTransformerScorer : IDisposable
     }
 
     private readonly List<string> _inputNames;
+    private readonly Microsoft.ML.OnnxRuntime.Tensors.TensorElementType[] _types;
     private readonly string _logitsName;
 
     public ScoreResult[] Score(IReadOnlyList<ScoreRequest> requests)
@@ -88,11 +90,15 @@ internal sealed class OnnxTransformerScorer : IDisposable
     private IDataView Rows(IReadOnlyList<ScoreRequest> requests)
     {
         var columns = new List<(string Name, PrimitiveDataViewType Type, Array[] Values)>();
-        long[][] Map(Func<ScoreRequest, long[]> f) => requests.Select(f).ToArray();
-        columns.Add((_inputNames[0], NumberDataViewType.Int64, Map(r => r.Ids.Select(i => (long)i).ToArray())));
-        columns.Add((_inputNames[1], NumberDataViewType.Int64, Map(r => Enumerable.Repeat(1L, r.Ids.Length).ToArray())));
+        // Integer inputs in the element type the graph takes.
+        (string, PrimitiveDataViewType, Array[]) Integers(string name, Microsoft.ML.OnnxRuntime.Tensors.TensorElementType type, Func<ScoreRequest, long[]> values) =>
+            type == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Int32
+                ? (name, NumberDataViewType.Int32, requests.Select(r => (Array)values(r).Select(v => (int)v).ToArray()).ToArray())
+                : (name, NumberDataViewType.Int64, requests.Select(r => (Array)values(r)).ToArray());
+        columns.Add(Integers(_inputNames[0], _types[0], r => r.Ids.Select(i => (long)i).ToArray()));
+        columns.Add(Integers(_inputNames[1], _types[1], r => Enumerable.Repeat(1L, r.Ids.Length).ToArray()));
         int next = 2;
-        if (_positions) columns.Add((_inputNames[next++], NumberDataViewType.Int64, Map(r => Enumerable.Range(0, r.Ids.Length).Select(i => (long)i).ToArray())));
+        if (_positions) columns.Add(Integers(_inputNames[next++], _types[2], r => Enumerable.Range(0, r.Ids.Length).Select(i => (long)i).ToArray()));
         if (_useCacheBranch) columns.Add((_inputNames[next++], BooleanDataViewType.Instance, requests.Select(_ => (Array)new[] { false }).ToArray()));
         foreach (var (name, _) in _emptyPasts) columns.Add((name, NumberDataViewType.Single, requests.Select(_ => (Array)Array.Empty<float>()).ToArray()));
         return new VectorRowsView(columns, requests.Count);
@@ -136,6 +142,7 @@ internal sealed class OnnxTransformerScorer : IDisposable
             {
                 var (_, item, values) = view._columns[column.Index];
                 Delegate getter = item == NumberDataViewType.Int64 ? Getter<long>(values)
+                    : item == NumberDataViewType.Int32 ? Getter<int>(values)
                     : item == NumberDataViewType.Single ? Getter<float>(values)
                     : Getter<bool>(values);
                 return (ValueGetter<TValue>)getter;

@@ -72,13 +72,16 @@ public sealed class ModelConsistencyTests
     }
 
     [Fact]
-    public void A_tokenizer_with_more_ids_than_the_logits_is_refused()
+    public void A_tokenizer_with_more_ids_than_the_logits_is_accepted_with_a_warning_and_a_prompt_beyond_the_logits_is_refused()
     {
-        var error = Assert.Throws<GptModelException>(() => GptModel.Open(Fixtures.Folder("tiny-gpt2-a"),
-            new GptModelOptions { Tokenizer = TiktokenTokenizer.CreateForEncoding("cl100k_base") }));
-        Assert.Contains("100277 ids", error.Message);
-        Assert.Contains("50257 logits per position", error.Message);
-        Assert.Contains("does not belong to this model", error.Message);
+        var (model, log) = Open(Fixtures.Folder("tiny-gpt2-a"), new GptModelOptions { Tokenizer = TiktokenTokenizer.CreateForEncoding("cl100k_base") });
+        using (model)
+        {
+            Assert.Contains(log, l => l.Contains("100277 ids", StringComparison.Ordinal) && l.Contains("50257 logits per position", StringComparison.Ordinal));
+            var error = Assert.Throws<ArgumentOutOfRangeException>(() => model.GenerateTokens([new[] { 60000 }]));
+            Assert.Contains("token id 60000", error.Message);
+            Assert.Contains("outside the vocabulary", error.Message);
+        }
     }
 
     [Fact]
@@ -101,5 +104,33 @@ public sealed class ModelConsistencyTests
         var sampled = model.GenerateTokens(Enumerable.Range(0, 20).Select(i => (IReadOnlyList<int>)new[] { 50100 + i, 50200 + i }).ToList(),
             new GenerationOptions { MaxNewTokens = 16, DoSample = true, Temperature = 5f, TopK = 0, Seed = 3, EosTokenIds = [] });
         Assert.All(sampled, r => Assert.All(r.TokenIds, id => Assert.True(id < 50057, $"id {id} is beyond the tokenizer")));
+    }
+
+    [Fact]
+    public void A_context_length_beyond_the_position_table_gives_way_to_the_table_and_long_prompts_still_generate()
+    {
+        var (model, log) = Open(WithConfig("tiny-gpt2-a", "\"n_positions\": 128", "\"n_positions\": 512"));
+        using (model)
+        {
+            Assert.Equal(128, model.Info.ContextLength);
+            Assert.Contains(log, l => l.Contains("config.json: 'n_positions' says 512", StringComparison.Ordinal) && l.Contains("has 128 rows", StringComparison.Ordinal));
+            var result = model.Generate(string.Join(" ", Enumerable.Repeat("word", 300)), new GenerationOptions { MaxNewTokens = 4, EosTokenIds = [] });
+            Assert.True(result.PromptTruncated);
+            Assert.Equal(4, result.TokenIds.Count);
+        }
+    }
+
+    [Fact]
+    public void A_failing_step_names_the_model_file_and_the_step()
+    {
+        // 200 positions on a 128-row position table fail inside ONNX Runtime.
+        using var model = GptModel.Open(Fixtures.Folder("tiny-gpt2-a"));
+        var backend = model.Backend;
+        using var cache = backend.EmptyCache(1);
+        var input = new MLNetGpt.Generation.StepInput(Enumerable.Repeat(1L, 200).ToArray(), 1, 200, Enumerable.Repeat(1L, 200).ToArray(),
+            Enumerable.Range(0, 200).Select(i => (long)i).ToArray());
+        using var options = new Microsoft.ML.OnnxRuntime.RunOptions();
+        var error = Assert.Throws<GptModelException>(() => backend.Step(input, cache, options));
+        Assert.Contains("model.onnx: ONNX Runtime failed on a step of 1 row(s) x 200 new token(s) after 0 cached position(s)", error.Message);
     }
 }

@@ -120,12 +120,18 @@ public sealed class ModelFolderTests
     }
 
     [Fact]
-    public void A_folder_whose_tokenizer_cannot_be_found_is_reported()
+    public void A_folder_without_a_tokenizer_opens_for_token_ids_and_refuses_text_naming_the_folder()
     {
         var folder = Fixtures.CopyOf("tiny-gpt2-a");
         File.Delete(Path.Combine(folder, "tokenizer_config.json"));
-        var error = Assert.Throws<GptModelException>(() => GptModel.Open(folder));
-        Assert.Contains("No tokenizer found", error.Message);
+        using (var idsOnly = GptModel.Open(folder))
+        {
+            Assert.StartsWith("none", idsOnly.Info.TokenizerSource);
+            Assert.Equal(3, idsOnly.GenerateTokens([new[] { 1, 2, 3 }], new GenerationOptions { MaxNewTokens = 3, EosTokenIds = [] })[0].TokenIds.Count);
+            var error = Assert.Throws<GptModelException>(() => idsOnly.Generate("text"));
+            Assert.Contains($"'{folder}' has no tokenizer", error.Message);
+            Assert.Contains("GenerateTokens", error.Message);
+        }
         using var withOption = GptModel.Open(folder, new GptModelOptions { TokenizerEncoding = "gpt2" });
         Assert.Equal("encoding gpt2", withOption.Info.TokenizerSource);
     }
