@@ -170,7 +170,7 @@ internal sealed class MatMulRewriter
             // Casts on the path round the values exactly as the graph would, farthest from the MatMul first.
             for (int c = casts.Count - 1; c >= 0; c--) RoundTo(values, casts[c]);
             foreach (float v in values)
-                if (!float.IsFinite(v)) return $"the weight '{root.Name}' holds a value that is not finite ({v})";
+                if (!float.IsFinite(v)) return $"the weight '{root.Name}' holds a value that is not finite ({v.ToString(CultureInfo.InvariantCulture)})";
             float[] byColumn = transposed ? values : Transpose(values, (int)k, (int)n);
             var q = BlockQuantizer.Quantize(byColumn, (int)k, (int)n, _options.Bits, _options.BlockSize, _options.Symmetric,
                 halfScales: type == (int)DataType.Float16, cancellationToken);

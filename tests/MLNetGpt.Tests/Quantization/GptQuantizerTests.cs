@@ -239,6 +239,17 @@ public sealed class GptQuantizerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_genai_config_naming_a_missing_model_file_is_refused_naming_both()
+    {
+        string input = Fixtures.CopyOf("tiny-gqa-genai");
+        File.Delete(Path.Combine(input, "model.onnx"));
+
+        var error = Assert.Throws<GptModelException>(() => GptQuantizer.Quantize(input, Path.Combine(Fixtures.TempFolder("x"), "out"), new QuantizationOptions()));
+
+        Assert.Equal($"{Path.Combine(input, "genai_config.json")} names the model file 'model.onnx', which is not in '{input}'.", error.Message);
+    }
+
+    [Fact]
     public void A_missing_input_folder_is_named()
     {
         string input = Path.Combine(Fixtures.TempFolder("gone"), "nothing-here");

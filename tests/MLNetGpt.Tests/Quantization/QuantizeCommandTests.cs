@@ -67,6 +67,15 @@ public sealed class QuantizeCommandTests
     }
 
     [Fact]
+    public void A_missing_input_folder_exits_1_with_one_line_naming_it()
+    {
+        string input = Path.Combine(Fixtures.TempFolder("cli-missing"), "nothing");
+        var (exit, _, stderr) = CliProcess.Run("quantize", input, Path.Combine(Fixtures.TempFolder("cli-out"), "out"), "--bits", "8");
+        Assert.Equal(1, exit);
+        Assert.Equal($"mlnetgpt: error: IN: the model folder '{input}' does not exist.", stderr.TrimEnd());
+    }
+
+    [Fact]
     public void A_folder_without_a_model_exits_1_with_one_line()
     {
         string input = Fixtures.TempFolder("cli-no-onnx");
