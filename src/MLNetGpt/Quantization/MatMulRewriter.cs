@@ -12,6 +12,10 @@ internal sealed class FileRewrite
 {
     public int MatMulCount { get; set; }
     public int Rewritten { get; set; }
+
+    /// <summary>Skipped MatMuls whose B is an activation (computed or a graph input), the usual and expected kind.</summary>
+    public int Activations { get; set; }
+
     public List<QuantizationReport.SkippedMatMul> Skipped { get; } = [];
 }
 
@@ -63,7 +67,7 @@ internal sealed class MatMulRewriter
         {
             cancellationToken.ThrowIfCancellationRequested();
             var node = scope.Graph.Node[index];
-            string? reason = rewriter.TryRewrite(scope, index, cancellationToken);
+            string? reason = rewriter.TryRewrite(scope, index, out bool activation, cancellationToken);
             if (reason is null)
             {
                 result.Rewritten++;
@@ -73,6 +77,8 @@ internal sealed class MatMulRewriter
             else
             {
                 result.Skipped.Add(new QuantizationReport.SkippedMatMul(file, NodeLabel(node), reason));
+                if (activation) result.Activations++;
+                progress?.Report($"{file}: left {NodeLabel(node)} as it was: {reason}");
             }
         }
         if (result.Rewritten > 0)
@@ -94,9 +100,10 @@ internal sealed class MatMulRewriter
         }
     }
 
-    /// <summary>Rewrites one MatMul; returns why not, or null when it was rewritten.</summary>
-    private string? TryRewrite(Scope scope, int index, CancellationToken cancellationToken)
+    /// <summary>Rewrites one MatMul; returns why not (<paramref name="activation"/>: because B is not a weight at all), or null when it was rewritten.</summary>
+    private string? TryRewrite(Scope scope, int index, out bool activation, CancellationToken cancellationToken)
     {
+        activation = false;
         var matMul = scope.Graph.Node[index];
         if (matMul.Input.Count != 2 || matMul.Output.Count != 1) return $"it has {matMul.Input.Count} inputs and {matMul.Output.Count} outputs, not 2 and 1";
 
@@ -116,7 +123,10 @@ internal sealed class MatMulRewriter
                 case (Scope owner, NodeProto producer, _):
                     bool passThrough = producer.OpType is "Transpose" or "Cast" && IsDefaultDomain(producer.Domain) && producer.Input.Count == 1;
                     if (!passThrough || chain.Count >= MaxPathLength)
+                    {
+                        activation = true;
                         return $"B is computed by {producer.OpType} '{producer.Name}', not a constant weight";
+                    }
                     if (producer.OpType == "Transpose")
                     {
                         var perm = producer.Attribute.FirstOrDefault(a => a.Name == "perm");
@@ -140,6 +150,7 @@ internal sealed class MatMulRewriter
                     rootScope = owner;
                     break;
                 case (Scope, null, null):
+                    activation = true;
                     return $"B is the graph input '{name}', not a constant weight";
                 default:
                     return $"B ('{name}') is neither an initializer nor produced by a node";

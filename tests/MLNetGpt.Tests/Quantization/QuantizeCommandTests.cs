@@ -19,6 +19,7 @@ public sealed class QuantizeCommandTests
         Assert.Contains("MatMuls rewritten           13", stdout);
         Assert.Contains("MatMuls left as they were   6", stdout);
         Assert.Contains("mlnetgpt: model.onnx: quantizing to 8 bits, block size 64", stderr);
+        Assert.Contains("mlnetgpt: model.onnx: left /blocks.0/MatMul as it was: B is computed by Concat", stderr);
         var model = OnnxModelFile.Load(Path.Combine(output, "model.onnx"));
         var node = model.AllNodes().First(n => n.OpType == "MatMulNBits");
         Assert.Equal(8, node.Attribute.Single(a => a.Name == "bits").I);
