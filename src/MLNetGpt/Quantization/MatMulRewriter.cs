@@ -40,17 +40,15 @@ internal sealed class MatMulRewriter
 
     private readonly OnnxModelFile _model;
     private readonly QuantizationOptions _options;
-    private readonly string _file;
     private readonly HashSet<string> _names;
     private readonly Dictionary<(TensorProto Root, bool Transposed, int Type), string[]> _quantized = [];
     private readonly List<(GraphProto Graph, NodeProto Node)> _chainNodes = [];
     private readonly List<(GraphProto Graph, TensorProto Tensor)> _roots = [];
 
-    private MatMulRewriter(OnnxModelFile model, QuantizationOptions options, string file)
+    private MatMulRewriter(OnnxModelFile model, QuantizationOptions options)
     {
         _model = model;
         _options = options;
-        _file = file;
         _names = AllNames(model.Graph);
     }
 
@@ -58,7 +56,7 @@ internal sealed class MatMulRewriter
     public static FileRewrite Rewrite(OnnxModelFile model, QuantizationOptions options, string file, IProgress<string>? progress,
         CancellationToken cancellationToken)
     {
-        var rewriter = new MatMulRewriter(model, options, file);
+        var rewriter = new MatMulRewriter(model, options);
         var result = new FileRewrite();
         var matMuls = new List<(Scope Scope, int Index)>();
         Collect(new Scope(model.Graph, null), matMuls);
