@@ -47,7 +47,7 @@ internal static class QuantizeCommand
                 ("settings", Invariant($"{report.Bits} bits, block size {report.BlockSize}, {(report.Symmetric ? "symmetric" : "asymmetric")}, accuracy level {report.AccuracyLevel}")),
                 ("model files", string.Join(", ", report.QuantizedFiles)),
                 ("MatMuls rewritten", Invariant($"{report.MatMulsRewritten}")),
-                ("MatMuls left as they were", Invariant($"{report.Skipped.Count} (their B is not a constant weight)")),
+                ("MatMuls left as they were", Invariant($"{report.Skipped.Count}")),
                 ("size", Invariant($"{report.BytesBefore:N0} -> {report.BytesAfter:N0} bytes ({ratio:F0}%)")),
                 ("files written", Invariant($"{report.FilesWritten.Count}")),
             };

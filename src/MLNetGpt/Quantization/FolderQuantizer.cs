@@ -79,7 +79,7 @@ internal static class FolderQuantizer
         var written = new List<string>();
         var skipped = new List<QuantizationReport.SkippedMatMul>();
         var consumed = new HashSet<string>(modelFiles, StringComparer.Ordinal);   // files not to copy as they are
-        var rows = new List<(string File, long Before, long After, int Rewritten, int MatMuls)>();
+        var rows = new List<FileRow>();
         int rewritten = 0;
         foreach (var file in modelFiles)
         {
@@ -108,7 +108,7 @@ internal static class FolderQuantizer
             }
             rewritten += result.Rewritten;
             skipped.AddRange(result.Skipped);
-            rows.Add((file, before, after, result.Rewritten, result.MatMulCount));
+            rows.Add(new FileRow(file, before, after, result));
             progress?.Report(string.Create(CultureInfo.InvariantCulture,
                 $"{file}: {result.Rewritten} of {result.MatMulCount} MatMuls quantized, {before:N0} -> {after:N0} bytes"));
         }
@@ -132,8 +132,9 @@ internal static class FolderQuantizer
         return new QuantizationReport(options, rewritten, skipped, modelFiles, rows.Sum(r => r.Before), rows.Sum(r => r.After), written);
     }
 
-    private static string AppendSection(string card, QuantizationOptions options,
-        List<(string File, long Before, long After, int Rewritten, int MatMuls)> rows)
+    private sealed record FileRow(string File, long Before, long After, FileRewrite Result);
+
+    private static string AppendSection(string card, QuantizationOptions options, List<FileRow> rows)
     {
         var s = new StringBuilder(card.TrimEnd());
         s.Append("\n\n## Quantization\n\n");
@@ -145,7 +146,12 @@ internal static class FolderQuantizer
         s.Append(Invariant($"| Block size | {options.BlockSize} |\n"));
         s.Append(options.Symmetric ? "| Blocks | symmetric (no zero points) |\n" : "| Blocks | asymmetric (a zero point per block) |\n");
         s.Append(Invariant($"| Accuracy level | {options.AccuracyLevel} ({AccuracyText(options.AccuracyLevel)}) |\n"));
-        s.Append(Invariant($"| MatMuls rewritten | {rows.Sum(r => r.Rewritten)} of {rows.Sum(r => r.MatMuls)} (the others multiply activations, not weights) |\n"));
+        int matMuls = rows.Sum(r => r.Result.MatMulCount), rewritten = rows.Sum(r => r.Result.Rewritten);
+        int activations = rows.Sum(r => r.Result.Activations), others = matMuls - rewritten - activations;
+        s.Append(Invariant($"| MatMuls rewritten | {rewritten} of {matMuls}"));
+        if (activations > 0) s.Append(Invariant($"; {activations} multiply two activations"));
+        if (others > 0) s.Append(Invariant($"; {others} with a weight MatMulNBits cannot take were left as they were"));
+        s.Append(" |\n");
         foreach (var row in rows)
             s.Append(Invariant($"| `{row.File}` | {row.Before:N0} -> {row.After:N0} bytes ({100.0 * row.After / Math.Max(row.Before, 1):F0}%) |\n"));
         return s.ToString();

@@ -12,6 +12,10 @@ internal sealed class FileRewrite
 {
     public int MatMulCount { get; set; }
     public int Rewritten { get; set; }
+
+    /// <summary>Skipped MatMuls whose B is an activation (computed or a graph input), the usual and expected kind.</summary>
+    public int Activations { get; set; }
+
     public List<QuantizationReport.SkippedMatMul> Skipped { get; } = [];
 }
 
@@ -36,17 +40,15 @@ internal sealed class MatMulRewriter
 
     private readonly OnnxModelFile _model;
     private readonly QuantizationOptions _options;
-    private readonly string _file;
     private readonly HashSet<string> _names;
     private readonly Dictionary<(TensorProto Root, bool Transposed, int Type), string[]> _quantized = [];
     private readonly List<(GraphProto Graph, NodeProto Node)> _chainNodes = [];
     private readonly List<(GraphProto Graph, TensorProto Tensor)> _roots = [];
 
-    private MatMulRewriter(OnnxModelFile model, QuantizationOptions options, string file)
+    private MatMulRewriter(OnnxModelFile model, QuantizationOptions options)
     {
         _model = model;
         _options = options;
-        _file = file;
         _names = AllNames(model.Graph);
     }
 
@@ -54,7 +56,7 @@ internal sealed class MatMulRewriter
     public static FileRewrite Rewrite(OnnxModelFile model, QuantizationOptions options, string file, IProgress<string>? progress,
         CancellationToken cancellationToken)
     {
-        var rewriter = new MatMulRewriter(model, options, file);
+        var rewriter = new MatMulRewriter(model, options);
         var result = new FileRewrite();
         var matMuls = new List<(Scope Scope, int Index)>();
         Collect(new Scope(model.Graph, null), matMuls);
@@ -63,7 +65,7 @@ internal sealed class MatMulRewriter
         {
             cancellationToken.ThrowIfCancellationRequested();
             var node = scope.Graph.Node[index];
-            string? reason = rewriter.TryRewrite(scope, index, cancellationToken);
+            string? reason = rewriter.TryRewrite(scope, index, out bool activation, cancellationToken);
             if (reason is null)
             {
                 result.Rewritten++;
@@ -73,6 +75,8 @@ internal sealed class MatMulRewriter
             else
             {
                 result.Skipped.Add(new QuantizationReport.SkippedMatMul(file, NodeLabel(node), reason));
+                if (activation) result.Activations++;
+                progress?.Report($"{file}: left {NodeLabel(node)} as it was: {reason}");
             }
         }
         if (result.Rewritten > 0)
@@ -94,9 +98,10 @@ internal sealed class MatMulRewriter
         }
     }
 
-    /// <summary>Rewrites one MatMul; returns why not, or null when it was rewritten.</summary>
-    private string? TryRewrite(Scope scope, int index, CancellationToken cancellationToken)
+    /// <summary>Rewrites one MatMul; returns why not (<paramref name="activation"/>: because B is not a weight at all), or null when it was rewritten.</summary>
+    private string? TryRewrite(Scope scope, int index, out bool activation, CancellationToken cancellationToken)
     {
+        activation = false;
         var matMul = scope.Graph.Node[index];
         if (matMul.Input.Count != 2 || matMul.Output.Count != 1) return $"it has {matMul.Input.Count} inputs and {matMul.Output.Count} outputs, not 2 and 1";
 
@@ -116,7 +121,10 @@ internal sealed class MatMulRewriter
                 case (Scope owner, NodeProto producer, _):
                     bool passThrough = producer.OpType is "Transpose" or "Cast" && IsDefaultDomain(producer.Domain) && producer.Input.Count == 1;
                     if (!passThrough || chain.Count >= MaxPathLength)
+                    {
+                        activation = true;
                         return $"B is computed by {producer.OpType} '{producer.Name}', not a constant weight";
+                    }
                     if (producer.OpType == "Transpose")
                     {
                         var perm = producer.Attribute.FirstOrDefault(a => a.Name == "perm");
@@ -140,6 +148,7 @@ internal sealed class MatMulRewriter
                     rootScope = owner;
                     break;
                 case (Scope, null, null):
+                    activation = true;
                     return $"B is the graph input '{name}', not a constant weight";
                 default:
                     return $"B ('{name}') is neither an initializer nor produced by a node";
@@ -170,7 +179,7 @@ internal sealed class MatMulRewriter
             // Casts on the path round the values exactly as the graph would, farthest from the MatMul first.
             for (int c = casts.Count - 1; c >= 0; c--) RoundTo(values, casts[c]);
             foreach (float v in values)
-                if (!float.IsFinite(v)) return $"the weight '{root.Name}' holds a value that is not finite ({v})";
+                if (!float.IsFinite(v)) return $"the weight '{root.Name}' holds a value that is not finite ({v.ToString(CultureInfo.InvariantCulture)})";
             float[] byColumn = transposed ? values : Transpose(values, (int)k, (int)n);
             var q = BlockQuantizer.Quantize(byColumn, (int)k, (int)n, _options.Bits, _options.BlockSize, _options.Symmetric,
                 halfScales: type == (int)DataType.Float16, cancellationToken);

@@ -131,7 +131,7 @@ public sealed class GptQuantizerTests(ITestOutputHelper output)
         Assert.Contains("| Block size | 64 |", section);
         Assert.Contains("| Blocks | symmetric (no zero points) |", section);
         Assert.Contains("| Accuracy level | 0 (unset: activations in their own type) |", section);
-        Assert.Contains($"| MatMuls rewritten | {report.MatMulsRewritten} of {report.MatMulsRewritten + report.Skipped.Count} ", section);
+        Assert.Contains($"| MatMuls rewritten | {report.MatMulsRewritten} of {report.MatMulsRewritten + report.Skipped.Count}; {report.Skipped.Count} multiply two activations |", section);
         Assert.Contains($"| `model.onnx` | {report.BytesBefore:N0} -> {report.BytesAfter:N0} bytes", section);
     }
 
@@ -236,6 +236,17 @@ public sealed class GptQuantizerTests(ITestOutputHelper output)
 
         Assert.Equal($"The folder '{input}' holds no ONNX model to quantize: expected model.onnx, decoder_model_merged.onnx, " +
             "decoder_model.onnx + decoder_with_past_model.onnx, the file genai_config.json names, or onnx/*.onnx.", error.Message);
+    }
+
+    [Fact]
+    public void A_genai_config_naming_a_missing_model_file_is_refused_naming_both()
+    {
+        string input = Fixtures.CopyOf("tiny-gqa-genai");
+        File.Delete(Path.Combine(input, "model.onnx"));
+
+        var error = Assert.Throws<GptModelException>(() => GptQuantizer.Quantize(input, Path.Combine(Fixtures.TempFolder("x"), "out"), new QuantizationOptions()));
+
+        Assert.Equal($"{Path.Combine(input, "genai_config.json")} names the model file 'model.onnx', which is not in '{input}'.", error.Message);
     }
 
     [Fact]

@@ -236,6 +236,38 @@ public sealed class MatMulNBitsTests
     }
 
     [Fact]
+    public void Weights_that_can_change_at_run_time_or_do_not_fit_MatMulNBits_are_left_with_the_reason()
+    {
+        var graph = new GraphProto { Name = "more_skips" };
+        graph.Input.Add(Tensor("A", DataType.Float, M, 32));
+        graph.Input.Add(Tensor("Wi", DataType.Float, 32, 8));   // an initializer that is also an input
+        graph.Initializer.Add(OnnxTensors.FromFloats("Wi", Weights(32 * 8, 1), 32, 8));
+        graph.Initializer.Add(OnnxTensors.FromFloats("Wn", Enumerable.Repeat(float.PositiveInfinity, 32 * 8).ToArray(), 32, 8));
+        graph.Initializer.Add(OnnxTensors.FromFloats("Wc", Weights(32 * 8, 3), 32, 8));
+        graph.Initializer.Add(OnnxTensors.FromRaw("Wd", DataType.Double, new byte[32 * 8 * 8], 32, 8));
+        graph.Node.Add(Node("MatMul", "overridable", ["A", "Wi"], ["Y1"]));
+        graph.Node.Add(Node("MatMul", "infinite", ["A", "Wn"], ["Y2"]));
+        graph.Node.Add(Node("Cast", "to_int", ["Wc"], ["Wc_int"], Int("to", (int)DataType.Int32)));
+        graph.Node.Add(Node("MatMul", "integer", ["A", "Wc_int"], ["Y3"]));
+        graph.Node.Add(Node("MatMul", "double", ["A", "Wd"], ["Y4"]));
+        graph.Node.Add(Node("Cast", "no_to", ["Wc"], ["Wc_what"]));
+        graph.Node.Add(Node("MatMul", "cast_without_to", ["A", "Wc_what"], ["Y5"]));
+        graph.Node.Add(Node("MatMul", "undefined", ["A", "nowhere"], ["Y6"]));
+        var model = OnnxModelFile.FromModel(Model(graph));
+
+        var rewrite = MatMulRewriter.Rewrite(model, new QuantizationOptions(), "more.onnx", null, CancellationToken.None);
+
+        Assert.Equal(0, rewrite.Rewritten);
+        var reasons = rewrite.Skipped.ToDictionary(s => s.Node, s => s.Reason);
+        Assert.Equal("B's initializer 'Wi' is also a graph input, so it may be replaced at run time", reasons["overridable"]);
+        Assert.Equal("the weight 'Wn' holds a value that is not finite (Infinity)", reasons["infinite"]);
+        Assert.Equal("B is cast to int32 on its way from 'Wc'", reasons["integer"]);
+        Assert.Equal("the MatMul runs in double; MatMulNBits on the CPU takes float32 or float16", reasons["double"]);
+        Assert.Equal("Cast 'no_to' on B's path has no 'to' attribute", reasons["cast_without_to"]);
+        Assert.Equal("B ('nowhere') is neither an initializer nor produced by a node", reasons["undefined"]);
+    }
+
+    [Fact]
     public void Accuracy_level_4_runs_the_int8_kernel_within_the_error_of_int8_activations()
     {
         const int k = 128, n = 32;

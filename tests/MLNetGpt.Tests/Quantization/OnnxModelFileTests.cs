@@ -241,6 +241,48 @@ public sealed class OnnxModelFileTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void External_data_without_a_location_or_with_an_offset_that_is_not_a_number_is_named()
+    {
+        string folder = Fixtures.TempFolder("external-entries");
+        File.WriteAllBytes(Path.Combine(folder, "w.bin"), new byte[48]);
+        var noLocation = ExternalTensorModel(folder, "nolocation.onnx", "w.bin", t => t.ExternalData.RemoveAt(0));
+        Assert.Equal("'nolocation.onnx': tensor 'W' has external data without a 'location' entry.",
+            Assert.Throws<GptModelException>(() => noLocation.ReadData(noLocation.Graph.Initializer[0])).Message);
+
+        var badOffset = ExternalTensorModel(folder, "badoffset.onnx", "w.bin", t => t.ExternalData[1].Value = "12k");
+        Assert.Equal("'badoffset.onnx': tensor 'W' has external data 'offset' = '12k', which is not a byte count.",
+            Assert.Throws<GptModelException>(() => badOffset.ReadData(badOffset.Graph.Initializer[0])).Message);
+    }
+
+    [Fact]
+    public void Raw_data_set_on_a_loaded_initializer_replaces_the_data_in_the_file()
+    {
+        string path = ModelPath("tiny-gpt2-b/model.onnx");
+        var model = OnnxModelFile.Load(path);
+        var tensor = model.Graph.Initializer[0];
+        var replacement = new byte[model.DataLength(tensor)];
+        replacement[0] = 42;
+
+        tensor.RawData = ByteString.CopyFrom(replacement);
+        string target = Path.Combine(Fixtures.TempFolder("replaced"), "model.onnx");
+        model.Save(target);
+
+        Assert.Equal(replacement, model.ReadData(tensor).ToArray());
+        var saved = OnnxModelFile.Load(target);
+        Assert.Equal(replacement, saved.ReadData(saved.Graph.Initializer[0]).ToArray());
+        Assert.Equal(model.ReadData(model.Graph.Initializer[1]).ToArray(), saved.ReadData(saved.Graph.Initializer[1]).ToArray());
+    }
+
+    [Fact]
+    public void Strings_in_typed_fields_are_refused_naming_the_tensor()
+    {
+        var strings = new TensorProto { Name = "labels", DataType = (int)DataType.String, Dims = { 1 }, StringData = { ByteString.CopyFromUtf8("a") } };
+        var model = OnnxModelFile.FromModel(Model(new GraphProto { Initializer = { strings } }));
+        Assert.Equal("'(in-memory model)': tensor 'labels' holds string values in typed fields, which MLNetGpt does not read.",
+            Assert.Throws<GptModelException>(() => model.ReadData(strings)).Message);
+    }
+
+    [Fact]
     public void Data_that_does_not_fit_the_tensor_shape_is_refused_with_both_sizes()
     {
         var tensor = OnnxTensors.FromRaw("W", DataType.Float, new byte[10], 2, 3);
@@ -263,12 +305,13 @@ public sealed class OnnxModelFileTests(ITestOutputHelper output)
         Assert.Equal(4, model.DataLength(halves));
     }
 
-    private static OnnxModelFile ExternalTensorModel(string folder, string file, string location)
+    private static OnnxModelFile ExternalTensorModel(string folder, string file, string location, Action<TensorProto>? change = null)
     {
         var tensor = new TensorProto { Name = "W", DataType = (int)DataType.Float, Dims = { 4, 3 }, DataLocation = TensorProto.Types.DataLocation.External };
         tensor.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = location });
         tensor.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = "0" });
         tensor.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = "48" });
+        change?.Invoke(tensor);
         string path = Path.Combine(folder, file);
         File.WriteAllBytes(path, Model(new GraphProto { Name = "g", Initializer = { tensor } }).ToByteArray());
         return OnnxModelFile.Load(path);

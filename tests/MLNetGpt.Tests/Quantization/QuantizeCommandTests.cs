@@ -19,6 +19,7 @@ public sealed class QuantizeCommandTests
         Assert.Contains("MatMuls rewritten           13", stdout);
         Assert.Contains("MatMuls left as they were   6", stdout);
         Assert.Contains("mlnetgpt: model.onnx: quantizing to 8 bits, block size 64", stderr);
+        Assert.Contains("mlnetgpt: model.onnx: left /blocks.0/MatMul as it was: B is computed by Concat", stderr);
         var model = OnnxModelFile.Load(Path.Combine(output, "model.onnx"));
         var node = model.AllNodes().First(n => n.OpType == "MatMulNBits");
         Assert.Equal(8, node.Attribute.Single(a => a.Name == "bits").I);
@@ -64,6 +65,15 @@ public sealed class QuantizeCommandTests
         Assert.StartsWith("mlnetgpt: error: ", stderr);
         Assert.Contains("--bits", stderr);
         Assert.Single(stderr.TrimEnd().Split('\n'));
+    }
+
+    [Fact]
+    public void A_missing_input_folder_exits_1_with_one_line_naming_it()
+    {
+        string input = Path.Combine(Fixtures.TempFolder("cli-missing"), "nothing");
+        var (exit, _, stderr) = CliProcess.Run("quantize", input, Path.Combine(Fixtures.TempFolder("cli-out"), "out"), "--bits", "8");
+        Assert.Equal(1, exit);
+        Assert.Equal($"mlnetgpt: error: IN: the model folder '{input}' does not exist.", stderr.TrimEnd());
     }
 
     [Fact]

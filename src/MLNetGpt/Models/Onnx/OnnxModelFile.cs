@@ -131,9 +131,9 @@ internal sealed class OnnxModelFile
     /// <summary>The size of a tensor's data in bytes, without reading it.</summary>
     public long DataLength(TensorProto tensor)
     {
+        if (tensor.HasRawData) return tensor.RawData.Length;
         if (_rawInSource.TryGetValue(tensor, out var range)) return range.Length;
         if (tensor.DataLocation == DataLocation.External) return ResolveExternal(tensor).Length;
-        if (tensor.HasRawData) return tensor.RawData.Length;
         return OnnxTensors.RawByteLength(tensor.DataType, TypedCount(tensor)) ?? 0;
     }
 
@@ -145,7 +145,11 @@ internal sealed class OnnxModelFile
     public ReadOnlyMemory<byte> ReadData(TensorProto tensor)
     {
         ReadOnlyMemory<byte> data;
-        if (_rawInSource.TryGetValue(tensor, out var range))
+        if (tensor.HasRawData)
+        {
+            data = tensor.RawData.Memory;   // set in memory, or by the caller over a loaded tensor: it wins
+        }
+        else if (_rawInSource.TryGetValue(tensor, out var range))
         {
             CheckSourceUnchanged();
             data = ReadRange(SourcePath!, range.Offset, range.Length, tensor);
@@ -154,10 +158,6 @@ internal sealed class OnnxModelFile
         {
             var (file, offset, length) = ResolveExternal(tensor);
             data = ReadRange(file, offset, length, tensor);
-        }
-        else if (tensor.HasRawData)
-        {
-            data = tensor.RawData.Memory;
         }
         else
         {
@@ -185,75 +185,61 @@ internal sealed class OnnxModelFile
         string dataPath = Path.Combine(Path.GetDirectoryName(full)!, dataFileName);
 
         // The copy is written; it shares tensor data (ByteString is immutable) but not messages.
+        // Tensors whose bytes are not in the message are read from where this object found them:
+        // initializers left in the source file (paired by position) and external data.
         var copy = Model.Clone();
-        var dataOf = new Dictionary<TensorProto, Func<ReadOnlyMemory<byte>>>(ReferenceEqualityComparer.Instance);
+        var sourceOf = new Dictionary<TensorProto, TensorProto>(ReferenceEqualityComparer.Instance);
         var originals = Model.Graph?.Initializer;
         var copies = copy.Graph?.Initializer;
-        if (originals is not null && copies is not null)
-        {
-            for (int i = 0; i < originals.Count; i++)
-            {
-                var original = originals[i];
-                if (_rawInSource.ContainsKey(original) || original.DataLocation == DataLocation.External)
-                    dataOf[copies[i]] = () => ReadData(original);
-            }
-        }
+        for (int i = 0; originals is not null && copies is not null && i < originals.Count; i++)
+            if (!originals[i].HasRawData && (_rawInSource.ContainsKey(originals[i]) || originals[i].DataLocation == DataLocation.External))
+                sourceOf[copies[i]] = originals[i];
         foreach (var tensor in OnnxGraphs.AllTensors(copy))
-            if (!dataOf.ContainsKey(tensor) && tensor.DataLocation == DataLocation.External)
-            {
-                var t = tensor;
-                dataOf[t] = () => ReadData(t);
-            }
+            if (!sourceOf.ContainsKey(tensor) && !tensor.HasRawData && tensor.DataLocation == DataLocation.External)
+                sourceOf[tensor] = tensor;
 
-        // Reading from the file being replaced would read the new bytes: take the data first.
+        // Reading from a file being replaced would read the new bytes: take the data first.
         bool overwritesSource = SourcePath is not null && (PathsEqual(full, SourcePath) ||
             ExternalDataFiles().Any(f => PathsEqual(Path.Combine(Path.GetDirectoryName(SourcePath)!, f), dataPath)));
-        if (overwritesSource)
-        {
-            foreach (var key in dataOf.Keys.ToList())
-            {
-                var bytes = dataOf[key]().ToArray();
-                dataOf[key] = () => bytes;
-            }
-        }
+        var taken = overwritesSource
+            ? sourceOf.ToDictionary(p => p.Key, p => ReadData(p.Value), (IEqualityComparer<TensorProto>)ReferenceEqualityComparer.Instance)
+            : null;
+        ReadOnlyMemory<byte> DataOf(TensorProto copied) => taken is not null ? taken[copied] : ReadData(sourceOf[copied]);
 
-        long total = OnnxGraphs.AllTensors(copy).Sum(t => dataOf.TryGetValue(t, out var read) ? read().Length : DataLength(t));
+        long total = OnnxGraphs.AllTensors(copy).Sum(t => DataLength(sourceOf.TryGetValue(t, out var source) ? source : t));
         // Past this a model cannot be one protobuf message, whatever the caller asked for.
         bool external = total >= Math.Min(externalDataThreshold, MaxInlineBytes);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        if (!external)
+        var initializers = OnnxGraphs.All(copy.Graph).SelectMany(g => g.Initializer).ToHashSet(ReferenceEqualityComparer.Instance);
+        using (var data = external ? new FileStream(dataPath, FileMode.Create, FileAccess.Write, FileShare.None) : null)
         {
-            foreach (var (tensor, read) in dataOf) Inline(tensor, read());
-        }
-        else
-        {
-            var initializers = OnnxGraphs.All(copy.Graph).SelectMany(g => g.Initializer).ToHashSet(ReferenceEqualityComparer.Instance);
-            using var data = new FileStream(dataPath, FileMode.Create, FileAccess.Write, FileShare.None);
             foreach (var tensor in OnnxGraphs.AllTensors(copy))
             {
-                bool carried = dataOf.TryGetValue(tensor, out var read);
+                bool carried = sourceOf.ContainsKey(tensor);
                 if (!carried && !tensor.HasRawData) continue;   // values in typed fields stay where they are
-                var bytes = carried ? read!() : tensor.RawData.Memory;
-                bool toFile = bytes.Length >= MinimumExternalTensorBytes && (carried || initializers.Contains(tensor));
-                if (!toFile)
-                {
-                    if (carried) Inline(tensor, bytes);
-                    continue;
-                }
-                long offset = (data.Position + ExternalDataAlignment - 1) / ExternalDataAlignment * ExternalDataAlignment;
-                if (offset > data.Position) data.Write(new byte[offset - data.Position]);
-                data.Write(bytes.Span);
-                tensor.ClearRawData();
-                tensor.ExternalData.Clear();
-                tensor.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = dataFileName });
-                tensor.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString(CultureInfo.InvariantCulture) });
-                tensor.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = bytes.Length.ToString(CultureInfo.InvariantCulture) });
-                tensor.DataLocation = DataLocation.External;
+                var bytes = carried ? DataOf(tensor) : tensor.RawData.Memory;
+                if (data is not null && bytes.Length >= MinimumExternalTensorBytes && (carried || initializers.Contains(tensor)))
+                    WriteExternal(tensor, bytes, data, dataFileName);
+                else if (carried || tensor.DataLocation == DataLocation.External)
+                    Inline(tensor, bytes);
             }
         }
 
         using var output = new FileStream(full, FileMode.Create, FileAccess.Write, FileShare.None);
         copy.WriteTo(output);
+    }
+
+    private static void WriteExternal(TensorProto tensor, ReadOnlyMemory<byte> bytes, FileStream data, string dataFileName)
+    {
+        long offset = (data.Position + ExternalDataAlignment - 1) / ExternalDataAlignment * ExternalDataAlignment;
+        if (offset > data.Position) data.Write(new byte[offset - data.Position]);
+        data.Write(bytes.Span);
+        tensor.ClearRawData();
+        tensor.ExternalData.Clear();
+        tensor.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = dataFileName });
+        tensor.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString(CultureInfo.InvariantCulture) });
+        tensor.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = bytes.Length.ToString(CultureInfo.InvariantCulture) });
+        tensor.DataLocation = DataLocation.External;
     }
 
     private static void Inline(TensorProto tensor, ReadOnlyMemory<byte> bytes)
