@@ -65,7 +65,7 @@ public sealed class GptModel : IDisposable
     public static GptModel Open(string folder, GptModelOptions? options = null)
     {
         options ??= new GptModelOptions();
-        var description = ModelFolder.Open(folder);
+        var description = ModelFolder.Open(folder, options.Variant, onCuda: options.GpuDeviceId is not null);
         var (tokenizer, tokenizerSource) = options.Tokenizer is null && options.TokenizerEncoding is null && MissingTokenizer.IsMissing(description.Folder)
             ? (new MissingTokenizer(description.Folder), MissingTokenizer.Source)
             : TokenizerFactory.Create(description.Folder, options);

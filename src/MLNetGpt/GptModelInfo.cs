@@ -11,6 +11,12 @@ public sealed class GptModelInfo
     /// <summary>How the ONNX files are arranged.</summary>
     public ModelLayout Layout { get; internal init; }
 
+    /// <summary>For an onnx-community folder: every precision under <c>onnx/</c> (empty for other layouts).</summary>
+    public IReadOnlyList<string> Variants { get; internal init; } = [];
+
+    /// <summary>For an onnx-community folder: the precision opened (see <see cref="GptModelOptions.Variant"/>).</summary>
+    public string? Variant { get; internal init; }
+
     /// <summary>The ONNX files in use, relative to <see cref="Folder"/>.</summary>
     public IReadOnlyList<string> ModelFiles { get; internal init; } = [];
 

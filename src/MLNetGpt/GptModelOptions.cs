@@ -26,6 +26,15 @@ public sealed class GptModelOptions
     /// </summary>
     public bool FallbackToCpu { get; set; } = true;
 
+    /// <summary>
+    /// For an onnx-community folder (decoders under <c>onnx/</c>): the precision to open, by the file's
+    /// suffix: <c>fp32</c> (<c>model.onnx</c>), <c>fp16</c>, <c>q4</c>, <c>q4f16</c>, <c>int8</c>, <c>uint8</c>,
+    /// <c>quantized</c> (or <c>q8</c>), <c>bnb4</c>. <see langword="null"/> (the default) picks fp32 on the CPU,
+    /// else the first of q4, int8, uint8, quantized, q4f16, fp16, bnb4 that exists; on CUDA fp16, then
+    /// q4f16, fp32, q4 and the rest. Other layouts ignore it.
+    /// </summary>
+    public string? Variant { get; set; }
+
     /// <summary>Threads ONNX Runtime may use inside one operator on the CPU; <see langword="null"/> lets ONNX Runtime choose.</summary>
     public int? IntraOpThreads
     {

@@ -12,6 +12,13 @@ public enum ModelLayout
     /// <summary>Optimum pair: <c>decoder_model.onnx</c> (prefill, no past inputs) and <c>decoder_with_past_model.onnx</c> (decode).</summary>
     OptimumDecoderPair,
 
-    /// <summary>An ONNX Runtime GenAI folder described by <c>genai_config.json</c>.</summary>
+    /// <summary>An ONNX Runtime GenAI folder described by <c>genai_config.json</c> (including its model builder's output).</summary>
     OnnxRuntimeGenAI,
+
+    /// <summary>
+    /// The onnx-community / transformers.js layout: configuration and tokenizer at the root, one
+    /// decoder per precision under <c>onnx/</c> (<c>model.onnx</c>, <c>model_fp16.onnx</c>, <c>model_q4.onnx</c>, ...);
+    /// see <see cref="GptModelOptions.Variant"/>.
+    /// </summary>
+    OnnxCommunity,
 }

@@ -67,6 +67,8 @@ internal sealed class DecoderSessions : IDisposable
         {
             Folder = folder.Folder,
             Layout = folder.Layout,
+            Variants = folder.Variants,
+            Variant = folder.Variant,
             ModelFiles = folder.ModelFiles,
             LayerCount = Graph.LayerCount,
             AttentionHeadCount = folder.HeadCount ?? Graph.KeyValueHeadCount,

@@ -49,6 +49,10 @@ internal sealed class ModelFolder
     /// <summary>Names the configuration entry a shape value came from.</summary>
     public string Source(ShapeKey key) => Sources.TryGetValue(key, out var where) ? where : "the configuration";
 
+    /// <summary>The onnx-community precisions present under onnx/ (empty for other layouts), and the one opened.</summary>
+    public IReadOnlyList<string> Variants { get; init; } = [];
+    public string? Variant { get; init; }
+
     /// <summary>genai_config.json's <c>search.past_present_share_buffer</c>: the present caches may alias a max-length past.</summary>
     public bool ShareBuffer { get; init; }
 
@@ -57,7 +61,10 @@ internal sealed class ModelFolder
 
     public IReadOnlyList<string> ModelFiles => WithPastFile is null ? [MainFile] : [MainFile, WithPastFile];
 
-    public static ModelFolder Open(string folder)
+    /// <param name="folder">The model folder.</param>
+    /// <param name="variant">For the onnx-community layout: the precision to open (fp32, fp16, q4, ...); null picks one for the device.</param>
+    /// <param name="onCuda">Whether the model is meant for CUDA (the default variant differs).</param>
+    public static ModelFolder Open(string folder, string? variant = null, bool onCuda = false)
     {
         if (string.IsNullOrWhiteSpace(folder))
             throw new ArgumentException("The model folder path is empty.", nameof(folder));
@@ -74,7 +81,15 @@ internal sealed class ModelFolder
         ModelLayout layout;
         string main;
         string? withPast = null;
-        if (File.Exists(At(OptimumMergedFile)))
+        var variants = OnnxCommunityVariants.Find(folder);
+        string? chosen = null;
+        if (variants.Count > 0 && !File.Exists(At(OptimumMergedFile)) && !File.Exists(At(OptimumDecoderFile)) && !File.Exists(At(OptimumPrefillFile)))
+        {
+            layout = ModelLayout.OnnxCommunity;
+            chosen = OnnxCommunityVariants.Choose(variants, variant, onCuda, folder);
+            main = variants[chosen];
+        }
+        else if (File.Exists(At(OptimumMergedFile)))
         {
             layout = ModelLayout.OptimumMergedDecoder;
             main = OptimumMergedFile;
@@ -96,7 +111,7 @@ internal sealed class ModelFolder
         else
         {
             throw new GptModelException($"The model folder '{folder}' has no model file: expected {OptimumDecoderFile}, " +
-                $"{OptimumMergedFile}, {OptimumPrefillFile} + {OptimumWithPastFile}, or {GenAIConfigFile}.");
+                $"{OptimumMergedFile}, {OptimumPrefillFile} + {OptimumWithPastFile}, {GenAIConfigFile}, or onnx/model*.onnx (onnx-community).");
         }
 
         if (!File.Exists(At(ConfigFile)))
@@ -124,6 +139,8 @@ internal sealed class ModelFolder
         return new ModelFolder
         {
             Sources = sources,
+            Variants = variants.Keys.ToArray(),
+            Variant = chosen,
             Folder = folder,
             Layout = layout,
             MainFile = main,
