@@ -299,7 +299,7 @@ def main():
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "tokenizer.model"), "wb") as f:
             f.write(model_bytes)
-        write_json(os.path.join(folder, "tokenizer.json"), tokenizer_json(proto, form), indent=2)
+        write_json(os.path.join(folder, "tokenizer.json"), tokenizer_json(proto, form))
         write_json(os.path.join(folder, "tokenizer_config.json"), tokenizer_config(form, args.max_length), indent=2)
         write_json(os.path.join(folder, "golden-tokenizer.json"), golden(sp, raw_sp, form, model_bytes), indent=1)
         with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
