@@ -66,6 +66,22 @@ public sealed class SentencePieceBpeTokenizerTests
         }
     }
 
+    [Theory]
+    [InlineData("tiny-llama-builder")]
+    [InlineData("tiny-onnx-community")]
+    public void The_llama_fixtures_tokenizers_give_their_goldens_prompt_ids_and_decode_them_back(string fixture)
+    {
+        var (tokenizer, source) = TokenizerFactory.Create(Fixtures.Folder(fixture), new GptModelOptions());
+        Assert.Equal("tokenizer.json (SentencePiece-style BPE)", source);
+        var golden = Fixtures.Golden(fixture);
+        foreach (var (prompt, greedy) in golden.Prompts.Zip(golden.Greedy))
+        {
+            Assert.Equal(prompt.Ids, tokenizer.EncodeToIds(prompt.Text));
+            Assert.Equal(prompt.Text, tokenizer.Decode(prompt.Ids));
+            Assert.Equal([1, .. prompt.Ids], greedy.PromptIds);     // generation from text starts with BOS
+        }
+    }
+
     [Fact]
     public void A_character_split_into_byte_pieces_decodes_only_once_all_its_bytes_are_there()
     {
