@@ -527,3 +527,222 @@ def merge_decoders(no_past_path, with_past_path, out_path):
     merged.ir_version = with_past.ir_version
     onnx.checker.check_model(merged)
     onnx.save(merged, out_path)
+
+
+# --- A Hugging Face Llama (LlamaForCausalLM's arithmetic) on a SentencePiece vocabulary: the model of
+#     the ONNX Runtime GenAI builder and onnx-community fixtures ---
+
+class HfLlamaConfig:
+    def __init__(self, vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+                 num_key_value_heads, max_position_embeddings, rms_norm_eps=1e-5, rope_theta=10000.0,
+                 bos_token_id=1, eos_token_id=2):
+        if hidden_size % num_attention_heads or num_attention_heads % num_key_value_heads:
+            raise ValueError("hidden_size must be divisible by num_attention_heads, and that by num_key_value_heads")
+        self.vocab_size, self.hidden_size, self.intermediate_size = vocab_size, hidden_size, intermediate_size
+        self.num_hidden_layers, self.num_attention_heads, self.num_key_value_heads = num_hidden_layers, num_attention_heads, num_key_value_heads
+        self.max_position_embeddings, self.rms_norm_eps, self.rope_theta = max_position_embeddings, rms_norm_eps, rope_theta
+        self.bos_token_id, self.eos_token_id = bos_token_id, eos_token_id
+
+    @property
+    def head_dim(self):
+        return self.hidden_size // self.num_attention_heads
+
+    def config_json(self, name):
+        """config.json as transformers writes it for LlamaForCausalLM."""
+        return {
+            "_name_or_path": name, "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+            "bos_token_id": self.bos_token_id, "eos_token_id": self.eos_token_id, "head_dim": self.head_dim, "hidden_act": "silu",
+            "hidden_size": self.hidden_size, "initializer_range": 0.02, "intermediate_size": self.intermediate_size,
+            "max_position_embeddings": self.max_position_embeddings, "mlp_bias": False, "model_type": "llama",
+            "num_attention_heads": self.num_attention_heads, "num_hidden_layers": self.num_hidden_layers,
+            "num_key_value_heads": self.num_key_value_heads, "pretraining_tp": 1, "rms_norm_eps": self.rms_norm_eps,
+            "rope_scaling": None, "rope_theta": self.rope_theta, "tie_word_embeddings": False, "torch_dtype": "float32",
+            "transformers_version": "4.46.0", "use_cache": True, "vocab_size": self.vocab_size,
+        }
+
+
+def rope_inverse_frequencies(head_dim, theta):
+    """inv_freq as transformers and the GenAI builder compute it (int64 arange, then float32)."""
+    return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+
+
+def rope_caches(head_dim, length, theta):
+    """The builder's cos_cache / sin_cache: [length, head_dim / 2] for positions 0..length-1."""
+    freqs = torch.outer(torch.arange(length, dtype=torch.int64).float(), rope_inverse_frequencies(head_dim, theta))
+    return freqs.cos(), freqs.sin()
+
+
+class HfLlamaBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        d = c.head_dim
+        self.input_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+        self.q_proj = nn.Linear(c.hidden_size, c.num_attention_heads * d, bias=False)
+        self.k_proj = nn.Linear(c.hidden_size, c.num_key_value_heads * d, bias=False)
+        self.v_proj = nn.Linear(c.hidden_size, c.num_key_value_heads * d, bias=False)
+        self.o_proj = nn.Linear(c.num_attention_heads * d, c.hidden_size, bias=False)
+        self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
+
+    def forward(self, x, allowed, cos, sin, past_k, past_v):
+        c, (B, S, _) = self.c, x.shape
+        h = self.input_layernorm(x)
+        q = self.q_proj(h).view(B, S, c.num_attention_heads, c.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(B, S, c.num_key_value_heads, c.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(B, S, c.num_key_value_heads, c.head_dim).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        if past_k is not None:
+            k = torch.cat([past_k, k], dim=2)
+            v = torch.cat([past_v, v], dim=2)
+        T, groups = k.shape[2], c.num_attention_heads // c.num_key_value_heads
+        k_all = k.unsqueeze(2).expand(B, c.num_key_value_heads, groups, T, c.head_dim).reshape(B, c.num_attention_heads, T, c.head_dim)
+        v_all = v.unsqueeze(2).expand(B, c.num_key_value_heads, groups, T, c.head_dim).reshape(B, c.num_attention_heads, T, c.head_dim)
+        scores = torch.matmul(q, k_all.transpose(-1, -2)) * (1.0 / math.sqrt(c.head_dim))
+        scores = torch.where(allowed, scores, torch.tensor(torch.finfo(scores.dtype).min, dtype=scores.dtype))
+        y = torch.matmul(F.softmax(scores, dim=-1), v_all).transpose(1, 2).reshape(B, S, c.num_attention_heads * c.head_dim)
+        x = x + self.o_proj(y)
+        h = self.post_attention_layernorm(x)
+        return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h)), k, v
+
+
+class HfLlama(nn.Module):
+    """LlamaForCausalLM's forward: RMSNorm, rotary positions from position_ids (rotate_half layout),
+    grouped-query attention, SwiGLU, untied output head; the cache holds num_key_value_heads heads."""
+
+    def __init__(self, c: HfLlamaConfig):
+        super().__init__()
+        self.config = c
+        self.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size)
+        self.layers = nn.ModuleList([HfLlamaBlock(c) for _ in range(c.num_hidden_layers)])
+        self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+        self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
+        self.register_buffer("inv_freq", rope_inverse_frequencies(c.head_dim, c.rope_theta), persistent=False)
+
+    def init_weights(self, std, seed):
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for _, p in self.named_parameters():
+                if p.dim() >= 2:
+                    p.copy_(torch.randn(p.shape, generator=generator) * std)
+                else:
+                    p.copy_(1.0 + torch.randn(p.shape, generator=generator) * 0.1)
+
+    def linears(self):
+        """(name, module) of every projection, the weights MatMulNBits quantizes."""
+        return [(name, m) for name, m in self.named_modules() if isinstance(m, nn.Linear)]
+
+    def forward(self, input_ids, attention_mask, position_ids, *past):
+        B, S = input_ids.shape
+        total = attention_mask.shape[1]
+        freqs = position_ids.unsqueeze(-1).float() * self.inv_freq
+        emb = torch.cat([freqs, freqs], dim=-1)
+        cos, sin = emb.cos().unsqueeze(1), emb.sin().unsqueeze(1)
+        key_index = torch.arange(total)
+        query_index = torch.arange(S) + (total - S)
+        causal = key_index.unsqueeze(0) <= query_index.unsqueeze(1)
+        allowed = causal.unsqueeze(0).unsqueeze(0) & (attention_mask == 1).unsqueeze(1).unsqueeze(2)
+        x = self.embed_tokens(input_ids)
+        presents = []
+        for i, layer in enumerate(self.layers):
+            pk, pv = (past[2 * i], past[2 * i + 1]) if past else (None, None)
+            x, k, v = layer(x, allowed, cos, sin, pk, pv)
+            presents += [k, v]
+        return (self.lm_head(self.norm(x)), *presents)
+
+
+def export_optimum_llama(model, path, opset=17):
+    """torch.onnx.export with Optimum's decoder-with-past signature and dimension names (input_ids,
+    attention_mask, position_ids, past_key_values.{i}.key/value -> logits, present.{i}.key/value), as
+    onnx-community / transformers.js repositories ship it; constant folding leaves every projection a
+    MatMul on a transposed-weight initializer, the form MatMulNBits quantization needs."""
+    require_onnx()
+    import onnx
+    c = model.config
+    B, P, S = 2, 3, 4
+    args = [torch.randint(0, c.vocab_size, (B, S)), torch.ones(B, P + S, dtype=torch.int64),
+            torch.arange(P, P + S).unsqueeze(0).expand(B, S).contiguous()]
+    input_names, output_names = ["input_ids", "attention_mask", "position_ids"], ["logits"]
+    axes = {"input_ids": {0: "batch_size", 1: "sequence_length"},
+            "attention_mask": {0: "batch_size", 1: "past_sequence_length + sequence_length"},
+            "position_ids": {0: "batch_size", 1: "sequence_length"},
+            "logits": {0: "batch_size", 1: "sequence_length"}}
+    for i in range(c.num_hidden_layers):
+        for kind in ("key", "value"):
+            args.append(torch.randn(B, c.num_key_value_heads, P, c.head_dim))
+            name_in, name_out = f"past_key_values.{i}.{kind}", f"present.{i}.{kind}"
+            input_names.append(name_in)
+            output_names.append(name_out)
+            axes[name_in] = {0: "batch_size", 2: "past_sequence_length"}
+            axes[name_out] = {0: "batch_size", 2: "past_sequence_length + sequence_length"}
+    with torch.no_grad():
+        torch.onnx.export(model.eval(), tuple(args), path, input_names=input_names, output_names=output_names,
+                          dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
+    onnx.checker.check_model(onnx.load(path))
+
+
+# --- MatMulNBits: onnxruntime's blockwise int4 weight format ---
+
+INT4_BLOCK = 32
+
+
+def quantize_int4(weight_kn, block_size=INT4_BLOCK):
+    """Symmetric blockwise int4 of a MatMul weight B [K, N], as onnxruntime's MatMulNBits quantizer
+    does it (is_symmetric, no zero points): per column n and block of block_size rows along K, scale =
+    (the value of largest magnitude) / -8 and q = clip(round(w / scale), -8, 7). Returns the MatMulNBits
+    inputs (B uint8 [N, k_blocks, block_size / 2], low nibble first, stored as q + 8; scales float32
+    [N * k_blocks]) and the dequantized weight (q * scale, [K, N]) that MatMulNBits multiplies by."""
+    weight_kn = np.asarray(weight_kn, dtype=np.float32)
+    K, N = weight_kn.shape
+    k_blocks = (K + block_size - 1) // block_size
+    padded = np.zeros((k_blocks * block_size, N), dtype=np.float32)
+    padded[:K] = weight_kn
+    blocks = padded.T.reshape(N, k_blocks, block_size)
+    largest, smallest = blocks.max(axis=2, keepdims=True), blocks.min(axis=2, keepdims=True)
+    scale = (np.where(np.abs(largest) > np.abs(smallest), largest, smallest) / np.float32(-8.0)).astype(np.float32)
+    safe = np.where(scale == 0, np.float32(1.0), scale)
+    q = np.where(scale == 0, 0, np.clip(np.round(blocks / safe), -8, 7)).astype(np.int8)
+    dequantized = (q.astype(np.float32) * scale).reshape(N, k_blocks * block_size)[:, :K].T.copy()
+    stored = (q + 8).astype(np.uint8)
+    packed = (stored[:, :, 0::2] | (stored[:, :, 1::2] << 4)).astype(np.uint8)
+    return packed, scale.reshape(N * k_blocks), dequantized
+
+
+def matmul_nbits_node(name, input_name, output_name, weight_name, K, N, accuracy_level=None, block_size=INT4_BLOCK):
+    from onnx import helper
+    attributes = dict(K=K, N=N, bits=4, block_size=block_size)
+    if accuracy_level is not None:
+        attributes["accuracy_level"] = accuracy_level
+    return helper.make_node("MatMulNBits", [input_name, weight_name + "_Q4", weight_name + "_scales"], [output_name],
+                            name=name, domain="com.microsoft", **attributes)
+
+
+def quantize_matmuls(model_proto, accuracy_level=None):
+    """onnxruntime's MatMul4BitsQuantizer (default algorithm, symmetric, block 32) on an ONNX model:
+    every MatMul whose B is a 2-D initializer becomes MatMulNBits named <node>_Q4 with initializers
+    <B>_Q4 and <B>_scales. Returns {B name: dequantized [K, N]} for the torch reference."""
+    from onnx import numpy_helper
+    graph = model_proto.graph
+    initializers = {t.name: t for t in graph.initializer}
+    dequantized, nodes = {}, []
+    for node in graph.node:
+        b = initializers.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+        if b is None or len(b.dims) != 2:
+            nodes.append(node)
+            continue
+        K, N = b.dims
+        packed, scales, dequantized[b.name] = quantize_int4(numpy_helper.to_array(b))
+        graph.initializer.extend([numpy_helper.from_array(packed, b.name + "_Q4"), numpy_helper.from_array(scales, b.name + "_scales")])
+        nodes.append(matmul_nbits_node(node.name + "_Q4" if node.name else "", node.input[0], node.output[0], b.name, K, N, accuracy_level))
+    used = {name for n in nodes for name in n.input}
+    for name in list(dequantized):
+        if name not in used:
+            graph.initializer.remove(initializers[name])
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if not any(o.domain == "com.microsoft" for o in model_proto.opset_import):
+        model_proto.opset_import.add(domain="com.microsoft", version=1)
+    return dequantized

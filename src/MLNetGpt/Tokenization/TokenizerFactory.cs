@@ -84,11 +84,13 @@ internal static class TokenizerFactory
             if (!root.TryGetProperty("model", out var model) || !model.TryGetProperty("type", out var typeElement))
                 throw new GptModelException($"{path} has no model.type; expected a Hugging Face tokenizer.json.");
             string type = typeElement.GetString() ?? "";
-            var special = ReadAddedTokens(root);
             switch (type)
             {
+                case "BPE" when !HasByteLevel(root, "pre_tokenizer") && !HasByteLevel(root, "decoder"):
+                    // Without ByteLevel a BPE works on characters with byte fallback: SentencePiece-style.
+                    return (SentencePieceBpeTokenizer.FromTokenizerJson(path, root), "tokenizer.json (SentencePiece-style BPE)");
                 case "BPE":
-                    return (CreateByteLevelBpe(path, root, model, special), "tokenizer.json (byte-level BPE)");
+                    return (CreateByteLevelBpe(path, root, model, ReadAddedTokens(path, root)), "tokenizer.json (byte-level BPE)");
                 case "Unigram":
                     using (var stream = File.OpenRead(path))
                     {
@@ -103,12 +105,12 @@ internal static class TokenizerFactory
                         }
                     }
                 default:
-                    throw new GptModelException($"{path} describes a '{type}' tokenizer; supported kinds are BPE (byte-level) and Unigram.");
+                    throw new GptModelException($"{path} describes a '{type}' tokenizer; supported kinds are BPE (byte-level or SentencePiece-style) and Unigram.");
             }
         }
     }
 
-    private static Dictionary<string, int> ReadAddedTokens(JsonElement root)
+    private static Dictionary<string, int> ReadAddedTokens(string path, JsonElement root)
     {
         var special = new Dictionary<string, int>(StringComparer.Ordinal);
         if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
@@ -117,7 +119,11 @@ internal static class TokenizerFactory
             {
                 if (token.TryGetProperty("content", out var content) && token.TryGetProperty("id", out var id)
                     && (!token.TryGetProperty("special", out var isSpecial) || isSpecial.ValueKind == JsonValueKind.True))
-                    special[content.GetString()!] = id.GetInt32();
+                {
+                    if (id.ValueKind != JsonValueKind.Number || !id.TryGetInt32(out int value))
+                        throw new GptModelException($"{path}: added_tokens id of \"{content}\" must be an integer, but is {id.GetRawText()}.");
+                    special[content.GetString()!] = value;
+                }
             }
         }
         return special;
@@ -149,10 +155,6 @@ internal static class TokenizerFactory
 
     private static Tokenizer CreateByteLevelBpe(string path, JsonElement root, JsonElement model, Dictionary<string, int> special)
     {
-        bool byteLevel = HasByteLevel(root, "pre_tokenizer") || HasByteLevel(root, "decoder");
-        if (!byteLevel)
-            throw new GptModelException($"{path} is a BPE tokenizer without a ByteLevel pre-tokenizer (a SentencePiece-style BPE); " +
-                "only byte-level BPE tokenizer.json files are supported. Put the model's tokenizer.model beside it instead.");
         if (!model.TryGetProperty("vocab", out var vocabElement) || vocabElement.ValueKind != JsonValueKind.Object)
             throw new GptModelException($"{path} has no model.vocab object.");
         var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);

@@ -1,4 +1,5 @@
 using Microsoft.ML.Tokenizers;
+using MLNetGpt.Tests.Infrastructure;
 using MLNetGpt.Tokenization;
 using Xunit;
 
@@ -18,5 +19,26 @@ public sealed class IncrementalDecoderTests
         Assert.All(pieces, piece => Assert.DoesNotContain('\uFFFD', piece));
         Assert.Contains(pieces, piece => piece.Contains("😀"));    // the emoji arrives whole
         Assert.Equal(text, string.Concat(pieces));
+    }
+
+    [Theory]
+    [InlineData("spbpe-legacy")]
+    [InlineData("spbpe-metaspace")]
+    public void Streaming_a_sentencepiece_bpe_holds_byte_pieces_back_until_their_character_is_complete(string folder)
+    {
+        var (tokenizer, _) = TokenizerFactory.Create(Fixtures.Folder(folder), new GptModelOptions());
+        var withBytes = SpGolden.Load(folder).Strings.Where(s => s.Pieces.Any(p => p.StartsWith("<0x", StringComparison.Ordinal))).ToList();
+        Assert.NotEmpty(withBytes);
+        foreach (var golden in withBytes)
+        {
+            var decoder = new IncrementalDecoder(tokenizer);
+            var pieces = golden.Ids.Select(decoder.Append).ToList();
+            pieces.Add(decoder.Flush());
+            Assert.All(pieces, piece => Assert.DoesNotContain('\uFFFD', piece));
+            Assert.Equal(golden.Decoded, string.Concat(pieces));
+        }
+        var emoji = withBytes.Single(s => s.Text == "emoji 😀🎉 party");
+        var stream = new IncrementalDecoder(tokenizer);
+        Assert.Contains(emoji.Ids.Select(stream.Append), piece => piece.Contains("😀"));
     }
 }

@@ -140,12 +140,22 @@ public sealed class TokenizerFolderTests
     }
 
     [Fact]
-    public void A_sentencepiece_style_bpe_tokenizer_json_is_reported_as_unsupported()
+    public void A_metaspace_pre_tokenizer_without_its_replacement_character_is_refused_naming_the_key()
     {
         var folder = Fixtures.TempFolder("sp-bpe");
         File.WriteAllText(Path.Combine(folder, "tokenizer.json"),
             """{"model":{"type":"BPE","vocab":{"a":0},"merges":[]},"pre_tokenizer":{"type":"Metaspace"}}""");
         var error = Assert.Throws<GptModelException>(() => TokenizerFactory.Create(folder, new GptModelOptions()));
-        Assert.Contains("tokenizer.model", error.Message);
+        Assert.Equal($"{Path.Combine(folder, "tokenizer.json")}: pre_tokenizer.replacement is missing.", error.Message);
+    }
+
+    [Fact]
+    public void A_tokenizer_json_of_another_model_kind_is_refused_naming_the_supported_kinds()
+    {
+        var folder = Fixtures.TempFolder("wordpiece");
+        File.WriteAllText(Path.Combine(folder, "tokenizer.json"), """{"model":{"type":"WordPiece","vocab":{"a":0}}}""");
+        var error = Assert.Throws<GptModelException>(() => TokenizerFactory.Create(folder, new GptModelOptions()));
+        Assert.Contains("'WordPiece'", error.Message);
+        Assert.Contains("BPE (byte-level or SentencePiece-style) and Unigram", error.Message);
     }
 }
