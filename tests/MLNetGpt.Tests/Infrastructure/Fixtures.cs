@@ -18,11 +18,13 @@ public static class Fixtures
         ("tiny-gpt2-a-pair", "tiny-gpt2-a"),
         ("tiny-gpt2-a-merged", "tiny-gpt2-a"),
         ("tiny-gqa-genai", "tiny-gqa-genai"),
+        ("tiny-llama-builder", "tiny-llama-builder"),
+        ("tiny-onnx-community", "tiny-onnx-community"),
     ];
 
     public static string Folder(string name) => Path.Combine(Root, name);
 
-    public static Golden Golden(string name) => Infrastructure.Golden.Load(Path.Combine(Folder(name), "golden.json"));
+    public static Golden Golden(string name, string file = "golden.json") => Infrastructure.Golden.Load(Path.Combine(Folder(name), file));
 
     /// <summary>The embedded default model, found by walking up from the test binaries to the repository.</summary>
     public static string DefaultModel
