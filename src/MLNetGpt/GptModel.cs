@@ -56,6 +56,9 @@ public sealed class GptModel : IDisposable
     /// <summary>Number of forward steps the last single-threaded generate call ran (for diagnostics and tests).</summary>
     internal int LastStepCount { get; private set; }
 
+    /// <summary>Heads the prefix cache computed and rows it served in the last single-threaded generate call (tests).</summary>
+    internal (int Heads, int Rows) LastPrefixUse { get; private set; }
+
     /// <summary>
     /// Opens a model folder: Optimum (<c>model.onnx</c>, <c>decoder_model_merged.onnx</c>, or
     /// <c>decoder_model.onnx</c> + <c>decoder_with_past_model.onnx</c>, with <c>config.json</c>) or
@@ -215,6 +218,7 @@ public sealed class GptModel : IDisposable
         using var loop = CreateLoop(settings, batchSize, continuous, (i, r) => results[i] = r);
         loop.Run(prompts.GetEnumerator(), cancellationToken);
         LastStepCount = loop.Steps;
+        LastPrefixUse = loop.Prefixes is { } prefixes ? (prefixes.HeadsComputed, prefixes.RowsServed) : (0, 0);
         return results;
     }
 

@@ -57,6 +57,7 @@ internal sealed class DecodeLoop : IDisposable
     private readonly float[] _row;
     private readonly List<Sequence> _active = [];
     private readonly RunOptions _runOptions = new();
+    private readonly PrefixCache? _prefixes;
     private IKvCache? _cache;
     private bool _exhausted;
 
@@ -76,7 +77,12 @@ internal sealed class DecodeLoop : IDisposable
         _chooser = new TokenChooser(settings, info.VocabularySize, info.TokenizerIdCount);
         _stops = new StopCriteria(settings, info.ContextLength);
         _row = new float[info.VocabularySize];
+        // Joining a head's state to each row edits cache rows, which device caches cannot do.
+        if (settings.PrefixCaching && backend.CanEditRows) _prefixes = new PrefixCache();
     }
+
+    /// <summary>The prefix cache, when prefix caching is on (tests and benchmarks).</summary>
+    public PrefixCache? Prefixes => _prefixes;
 
     /// <summary>Number of forward steps (ONNX Runtime runs) so far; for tests and benchmarks.</summary>
     public int Steps { get; private set; }
@@ -175,6 +181,7 @@ internal sealed class DecodeLoop : IDisposable
     {
         _cache?.Dispose();
         _cache = null;
+        _prefixes?.Dispose();
         _runOptions.Dispose();
         Use?.Dispose();
     }
@@ -218,18 +225,20 @@ internal sealed class DecodeLoop : IDisposable
 
     /// <summary>
     /// Prefills newly admitted prompts: together in one left-padded batch, or one at a time where the
-    /// graph needs that (recurrent states, GroupQueryAttention), joined afterwards.
+    /// graph needs that (recurrent states, GroupQueryAttention), joined afterwards; from a shared
+    /// prompt head's state where the prefix cache has one.
     /// </summary>
     private (List<Sequence>, IKvCache) Prefill(List<PreparedPrompt> prompts, CancellationToken cancellationToken)
     {
-        if (!_backend.Graph.PrefillRowByRow || prompts.Count == 1) return PrefillBatch(prompts, cancellationToken);
+        if (!_backend.Graph.PrefillRowByRow || prompts.Count == 1) return PrefillGroup(prompts, cancellationToken);
+        var head = HeadFor(prompts, cancellationToken);   // found once for the group, then used row by row
         var rows = new List<Sequence>(prompts.Count);
         IKvCache? joined = null;
         try
         {
             foreach (var prompt in prompts)
             {
-                var (one, cache) = PrefillBatch([prompt], cancellationToken);
+                var (one, cache) = PrefillGroup([prompt], cancellationToken, head);
                 rows.AddRange(one);
                 if (joined is null)
                 {
@@ -251,24 +260,71 @@ internal sealed class DecodeLoop : IDisposable
         }
     }
 
-    private (List<Sequence>, IKvCache) PrefillBatch(List<PreparedPrompt> prompts, CancellationToken cancellationToken)
+    /// <summary>The stored or newly computed head every prompt of the group starts with, when prefix caching applies.</summary>
+    private PrefixCache.Entry? HeadFor(List<PreparedPrompt> prompts, CancellationToken cancellationToken)
     {
-        int batch = prompts.Count;
-        int width = prompts.Max(p => p.Ids.Length);
-        // A graph that returns only the kept logits prefills in one pass; otherwise every position's
-        // logits come back and long prompts go through in chunks to bound that buffer.
+        if (_prefixes is null) return null;
+        var ids = prompts.Select(p => p.Ids).ToArray();
+        if (_prefixes.Find(ids) is { } stored) return stored;
+        if (_prefixes.NewHead(ids) is not { } tokens) return null;
+        var masks = new[] { new ColumnMask(tokens.Length, _backend.Graph.Padding) };
+        var (last, state) = Extend(_backend.EmptyCache(1), masks, [tokens], [0], cancellationToken);
+        last.Dispose();
+        return _prefixes.Add(tokens, state);
+    }
+
+    /// <summary>Prefills prompts together (one row when the graph prefills row by row), from a shared head's state when there is one.</summary>
+    private (List<Sequence>, IKvCache) PrefillGroup(List<PreparedPrompt> prompts, CancellationToken cancellationToken, PrefixCache.Entry? head = null)
+    {
         var graph = _backend.Graph;
-        int chunk = graph.LogitsToKeep is not null && graph.PrefillHasLogitsToKeep && _backend.HonoursLogitsToKeep ? width
-            : (int)Math.Clamp(PrefillLogitsBudget / ((long)batch * _info.VocabularySize), 1, width);
+        head ??= HeadFor(prompts, cancellationToken);
+        int batch = prompts.Count, from = head?.Tokens.Length ?? 0;
         var rows = prompts.Select(p => new Sequence(p, _settings, _tokenizer, _onText is not null, graph.Padding) { Cached = p.Ids.Length }).ToList();
         var masks = rows.Select(s => s.Mask).ToArray();
-        var cache = _backend.EmptyCache(batch);
+        IKvCache start;
+        if (head is null)
+        {
+            start = _backend.EmptyCache(batch);
+        }
+        else
+        {
+            // Every row starts from a copy of the head's state.
+            start = _backend.KeepRows(head.State, new int[batch], head.State.Width);
+            foreach (var mask in masks) mask.Append(true, from);
+            _prefixes!.Served(batch);
+        }
+        var (last, cache) = Extend(start, masks, prompts.Select(p => p.Ids[from..]).ToArray(), Enumerable.Repeat(from, batch).ToArray(), cancellationToken);
+        using (last)
+        {
+            for (int r = 0; r < batch; r++)
+            {
+                last.Read(r, last.Length - 1, _row);
+                Advance(rows[r]);
+            }
+        }
+        return (rows, cache);
+    }
+
+    /// <summary>
+    /// Runs the new tokens of every row through the graph on top of <paramref name="cache"/> (which it
+    /// takes over), rows right-aligned; returns the last step's logits (only the last position's where
+    /// the graph allows) and the grown state. Long inputs go in chunks: without num_logits_to_keep every
+    /// position's logits come back, and the chunk bounds that buffer.
+    /// </summary>
+    private (LogitsBuffer Last, IKvCache Cache) Extend(IKvCache cache, ColumnMask[] masks, int[][] newTokens, int[] basePositions,
+        CancellationToken cancellationToken)
+    {
+        var graph = _backend.Graph;
+        int batch = newTokens.Length, width = newTokens.Max(t => t.Length);
+        bool keepsLogits = graph.LogitsToKeep is not null && _backend.HonoursLogitsToKeep && (cache.Width > 0 || graph.PrefillHasLogitsToKeep);
+        int chunk = keepsLogits ? width : (int)Math.Clamp(PrefillLogitsBudget / ((long)batch * _info.VocabularySize), 1, width);
+        LogitsBuffer? last = null;
         try
         {
-            LogitsBuffer? last = null;
-            foreach (var (length, tokens, first) in BatchInputs.PrefillChunks(prompts.Select(p => p.Ids).ToArray(), width, chunk))
+            foreach (var (length, tokens, first) in BatchInputs.PrefillChunks(newTokens, width, chunk))
             {
                 cancellationToken.ThrowIfCancellationRequested();
+                for (int r = 0; r < batch; r++) first[r] += basePositions[r];
                 // Only the last position's logits are needed: the next token after the prompt.
                 var input = BatchInputs.Extend(masks, tokens, first, length, _info.PadTokenId, logitsToKeep: 1);
                 var (logits, present) = _backend.Step(input, cache, _runOptions);
@@ -278,18 +334,11 @@ internal sealed class DecodeLoop : IDisposable
                 last?.Dispose();
                 last = logits;
             }
-            using (last)
-            {
-                for (int r = 0; r < batch; r++)
-                {
-                    last!.Read(r, last.Length - 1, _row);
-                    Advance(rows[r]);
-                }
-            }
-            return (rows, cache);
+            return (last!, cache);
         }
         catch
         {
+            last?.Dispose();
             cache.Dispose();
             throw;
         }
