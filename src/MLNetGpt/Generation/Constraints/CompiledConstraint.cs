@@ -1,0 +1,141 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using MLNetGpt.Tokenization;
+
+namespace MLNetGpt.Generation.Constraints;
+
+/// <summary>
+/// An <see cref="OutputConstraint"/> joined to a vocabulary: per automaton state, which tokens may
+/// come next. A row's state starts at <see cref="Start"/>; each step the row's logits are masked with
+/// <see cref="Allowed"/>, and the chosen token moves the state with <see cref="Advance"/>; when
+/// <see cref="IsFinal"/> holds, the row must end. End-of-sequence ids are allowed only in accepting
+/// states. Allowed sets are built on a state's first visit (a walk of the vocabulary's byte trie
+/// against the automaton) and cached.
+/// </summary>
+/// <remarks>Thread-safe: rows on many threads may share one instance.</remarks>
+internal sealed class CompiledConstraint
+{
+    /// <summary>What <see cref="Advance"/> returns for a token the state does not allow.</summary>
+    public const int Rejected = -1;
+
+    // The first token of a SentencePiece generation reads without its leading space (the decoder
+    // drops the dummy prefix); the start state carries this flag so it is masked differently.
+    private const int FirstTokenFlag = 1 << 30;
+
+    private static readonly ConditionalWeakTable<TokenByteTable, ConcurrentDictionary<(OutputConstraint, string), CompiledConstraint>> Compiled = new();
+
+    private readonly ByteDfa _dfa;
+    private readonly TokenByteTable _table;
+    private readonly int[] _eos;
+    private readonly ConcurrentDictionary<int, StateTokens> _states = new();
+    private readonly ConcurrentDictionary<(int State, int Budget), TokenSet> _budgeted = new();
+
+    public CompiledConstraint(OutputConstraint constraint, TokenByteTable table, IReadOnlyList<int> eosTokenIds)
+    {
+        ArgumentNullException.ThrowIfNull(constraint);
+        ArgumentNullException.ThrowIfNull(table);
+        ArgumentNullException.ThrowIfNull(eosTokenIds);
+        Constraint = constraint;
+        _table = table;
+        _dfa = constraint.Automaton;
+        _eos = eosTokenIds.Where(id => (uint)id < (uint)table.Count).Distinct().ToArray();
+        Start = table.DropsLeadingSpace ? _dfa.Start | FirstTokenFlag : _dfa.Start;
+    }
+
+    /// <summary>The compiled form for (constraint, vocabulary, EOS ids), cached while the table lives.</summary>
+    public static CompiledConstraint For(OutputConstraint constraint, TokenByteTable table, IReadOnlyList<int> eosTokenIds)
+    {
+        string eosKey = string.Join(",", eosTokenIds.Order());
+        return Compiled.GetOrCreateValue(table).GetOrAdd((constraint, eosKey), _ => new CompiledConstraint(constraint, table, eosTokenIds));
+    }
+
+    public OutputConstraint Constraint { get; }
+
+    /// <summary>The state before any token.</summary>
+    public int Start { get; }
+
+    /// <summary>Whether a token budget can force completion (every byte is a token of the vocabulary).</summary>
+    public bool CanForceCompletion => _table.HasEverySingleByte;
+
+    /// <summary>Automaton states built so far (for benchmarks).</summary>
+    public int AutomatonStates => _dfa.StateCount;
+
+    public bool IsAccepting(int state) => _dfa.IsAccepting(Dfa(state));
+
+    /// <summary>The text is complete and nothing may follow: the row must end now.</summary>
+    public bool IsFinal(int state) => _dfa.IsAccepting(Dfa(state)) && !_dfa.HasContinuation(Dfa(state));
+
+    /// <summary>The fewest bytes still needed to complete the text (int.MaxValue when it cannot be completed).</summary>
+    public int MinBytesToAccept(int state) => _dfa.MinBytesToAccept(Dfa(state));
+
+    /// <summary>
+    /// The tokens allowed in <paramref name="state"/>, with <paramref name="remainingTokens"/> the
+    /// tokens the row may still generate, this one included. When the budget is short and the
+    /// vocabulary has every single byte as a token, only tokens after which the text can still be
+    /// completed in time are kept (one byte per remaining token always suffices); should none fit,
+    /// those closest to completion are kept.
+    /// </summary>
+    public TokenSet Allowed(int state, int remainingTokens)
+    {
+        var info = Info(state);
+        if (!CanForceCompletion || remainingTokens - 1 >= info.MaxNextMinBytes || info.Tokens.Length == 0) return info.Set;
+        int budget = Math.Max(0, remainingTokens - 1);
+        return _budgeted.GetOrAdd((state, budget), key => Budgeted(info, key.Budget));
+    }
+
+    /// <summary>The state after <paramref name="token"/>, or <see cref="Rejected"/> when the token is not allowed text there.</summary>
+    public int Advance(int state, int token)
+    {
+        if (!_table.IsText(token)) return Rejected;
+        var bytes = EffectiveBytes(state, token);
+        if (bytes.IsEmpty) return Rejected;
+        int next = _dfa.Walk(Dfa(state), bytes);
+        return next == ByteDfa.Dead ? Rejected : next;
+    }
+
+    private static int Dfa(int state) => state & ~FirstTokenFlag;
+
+    private ReadOnlySpan<byte> EffectiveBytes(int state, int token)
+    {
+        var bytes = _table.Bytes(token);
+        return (state & FirstTokenFlag) != 0 && bytes.Length > 0 && bytes[0] == (byte)' ' ? bytes[1..] : bytes;
+    }
+
+    private StateTokens Info(int state) => _states.GetOrAdd(state, Build);
+
+    private StateTokens Build(int state)
+    {
+        var tokens = new List<int>();
+        var minNext = new List<int>();
+        void Visit(int token, int next)
+        {
+            tokens.Add(token);
+            minNext.Add(_dfa.MinBytesToAccept(next));
+        }
+        if ((state & FirstTokenFlag) == 0) VocabularyTrie.For(_table).Walk(_dfa, state, Visit);
+        else
+        {
+            for (int id = 0; id < _table.Count; id++)
+            {
+                int next = Advance(state, id);
+                if (next != Rejected) Visit(id, next);
+            }
+        }
+        bool accepting = _dfa.IsAccepting(Dfa(state));
+        var all = accepting ? tokens.Concat(_eos) : tokens;
+        return new StateTokens(TokenSet.Of(all, _table.Count), tokens.ToArray(), minNext.ToArray(), minNext.Count == 0 ? 0 : minNext.Max(), accepting);
+    }
+
+    private TokenSet Budgeted(StateTokens info, int budget)
+    {
+        var kept = new List<int>();
+        int closest = info.MinNext.Min();
+        int limit = info.MinNext.Any(m => m <= budget) || info.Accepting ? budget : closest;
+        for (int i = 0; i < info.Tokens.Length; i++)
+            if (info.MinNext[i] <= limit) kept.Add(info.Tokens[i]);
+        if (info.Accepting) kept.AddRange(_eos);
+        return TokenSet.Of(kept, _table.Count);
+    }
+
+    private sealed record StateTokens(TokenSet Set, int[] Tokens, int[] MinNext, int MaxNextMinBytes, bool Accepting);
+}
