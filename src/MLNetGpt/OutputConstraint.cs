@@ -142,12 +142,12 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// no further items unless <c>items</c> is given), <c>minItems</c>, <c>maxItems</c>; for
     /// strings <c>minLength</c>/<c>maxLength</c> (in code points), <c>pattern</c> (the subset of
     /// <see cref="Regex(string)"/>, searched as JSON Schema does: unanchored unless it begins with
-    /// <c>^</c> or ends with <c>$</c>) and <c>format</c>: <c>date</c> (YYYY-MM-DD, real calendar
-    /// days, leap years included), <c>time</c> (HH:MM:SS, optional fraction of 1-9 digits,
+    /// <c>^</c> or ends with <c>$</c>) and <c>format</c>: <c>date</c> (YYYY-MM-DD, years 0001-9999,
+    /// real calendar days, leap years included), <c>time</c> (HH:MM:SS, optional fraction of 1-9 digits,
     /// <c>Z</c> or ±HH:MM), <c>date-time</c> (date <c>T</c> time), <c>uuid</c> (8-4-4-4-12 hex
     /// digits, either case), <c>email</c> (a dot-atom local part of letters, digits and
-    /// <c>!#$%&amp;'*+/=?^_`{|}~-</c>, <c>@</c>, two or more dot-separated labels of letters,
-    /// digits and inner hyphens), <c>ipv4</c> (four 0-255 parts, no leading zeros); a string takes
+    /// <c>!#$%&amp;'*+/=?^_`{|}~-</c>, <c>@</c>, dot-separated labels of letters, digits and
+    /// inner hyphens ending in a top-level label of two or more letters), <c>ipv4</c> (four 0-255 parts, no leading zeros); a string takes
     /// one of pattern, format, or lengths. For <c>integer</c>: <c>minimum</c>, <c>maximum</c>,
     /// <c>exclusiveMinimum</c>, <c>exclusiveMaximum</c> (exact digit automata; no leading zeros,
     /// never <c>-0</c>). For <c>number</c>: without bounds any JSON number (fraction and exponent);

@@ -8,9 +8,10 @@ internal static class JsonStringFormats
 {
     public const string Names = "date, time, date-time, uuid, email, ipv4";
 
-    // Years 0000-9999; February 29 only in leap years (divisible by 4, centuries only when divisible by 400).
-    private const string Year = @"\d{4}";
-    private const string LeapYear = @"(\d\d(0[48]|[2468][048]|[13579][26])|([02468][048]|[13579][26])00)";
+    // Years 0001-9999 (year 0 has no calendar date in .NET or most validators); February 29 only
+    // in leap years (divisible by 4, centuries only when divisible by 400).
+    private const string Year = @"(\d{3}[1-9]|\d\d[1-9]\d|\d[1-9]\d\d|[1-9]\d{3})";
+    private const string LeapYear = @"(\d\d(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)";
     private const string MonthDay = @"((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)|02-(0[1-9]|1\d|2[0-8]))";
     private const string Date = "(" + Year + "-" + MonthDay + "|" + LeapYear + "-02-29)";
     private const string Time = @"([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)";
@@ -21,8 +22,8 @@ internal static class JsonStringFormats
         ["time"] = Time,
         ["date-time"] = Date + "T" + Time,
         ["uuid"] = @"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-        // A dot-atom local part and a domain of two or more letter-digit-hyphen labels.
-        ["email"] = @"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+",
+        // A dot-atom local part, then labels of letters, digits and inner hyphens, ending in a top-level label of two or more letters.
+        ["email"] = @"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}",
         ["ipv4"] = @"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}",
     };
 
