@@ -150,7 +150,8 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// inner hyphens ending in a top-level label of two or more letters), <c>ipv4</c> (four 0-255 parts, no leading zeros); a string takes
     /// one of pattern, format, or lengths. For <c>integer</c>: <c>minimum</c>, <c>maximum</c>,
     /// <c>exclusiveMinimum</c>, <c>exclusiveMaximum</c> (exact digit automata; no leading zeros,
-    /// never <c>-0</c>). For <c>number</c>: without bounds any JSON number (fraction and exponent);
+    /// never <c>-0</c>). For <c>number</c>: without bounds any JSON number (fraction and exponent)
+    /// except a negative zero integer part without fraction (<c>-0</c>, <c>-0e1</c>);
     /// with bounds, which must be integers, <c>-?int(.digits)?</c> with no exponent, exact at the
     /// bounds, never negative zero. <c>enum</c>/<c>const</c> of any JSON value (written compactly;
     /// other keywords beside them filter the values); <c>anyOf</c> (alone, with annotations);

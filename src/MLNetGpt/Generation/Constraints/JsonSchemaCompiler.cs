@@ -279,7 +279,7 @@ internal sealed class JsonSchemaCompiler
             var digits = ConstraintNode.Repeat(ConstraintNode.ByteRange((byte)'0', (byte)'9'), 1, -1, "a number");
             var exponent = ConstraintNode.Sequence(ConstraintNode.Chars(CodePointSet.Of([('e', 'e'), ('E', 'E')])),
                 ConstraintNode.Optional(ConstraintNode.Chars(CodePointSet.Of([('+', '+'), ('-', '-')]))), digits);
-            return ConstraintNode.Sequence(DecimalRanges.Integers(null, null), ConstraintNode.Optional(DecimalRanges.Fraction), ConstraintNode.Optional(exponent));
+            return ConstraintNode.Sequence(DecimalRanges.Decimals(null, false, null, false), ConstraintNode.Optional(exponent));
         }
         var result = DecimalRanges.Decimals(lo is { } l ? new BigInteger(l) : null, loOpen, hi is { } h ? new BigInteger(h) : null, hiOpen);
         if (ReferenceEquals(result, ConstraintNode.Nothing)) throw Error(pointer, $"no number lies between the bounds ({lo} to {hi})");
