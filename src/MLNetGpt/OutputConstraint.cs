@@ -146,8 +146,8 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// real calendar days, leap years included), <c>time</c> (HH:MM:SS, optional fraction of 1-9 digits,
     /// <c>Z</c> or ±HH:MM), <c>date-time</c> (date <c>T</c> time), <c>uuid</c> (8-4-4-4-12 hex
     /// digits, either case), <c>email</c> (a dot-atom local part of letters, digits and
-    /// <c>!#$%&amp;'*+/=?^_`{|}~-</c>, <c>@</c>, dot-separated labels of letters, digits and
-    /// inner hyphens ending in a top-level label of two or more letters), <c>ipv4</c> (four 0-255 parts, no leading zeros); a string takes
+    /// <c>!#$%&amp;'*+/=?^_`{|}~-</c>, <c>@</c>, one or two labels of letters, digits and inner
+    /// hyphens of at most 63 characters, each followed by a dot, and a top-level label of 2-63 letters), <c>ipv4</c> (four 0-255 parts, no leading zeros); a string takes
     /// one of pattern, format, or lengths. For <c>integer</c>: <c>minimum</c>, <c>maximum</c>,
     /// <c>exclusiveMinimum</c>, <c>exclusiveMaximum</c> (exact digit automata; no leading zeros,
     /// never <c>-0</c>). For <c>number</c>: without bounds any JSON number (fraction and exponent)

@@ -22,8 +22,9 @@ internal static class JsonStringFormats
         ["time"] = Time,
         ["date-time"] = Date + "T" + Time,
         ["uuid"] = @"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-        // A dot-atom local part, then labels of letters, digits and inner hyphens, ending in a top-level label of two or more letters.
-        ["email"] = @"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}",
+        // A dot-atom local part; a domain of one or two labels (letters, digits, inner hyphens; at most
+        // 63 characters each) and a top-level label of 2-63 letters, which keeps it under 253 characters.
+        ["email"] = @"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,2}[A-Za-z]{2,63}",
         ["ipv4"] = @"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}",
     };
 
