@@ -218,7 +218,16 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// <summary>Reads <see cref="ToJson"/>'s form; <paramref name="where"/> names the source in errors.</summary>
     internal static OutputConstraint FromJson(string json, string where)
     {
-        using var document = JsonDocument.Parse(json);
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(json);
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"{where}: the output constraint is not JSON ({e.Message}).", e);
+        }
+        using var owned = document;
         var root = document.RootElement;
         const string expected = "one of guided_choice (an array of strings), guided_regex (a string), guided_json (a schema object)";
         if (root.ValueKind != JsonValueKind.Object)

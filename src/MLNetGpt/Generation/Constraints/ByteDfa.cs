@@ -13,7 +13,7 @@ internal sealed class ByteDfa
     public const int Dead = 0;
 
     /// <summary>Lazily built states beyond this are refused (a pathological pattern under heavy use).</summary>
-    public const int MaxStates = 500_000;
+    public const int MaxStates = 200_000;
 
     private readonly ByteNfa _nfa;
     private readonly bool[] _live;          // NFA state can reach acceptance

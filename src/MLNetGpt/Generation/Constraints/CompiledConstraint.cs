@@ -78,9 +78,9 @@ internal sealed class CompiledConstraint
     public TokenSet Allowed(int state, int remainingTokens)
     {
         var info = Info(state);
-        if (!CanForceCompletion || remainingTokens - 1 >= info.MaxNextMinBytes || info.Tokens.Length == 0) return info.Set;
+        if (!CanForceCompletion || remainingTokens - 1 >= info.MaxNextMinBytes || !info.HasText) return info.Set;
         int budget = Math.Max(0, remainingTokens - 1);
-        return _budgeted.GetOrAdd((state, budget), key => Budgeted(info, key.Budget));
+        return _budgeted.GetOrAdd((state, budget), key => Budgeted(key.State, info, key.Budget));
     }
 
     /// <summary>The state after <paramref name="token"/>, or <see cref="Rejected"/> when the token is not allowed text there.</summary>
@@ -103,39 +103,52 @@ internal sealed class CompiledConstraint
 
     private StateTokens Info(int state) => _states.GetOrAdd(state, Build);
 
-    private StateTokens Build(int state)
+    /// <summary>Calls <paramref name="visit"/> with every text token allowed in the state and the state it leads to.</summary>
+    private void Walk(int state, Action<int, int> visit)
     {
-        var tokens = new List<int>();
-        var minNext = new List<int>();
-        void Visit(int token, int next)
+        if ((state & FirstTokenFlag) == 0)
         {
-            tokens.Add(token);
-            minNext.Add(_dfa.MinBytesToAccept(next));
+            VocabularyTrie.For(_table).Walk(_dfa, state, visit);
+            return;
         }
-        if ((state & FirstTokenFlag) == 0) VocabularyTrie.For(_table).Walk(_dfa, state, Visit);
-        else
+        for (int id = 0; id < _table.Count; id++)
         {
-            for (int id = 0; id < _table.Count; id++)
-            {
-                int next = Advance(state, id);
-                if (next != Rejected) Visit(id, next);
-            }
+            int next = Advance(state, id);
+            if (next != Rejected) visit(id, next);
         }
-        bool accepting = _dfa.IsAccepting(Dfa(state));
-        var all = accepting ? tokens.Concat(_eos) : tokens;
-        return new StateTokens(TokenSet.Of(all, _table.Count), tokens.ToArray(), minNext.ToArray(), minNext.Count == 0 ? 0 : minNext.Max(), accepting);
     }
 
-    private TokenSet Budgeted(StateTokens info, int budget)
+    private StateTokens Build(int state)
     {
+        // Only the set and the range of completion distances are kept: a state inside a JSON string
+        // allows most of the vocabulary, and keeping per-token arrays for every such state would cost
+        // hundreds of kilobytes each. The rare budgeted sets walk the trie again.
+        var tokens = new List<int>();
+        int maxNext = 0, minNext = int.MaxValue;
+        Walk(state, (token, next) =>
+        {
+            tokens.Add(token);
+            int distance = _dfa.MinBytesToAccept(next);
+            maxNext = Math.Max(maxNext, distance);
+            minNext = Math.Min(minNext, distance);
+        });
+        bool accepting = _dfa.IsAccepting(Dfa(state));
+        bool hasText = tokens.Count > 0;
+        if (accepting) tokens.AddRange(_eos);
+        return new StateTokens(TokenSet.Of(tokens, _table.Count), hasText, maxNext, minNext, accepting);
+    }
+
+    private TokenSet Budgeted(int state, StateTokens info, int budget)
+    {
+        int limit = info.MinNextMinBytes <= budget || info.Accepting ? budget : info.MinNextMinBytes;
         var kept = new List<int>();
-        int closest = info.MinNext.Min();
-        int limit = info.MinNext.Any(m => m <= budget) || info.Accepting ? budget : closest;
-        for (int i = 0; i < info.Tokens.Length; i++)
-            if (info.MinNext[i] <= limit) kept.Add(info.Tokens[i]);
+        Walk(state, (token, next) =>
+        {
+            if (_dfa.MinBytesToAccept(next) <= limit) kept.Add(token);
+        });
         if (info.Accepting) kept.AddRange(_eos);
         return TokenSet.Of(kept, _table.Count);
     }
 
-    private sealed record StateTokens(TokenSet Set, int[] Tokens, int[] MinNext, int MaxNextMinBytes, bool Accepting);
+    private sealed record StateTokens(TokenSet Set, bool HasText, int MaxNextMinBytes, int MinNextMinBytes, bool Accepting);
 }

@@ -35,13 +35,20 @@ internal sealed class TokenSet
     /// <summary>A set of the given ids (any order, duplicates allowed; ids outside the vocabulary are dropped).</summary>
     public static TokenSet Of(IEnumerable<int> ids, int vocabularySize)
     {
-        var sorted = ids.Where(id => (uint)id < (uint)vocabularySize).Distinct().ToArray();
-        Array.Sort(sorted);
-        // A bitset costs vocabularySize / 8 bytes; a sorted list 4 bytes per id.
-        if ((long)sorted.Length * 32 < vocabularySize) return new TokenSet(vocabularySize, sorted, null, sorted.Length);
+        // Marking a bitset first dedupes and sorts in one linear pass (a first visit may add 50,000 ids).
         var bits = new ulong[(vocabularySize + 63) / 64];
-        foreach (int id in sorted) bits[id >> 6] |= 1UL << (id & 63);
-        return new TokenSet(vocabularySize, null, bits, sorted.Length);
+        int count = 0;
+        foreach (int id in ids)
+        {
+            if ((uint)id >= (uint)vocabularySize) continue;
+            ulong bit = 1UL << (id & 63);
+            if ((bits[id >> 6] & bit) != 0) continue;
+            bits[id >> 6] |= bit;
+            count++;
+        }
+        var set = new TokenSet(vocabularySize, null, bits, count);
+        // A bitset costs vocabularySize / 8 bytes; a sorted list 4 bytes per id.
+        return (long)count * 32 < vocabularySize ? new TokenSet(vocabularySize, set.ToArray(), null, count) : set;
     }
 
     public bool Contains(int id)

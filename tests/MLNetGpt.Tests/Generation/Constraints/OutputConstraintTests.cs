@@ -101,6 +101,13 @@ public sealed class OutputConstraintTests
     }
 
     [Fact]
+    public void A_persisted_form_that_is_not_json_names_the_source()
+    {
+        var e = Assert.Throws<FormatException>(() => OutputConstraint.FromJson("{\"guided_regex\":", "model.json"));
+        Assert.StartsWith("model.json: the output constraint is not JSON (", e.Message);
+    }
+
+    [Fact]
     public void A_persisted_constraint_that_no_longer_compiles_reports_the_compiler_message()
     {
         var e = Assert.Throws<ArgumentException>(() => OutputConstraint.FromJson("{\"guided_regex\":\"(a\"}", "model.json"));
