@@ -28,12 +28,17 @@ internal sealed class ByteDfa
     private bool[] _continues = new bool[64];
     private int[] _minBytes = new int[64];
     private int _count;
+    private readonly int[] _visited;
+    private readonly Stack<int> _stack = new();
+    private readonly List<int> _kept = [];
+    private int _stamp;
 
     public ByteDfa(ByteNfa nfa)
     {
         _nfa = nfa;
         (_live, _distance) = Analyse(nfa);
         _classRepresentative = BuildByteClasses(nfa, _classOf);
+        _visited = new int[nfa.StateCount];
         lock (_gate)
         {
             Intern([]);                                   // Dead = 0
@@ -89,6 +94,8 @@ internal sealed class ByteDfa
             var members = _members[state];
             var row = new int[_classRepresentative.Length];
             var targets = new List<int>();
+            // Many classes lead to the same NFA targets (every letter inside a string, say): close each target list once.
+            var seen = new Dictionary<StateKey, int>();
             for (int c = 0; c < row.Length; c++)
             {
                 byte b = _classRepresentative[c];
@@ -98,7 +105,18 @@ internal sealed class ByteDfa
                     int t = _nfa.ByteTarget(s);
                     if (t >= 0 && b >= _nfa.Lo(s) && b <= _nfa.Hi(s)) targets.Add(t);
                 }
-                row[c] = targets.Count == 0 ? Dead : Intern(Closure(targets));
+                if (targets.Count == 0)
+                {
+                    row[c] = Dead;
+                    continue;
+                }
+                var key = new StateKey(targets.ToArray());
+                if (!seen.TryGetValue(key, out int next))
+                {
+                    next = Intern(Closure(targets));
+                    seen.Add(key, next);
+                }
+                row[c] = next;
             }
             Volatile.Write(ref _rows[state], row);
             return row;
@@ -106,20 +124,35 @@ internal sealed class ByteDfa
     }
 
     /// <summary>The live NFA states with a byte edge or acceptance reachable by epsilon edges, sorted.</summary>
+    /// <remarks>Called under the lock only, so it reuses one visit-stamp array and one stack.</remarks>
     private int[] Closure(IEnumerable<int> seeds)
     {
-        var seen = new HashSet<int>();
-        var stack = new Stack<int>();
-        var kept = new List<int>();
+        if (++_stamp == int.MaxValue)
+        {
+            Array.Clear(_visited);
+            _stamp = 1;
+        }
+        var stack = _stack;
+        var kept = _kept;
+        stack.Clear();
+        kept.Clear();
         foreach (int s in seeds)
-            if (seen.Add(s)) stack.Push(s);
+        {
+            if (_visited[s] == _stamp) continue;
+            _visited[s] = _stamp;
+            stack.Push(s);
+        }
         while (stack.Count > 0)
         {
             int s = stack.Pop();
             if (!_live[s]) continue;
             if (_nfa.ByteTarget(s) >= 0 || s == _nfa.Accept) kept.Add(s);
             foreach (int t in _nfa.Epsilon(s))
-                if (seen.Add(t)) stack.Push(t);
+            {
+                if (_visited[t] == _stamp) continue;
+                _visited[t] = _stamp;
+                stack.Push(t);
+            }
         }
         kept.Sort();
         return kept.ToArray();
