@@ -74,6 +74,20 @@ public sealed class RegexRefusalTests
     }
 
     [Fact]
+    public void A_pattern_whose_lazy_automaton_outgrows_its_limit_fails_with_a_clear_message()
+    {
+        // "an 'a' 17 characters from the end" needs one DFA state per window of 18 characters: 262,144 of them.
+        var dfa = OutputConstraint.Regex("[ab]*a[ab]{17}").Automaton;
+        var random = new Random(1);
+        int state = dfa.Start;
+        var e = Assert.Throws<InvalidOperationException>(() =>
+        {
+            for (int i = 0; i < 10_000_000; i++) state = dfa.Next(state, random.Next(2) == 0 ? (byte)'a' : (byte)'b');
+        });
+        Assert.Equal("The constraint's automaton grew past 200,000 states; the pattern is too ambiguous to run.", e.Message);
+    }
+
+    [Fact]
     public void A_brace_that_is_no_quantifier_is_a_literal_as_in_dotnet()
     {
         Assert.True(OutputConstraint.Regex("a{b").Accepts("a{b"));
