@@ -22,6 +22,9 @@ internal sealed class CompiledConstraint
     // drops the dummy prefix); the start state carries this flag so it is masked differently.
     private const int FirstTokenFlag = 1 << 30;
 
+    // Compiled forms per vocabulary; bounded because rows may each bring their own constraint.
+    private const int MaxCachedPerVocabulary = 256;
+
     private static readonly ConditionalWeakTable<TokenByteTable, ConcurrentDictionary<(OutputConstraint, string), CompiledConstraint>> Compiled = new();
 
     private readonly ByteDfa _dfa;
@@ -42,11 +45,20 @@ internal sealed class CompiledConstraint
         Start = table.DropsLeadingSpace ? _dfa.Start | FirstTokenFlag : _dfa.Start;
     }
 
-    /// <summary>The compiled form for (constraint, vocabulary, EOS ids), cached while the table lives.</summary>
+    /// <summary>
+    /// The compiled form for (constraint, vocabulary, EOS ids), cached while the table lives (up to
+    /// 256 per vocabulary; past that the cache starts over, so equal constraints share their masks
+    /// within a job without the cache growing with every distinct one).
+    /// </summary>
     public static CompiledConstraint For(OutputConstraint constraint, TokenByteTable table, IReadOnlyList<int> eosTokenIds)
     {
+        ArgumentNullException.ThrowIfNull(constraint);
+        ArgumentNullException.ThrowIfNull(eosTokenIds);
         string eosKey = string.Join(",", eosTokenIds.Order());
-        return Compiled.GetOrCreateValue(table).GetOrAdd((constraint, eosKey), _ => new CompiledConstraint(constraint, table, eosTokenIds));
+        var cache = Compiled.GetOrCreateValue(table);
+        if (cache.TryGetValue((constraint, eosKey), out var cached)) return cached;
+        if (cache.Count >= MaxCachedPerVocabulary) cache.Clear();
+        return cache.GetOrAdd((constraint, eosKey), _ => new CompiledConstraint(constraint, table, eosTokenIds));
     }
 
     public OutputConstraint Constraint { get; }

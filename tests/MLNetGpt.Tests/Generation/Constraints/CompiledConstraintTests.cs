@@ -199,6 +199,17 @@ public sealed class CompiledConstraintTests
     }
 
     [Fact]
+    public void The_compile_cache_starts_over_instead_of_growing_with_every_distinct_constraint()
+    {
+        var table = TokenByteTable.For(TiktokenTokenizer.CreateForModel("gpt2"), 50257);
+        var first = CompiledConstraint.For(OutputConstraint.Choices(["c0"]), table, [Eos]);
+        for (int i = 1; i < 256; i++) CompiledConstraint.For(OutputConstraint.Choices([$"c{i}"]), table, [Eos]);
+        Assert.Same(first, CompiledConstraint.For(OutputConstraint.Choices(["c0"]), table, [Eos]));
+        CompiledConstraint.For(OutputConstraint.Choices(["one more"]), table, [Eos]);
+        Assert.NotSame(first, CompiledConstraint.For(OutputConstraint.Choices(["c0"]), table, [Eos]));
+    }
+
+    [Fact]
     public void A_sentencepiece_first_token_may_carry_the_dummy_prefix_space_the_decoder_drops()
     {
         var (tokenizer, table) = TokenByteTableTests.SentencePieceFixture();
