@@ -32,6 +32,7 @@ internal sealed class CompiledConstraint
     private readonly int[] _eos;
     private readonly ConcurrentDictionary<int, StateTokens> _states = new();
     private readonly ConcurrentDictionary<(int State, int Budget), TokenSet> _budgeted = new();
+    private readonly Func<int, StateTokens> _build;     // one delegate, so a warm lookup allocates nothing
 
     public CompiledConstraint(OutputConstraint constraint, TokenByteTable table, IReadOnlyList<int> eosTokenIds)
     {
@@ -43,6 +44,7 @@ internal sealed class CompiledConstraint
         _dfa = constraint.Automaton;
         _eos = eosTokenIds.Where(id => (uint)id < (uint)table.Count).Distinct().ToArray();
         Start = table.DropsLeadingSpace ? _dfa.Start | FirstTokenFlag : _dfa.Start;
+        _build = Build;
     }
 
     /// <summary>
@@ -113,7 +115,7 @@ internal sealed class CompiledConstraint
         return (state & FirstTokenFlag) != 0 && bytes.Length > 0 && bytes[0] == (byte)' ' ? bytes[1..] : bytes;
     }
 
-    private StateTokens Info(int state) => _states.GetOrAdd(state, Build);
+    private StateTokens Info(int state) => _states.GetOrAdd(state, _build);
 
     /// <summary>Calls <paramref name="visit"/> with every text token allowed in the state and the state it leads to.</summary>
     private void Walk(int state, Action<int, int> visit)
