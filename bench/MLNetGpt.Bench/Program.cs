@@ -10,7 +10,7 @@ using MLNetGpt.Bench;
 //   one SUBJECT MODEL BATCH PROMPT_TOKENS NEW_TOKENS ROWS RUNS THREADS
 //   continuous MODEL ROWS BATCH RUNS THREADS
 //   bandwidth THREADS
-//   micro            (BenchmarkDotNet micro-benchmarks of the decoding controls)
+//   micro            (BenchmarkDotNet micro-benchmarks of the decoding controls and of structured-output constraints)
 //   profile MODEL BATCH PROMPT_TOKENS STEPS THREADS   (engine step against the leanest ONNX Runtime loop)
 //   gpu MODEL [MODEL...]   (the CUDA path on a machine with an NVIDIA GPU: correctness against the CPU, throughput)
 //   settings MODEL BATCH PROMPT_TOKENS STEPS THREADS ROUNDS   (engine step under ONNX Runtime thread/spinning settings)
@@ -54,6 +54,7 @@ switch (mode)
         return 0;
     case "micro":
         BenchmarkDotNet.Running.BenchmarkRunner.Run<MicroBenchmarks>(args: args[1..]);
+        BenchmarkDotNet.Running.BenchmarkRunner.Run<ConstraintBenchmarks>(args: args[1..]);
         return 0;
     case "all":
         return Report.Run(args[1..]);

@@ -1,0 +1,105 @@
+using System.Text;
+
+namespace MLNetGpt.Generation.Constraints;
+
+/// <summary>
+/// A byte language as a tree: the common form that regexes, JSON schemas and choice lists compile
+/// to before they become an automaton. Built by <see cref="RegexParser"/>,
+/// <see cref="JsonSchemaCompiler"/> and <see cref="OutputConstraint"/>'s choice list.
+/// </summary>
+internal abstract class ConstraintNode
+{
+    /// <summary>The empty string only.</summary>
+    public static ConstraintNode Empty { get; } = new SequenceNode([]);
+
+    /// <summary>No string at all.</summary>
+    public static ConstraintNode Nothing { get; } = new ChoiceNode([]);
+
+    public static ConstraintNode ByteRange(byte lo, byte hi) => new ByteRangeNode(lo, hi);
+
+    /// <summary>The UTF-8 bytes of <paramref name="text"/>.</summary>
+    public static ConstraintNode Literal(string text) => Bytes(Encoding.UTF8.GetBytes(text));
+
+    public static ConstraintNode Bytes(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length == 1) return new ByteRangeNode(bytes[0], bytes[0]);
+        var items = new ConstraintNode[bytes.Length];
+        for (int i = 0; i < bytes.Length; i++) items[i] = new ByteRangeNode(bytes[i], bytes[i]);
+        return new SequenceNode(items);
+    }
+
+    /// <summary>One character from <paramref name="set"/>, as UTF-8 byte-range sequences.</summary>
+    public static ConstraintNode Chars(CodePointSet set)
+    {
+        var sequences = Utf8Ranges.Sequences(set);
+        var branches = new ConstraintNode[sequences.Count];
+        for (int i = 0; i < sequences.Count; i++)
+        {
+            var ranges = sequences[i];
+            branches[i] = ranges.Length == 1 ? new ByteRangeNode(ranges[0].Lo, ranges[0].Hi)
+                : new SequenceNode(ranges.Select(r => (ConstraintNode)new ByteRangeNode(r.Lo, r.Hi)).ToArray());
+        }
+        return branches.Length == 1 ? branches[0] : new ChoiceNode(branches);
+    }
+
+    public static ConstraintNode Sequence(params ConstraintNode[] items)
+    {
+        var flat = new List<ConstraintNode>();
+        foreach (var item in items)
+        {
+            if (item is SequenceNode s) flat.AddRange(s.Items);
+            else flat.Add(item);
+        }
+        if (flat.Any(i => ReferenceEquals(i, Nothing))) return Nothing;
+        return flat.Count == 1 ? flat[0] : new SequenceNode(flat.ToArray());
+    }
+
+    public static ConstraintNode Choice(params ConstraintNode[] items)
+    {
+        var kept = items.Where(i => !ReferenceEquals(i, Nothing)).ToArray();
+        return kept.Length == 1 ? kept[0] : kept.Length == 0 ? Nothing : new ChoiceNode(kept);
+    }
+
+    public static ConstraintNode Choice(IEnumerable<ConstraintNode> items) => Choice(items.ToArray());
+
+    public static ConstraintNode Optional(ConstraintNode item) => Choice(item, Empty);
+
+    /// <summary>
+    /// <paramref name="item"/> repeated <paramref name="min"/> to <paramref name="max"/> times
+    /// (<paramref name="max"/> = -1: unbounded). <paramref name="origin"/> names the repetition in
+    /// errors, e.g. "the repetition {2,5000} at position 3".
+    /// </summary>
+    public static ConstraintNode Repeat(ConstraintNode item, int min, int max, string origin)
+    {
+        if (max == 0 || ReferenceEquals(item, Empty)) return Empty;
+        if (min == 1 && max == 1) return item;
+        return new RepeatNode(item, min, max, origin);
+    }
+}
+
+internal sealed class ByteRangeNode(byte lo, byte hi) : ConstraintNode
+{
+    public byte Lo { get; } = lo;
+    public byte Hi { get; } = hi;
+}
+
+internal sealed class SequenceNode(ConstraintNode[] items) : ConstraintNode
+{
+    public ConstraintNode[] Items { get; } = items;
+}
+
+internal sealed class ChoiceNode(ConstraintNode[] items) : ConstraintNode
+{
+    public ConstraintNode[] Items { get; } = items;
+}
+
+internal sealed class RepeatNode(ConstraintNode item, int min, int max, string origin) : ConstraintNode
+{
+    public ConstraintNode Item { get; } = item;
+    public int Min { get; } = min;
+
+    /// <summary>-1 when unbounded.</summary>
+    public int Max { get; } = max;
+
+    public string Origin { get; } = origin;
+}
