@@ -101,9 +101,10 @@ internal static class Filters
 
     private static object? Abs(object? value) => value switch
     {
-        long l => l == long.MinValue ? throw new TemplateException(TemplateErrorKind.Overflow, "integer result beyond 64 bits") : Math.Abs(l),
-        double d => Math.Abs(d),
-        bool b => b ? 1L : 0L,
+        // Each arm boxes on its own: a common arm type would turn integers into doubles.
+        long l => l == long.MinValue ? throw new TemplateException(TemplateErrorKind.Overflow, "integer result beyond 64 bits") : (object)Math.Abs(l),
+        double d => (object)Math.Abs(d),
+        bool b => (object)(b ? 1L : 0L),
         Undefined u => throw u.Error(),
         _ => throw TemplateException.TypeError($"bad operand type for abs(): {PyFormat.Repr(PyOps.TypeName(value))}"),
     };
@@ -204,10 +205,7 @@ internal static class Filters
         var caseSensitive = PyOps.Truthy(b[0]);
         var pairs = dict.Entries.Select(e => new PyTuple(new[] { e.Key, e.Value })).ToList();
         Func<PyTuple, object?> key = t => caseSensitive ? t.Items[position] : IgnoreCase(t.Items[position]);
-        var sorted = PyOps.Truthy(b[2])
-            ? pairs.OrderByDescending(key, PyOps.OrderComparer.Instance)
-            : pairs.OrderBy(key, PyOps.OrderComparer.Instance);
-        return new PyList(sorted.Cast<object?>());
+        return new PyList(PyOps.Sorted(pairs, key, reverse: PyOps.Truthy(b[2])).Cast<object?>());
     }
 
     private static object? IgnoreCase(object? value) => value is string s ? PyStr.Lower(s) : value;
@@ -417,7 +415,7 @@ internal static class Filters
         var caseSensitive = PyOps.Truthy(b[2]);
         var key = AttributeGetter(b[0], caseSensitive ? null : IgnoreCase, b[1]);
         var output = AttributeGetter(b[0], null, b[1]);
-        var sorted = PyOps.Iterate(value).OrderBy(key, PyOps.OrderComparer.Instance).ToList();
+        var sorted = PyOps.Sorted(PyOps.Iterate(value), key);
         var groups = new List<object?>();
         List<object?>? current = null;
         object? currentKey = null;
@@ -591,13 +589,7 @@ internal static class Filters
     {
         var b = Bind(a, "do_sort", ("reverse", false), ("case_sensitive", false), ("attribute", null));
         var key = MultiAttributeGetter(b[2], PyOps.Truthy(b[1]) ? null : IgnoreCase);
-        var items = PyOps.Iterate(value).ToList();
-        var keys = items.Select(key).ToList();
-        var order = Enumerable.Range(0, items.Count);
-        var sorted = PyOps.Truthy(b[0])
-            ? order.OrderByDescending(i => ((PyList)keys[i]!).Items.Count == 1 ? ((PyList)keys[i]!).Items[0] : keys[i], PyOps.OrderComparer.Instance)
-            : order.OrderBy(i => ((PyList)keys[i]!).Items.Count == 1 ? ((PyList)keys[i]!).Items[0] : keys[i], PyOps.OrderComparer.Instance);
-        return new PyList(sorted.Select(i => items[i]));
+        return new PyList(PyOps.Sorted(PyOps.Iterate(value), key, reverse: PyOps.Truthy(b[0])));
     }
 
     private static object? Sum(RenderState state, object? value, Arguments a)

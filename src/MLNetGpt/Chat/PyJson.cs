@@ -116,7 +116,7 @@ internal static class PyJson
                 return;
             }
             IEnumerable<KeyValuePair<object?, object?>> entries = dict.Entries;
-            if (sortKeys) entries = entries.OrderBy(e => e.Key, PyOps.OrderComparer.Instance).ToList();
+            if (sortKeys) entries = PyOps.Sorted(dict.Entries, e => e.Key);
             sb.Append('{');
             if (indent is not null) NewLine(level + 1);
             var first = true;

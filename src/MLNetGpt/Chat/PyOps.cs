@@ -168,16 +168,34 @@ internal static class PyOps
         return a.Count.CompareTo(b.Count);
     }
 
-    /// <summary>A comparer for sorted(): stable sorting with Python's order.</summary>
-    public sealed class OrderComparer : IComparer<object?>
+    /// <summary>
+    /// Python's <c>sorted(items, key=key, reverse=reverse)</c>: stable (also when reversed), keys computed once,
+    /// and only <c>&lt;</c> asked of them, so a TypeError names the types in the order Python compares them.
+    /// </summary>
+    public static List<T> Sorted<T>(IEnumerable<T> items, Func<T, object?> key, bool reverse = false)
     {
-        public static readonly OrderComparer Instance = new();
-
-        public int Compare(object? x, object? y)
+        var entries = items.Select(item => (Key: key(item), Item: item)).ToArray();
+        var buffer = new (object? Key, T Item)[entries.Length];
+        bool Less(object? a, object? b)
         {
-            var c = PyOps.Compare(x, y);
-            return c == int.MinValue ? 0 : Math.Sign(c);
+            var c = reverse ? Compare(b, a) : Compare(a, b);
+            return c != int.MinValue && c < 0;
         }
+        for (var width = 1; width < entries.Length; width *= 2)
+        {
+            for (var start = 0; start < entries.Length; start += 2 * width)
+            {
+                var middle = Math.Min(start + width, entries.Length);
+                var end = Math.Min(start + 2 * width, entries.Length);
+                int left = start, right = middle, at = start;
+                while (left < middle && right < end)
+                    buffer[at++] = Less(entries[right].Key, entries[left].Key) ? entries[right++] : entries[left++];
+                while (left < middle) buffer[at++] = entries[left++];
+                while (right < end) buffer[at++] = entries[right++];
+            }
+            (entries, buffer) = (buffer, entries);
+        }
+        return entries.Select(e => e.Item).ToList();
     }
 
     // ---- containers ----
@@ -350,7 +368,7 @@ internal static class PyOps
         }
         var x = AsLong(a);
         var y = AsLong(b);
-        if (y == 0) throw new TemplateException(TemplateErrorKind.ZeroDivision, "integer division or modulo by zero");
+        if (y == 0) throw new TemplateException(TemplateErrorKind.ZeroDivision, "integer modulo by zero");
         if (y == -1) return 0L;
         var r = x % y;
         if (r != 0 && ((r < 0) != (y < 0))) r += y;

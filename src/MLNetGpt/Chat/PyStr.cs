@@ -247,10 +247,8 @@ internal static class PyStr
                 if (i >= s.Length) break;
                 if (maxSplit >= 0 && parts.Count >= maxSplit)
                 {
-                    var rest = s.Substring(i);
-                    var j = rest.Length;
-                    while (j > 0 && IsSpace(rest[j - 1])) j--;
-                    parts.Add(rest.Substring(0, j));
+                    // Python keeps the remainder as it is, trailing white space included.
+                    parts.Add(s.Substring(i));
                     break;
                 }
                 var start = i;
@@ -286,9 +284,7 @@ internal static class PyStr
                 if (i <= 0) break;
                 if (parts.Count >= maxSplit)
                 {
-                    var j = 0;
-                    while (j < i && IsSpace(s[j])) j++;
-                    parts.Add(s.Substring(j, i - j));
+                    parts.Add(s.Substring(0, i));
                     break;
                 }
                 var end = i;

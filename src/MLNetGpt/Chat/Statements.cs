@@ -23,7 +23,15 @@ internal abstract class Stmt
     {
         foreach (var statement in body)
         {
-            var flow = statement.Execute(state, scope, output);
+            Flow flow;
+            try
+            {
+                flow = statement.Execute(state, scope, output);
+            }
+            catch (TemplateException e) when (e.AttachPosition(statement.Line, statement.Column))
+            {
+                throw;
+            }
             if (flow != Flow.Normal) return flow;
         }
         return Flow.Normal;
