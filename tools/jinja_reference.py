@@ -8,7 +8,7 @@ Usage (from the repository root, with Debian's python3-jinja2 3.1.2):
 The snippets live in tests/MLNetGpt.Tests/Chat/Reference/jinja-reference.json: a list of objects with
 "name" (the behaviour, as a sentence), "template" and an optional "context" (template variables; a name that is
 absent is undefined). For each one this script stores either "expected" (the rendered text) or
-"error": {"type": <Python exception class>, "message": <its message>, "line": <line, for syntax errors>}.
+"error": {"type": <Python exception class>, "message": <its message>, "line": <the template line it names>}.
 
 The environment is the one Hugging Face transformers builds for apply_chat_template: an
 ImmutableSandboxedEnvironment with trim_blocks, lstrip_blocks and the loopcontrols extension, a
@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import sys
+import traceback
 
 import jinja2
 import jinja2.ext
@@ -69,7 +70,12 @@ def render(env, snippet):
         # str() of a syntax error adds the source line; the message and the line number are what we keep.
         return {"error": {"type": type(e).__name__, "message": e.message, "line": e.lineno}}
     except Exception as e:  # noqa: BLE001 - every failure is a result to record
-        return {"error": {"type": type(e).__name__, "message": str(e)}}
+        error = {"type": type(e).__name__, "message": str(e)}
+        # Jinja2 rewrites tracebacks so that template frames carry template line numbers; the innermost is where it failed.
+        lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == "<template>"]
+        if lines:
+            error["line"] = lines[-1]
+        return {"error": error}
 
 
 def main(argv):

@@ -132,27 +132,23 @@ internal static class Filters
         _ => null,
     });
 
-    /// <summary>Jinja2's title: every run after - whitespace ( { [ &lt; starts a word (unlike Python's str.title).</summary>
+    /// <summary>Jinja2's title: every run after - white space ( { [ &lt; is a word, capitalised on its own (unlike Python's str.title).</summary>
     public static string JinjaTitle(string s)
     {
         var sb = new StringBuilder(s.Length);
-        var wordStart = true;
-        foreach (var c in s)
+        var i = 0;
+        while (i < s.Length)
         {
-            var separator = c is '-' or '(' or '{' or '[' or '<' || PyStr.IsSpace(c);
-            if (separator)
-            {
-                sb.Append(c);
-                wordStart = true;
-            }
-            else
-            {
-                sb.Append(wordStart ? PyStr.Upper(c.ToString()) : PyStr.Lower(c.ToString()));
-                wordStart = false;
-            }
+            var start = i;
+            var separator = IsTitleSeparator(s[i]);
+            while (i < s.Length && IsTitleSeparator(s[i]) == separator) i++;
+            var item = s.Substring(start, i - start);
+            sb.Append(separator ? item : PyStr.UpperFirstLowerRest(item));
         }
         return sb.ToString();
     }
+
+    private static bool IsTitleSeparator(char c) => c is '-' or '(' or '{' or '[' or '<' || PyStr.IsSpace(c);
 
     private static IEnumerable<object?> Batch(object? value, object? lineCount, object? fill)
     {
@@ -441,6 +437,8 @@ internal static class Filters
     {
         var b = Bind(a, "do_indent", ("width", 4L), ("first", false), ("blank", false));
         var indentation = b[0] is string text ? text : (string)PyOps.Multiply(" ", b[0])!;
+        // Python's s += "\n" extends a list instead of failing; splitlines then does not exist on it.
+        if (value is PyList) throw new TemplateException(TemplateErrorKind.Attribute, "'list' object has no attribute 'splitlines'");
         var s = (string)PyOps.Add(value, "\n")!;
         var lines = PyStr.SplitLines(s);
         string result;

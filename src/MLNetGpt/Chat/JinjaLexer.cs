@@ -139,7 +139,9 @@ internal sealed class JinjaLexer
                     break;
             }
         }
-        Add(TokenKind.Eof, "", null, source.Length);
+        // Jinja2's end-of-template token repeats the line of the last token; errors at the end name that line.
+        if (tokens.Count == 0) Add(TokenKind.Eof, "", null, 0);
+        else tokens.Add(tokens[^1] with { Kind = TokenKind.Eof, Text = "", Value = null });
     }
 
     private int FindTagStart(int from)

@@ -260,6 +260,8 @@ internal sealed class JinjaParser
             var name = ExpectName();
             if (SkipIfOperator("=")) defaults.Add(ParseExpression());
             else if (defaults.Any(d => d is not null)) throw Fail("non-default argument follows default argument", name);
+            else if (name.Text == "caller")
+                throw Fail("When defining macros or call blocks the special \"caller\" argument must be omitted or be given a default.", name);
             else defaults.Add(null);
             names.Add(name.Text);
         }

@@ -87,7 +87,7 @@ internal static class PyAttributes
     }
 
     private static BuiltinFunction Bound(object self, string name, Func<object?[], object?> body, string[] parameters, object?[] defaults) =>
-        new(name, (_, args) => body(args.NoKeywords(name).Bind(name, parameters, defaults)), self, isMethod: true);
+        new(name, (_, args) => body(args.NoKeywords(self, name).Bind(name, parameters, defaults)), self, isMethod: true);
 
     private static readonly object Req = Arguments.Required;
 

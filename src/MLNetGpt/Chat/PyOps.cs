@@ -523,6 +523,14 @@ internal static class PyOps
                 value = cp;
                 return true;
             case PyRange r:
+                if (key is PySlice rangeSlice)
+                {
+                    var (first, _, by, n) = ResolveSlice(rangeSlice, r.Length);
+                    var start = r.Start + first * r.Step;
+                    var step = r.Step * by;
+                    value = new PyRange(start, start + n * step, step);
+                    return true;
+                }
                 if (!IsInteger(key)) return false;
                 var index = AsLong(key);
                 if (index < 0) index += r.Length;

@@ -145,42 +145,97 @@ internal static class PyStr
 
     // ---- case ----
 
-    /// <summary>Python's str.upper, including the full mappings that grow a character (ß → SS).</summary>
-    public static string Upper(string s)
+    /// <summary>The code points of a string with their UTF-16 text.</summary>
+    private static List<(int CodePoint, string Text)> Runes(string s)
     {
-        var upper = s.ToUpperInvariant();
-        return upper.Contains('ß') ? upper.Replace("ß", "SS", StringComparison.Ordinal) : upper;
+        var runes = new List<(int, string)>(s.Length);
+        for (var i = 0; i < s.Length; i++)
+        {
+            if (char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]))
+            {
+                runes.Add((char.ConvertToUtf32(s[i], s[i + 1]), s.Substring(i, 2)));
+                i++;
+            }
+            else runes.Add((s[i], s[i].ToString()));
+        }
+        return runes;
     }
 
-    /// <summary>Python's str.lower (İ becomes i + combining dot above, as in Python).</summary>
-    public static string Lower(string s)
+    private static bool IsAscii(string s)
     {
-        var lower = s.ToLowerInvariant();
-        if (!s.Contains('\u0130')) return lower;
-        var sb = new StringBuilder(s.Length + 4);
-        foreach (var c in s) sb.Append(c == '\u0130' ? "i\u0307" : char.ToLowerInvariant(c).ToString());
+        foreach (var c in s) if (c > '\x7f') return false;
+        return true;
+    }
+
+    private static UnicodeCategory Category(int codePoint) => codePoint < 0x10000
+        ? CharUnicodeInfo.GetUnicodeCategory((char)codePoint)
+        : CharUnicodeInfo.GetUnicodeCategory(codePoint);
+
+    private static bool IsCased(int codePoint) =>
+        Category(codePoint) is UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter or UnicodeCategory.TitlecaseLetter;
+
+    private static bool IsCaseIgnorable(int codePoint) =>
+        codePoint is '\'' or '.' or ':' or '\u00b7' or '\u2018' or '\u2019' or '\u2024' or '\u2027'
+        || Category(codePoint) is UnicodeCategory.NonSpacingMark or UnicodeCategory.EnclosingMark or UnicodeCategory.Format
+            or UnicodeCategory.ModifierLetter or UnicodeCategory.ModifierSymbol;
+
+    /// <summary>Python's Final_Sigma rule: Σ lower-cases to ς after a cased letter and before none.</summary>
+    private static bool IsFinalSigma(List<(int CodePoint, string Text)> runes, int at)
+    {
+        var j = at - 1;
+        while (j >= 0 && IsCaseIgnorable(runes[j].CodePoint)) j--;
+        if (j < 0 || !IsCased(runes[j].CodePoint)) return false;
+        j = at + 1;
+        while (j < runes.Count && IsCaseIgnorable(runes[j].CodePoint)) j++;
+        return j == runes.Count || !IsCased(runes[j].CodePoint);
+    }
+
+    private static string LowerAt(List<(int CodePoint, string Text)> runes, int at) => runes[at].CodePoint switch
+    {
+        0x130 => "i\u0307",
+        0x3a3 => IsFinalSigma(runes, at) ? "\u03c2" : "\u03c3",
+        _ => runes[at].Text.ToLowerInvariant(),
+    };
+
+    // .NET's invariant casing agrees with Python's simple mappings for every code point but one: it keeps the
+    // Turkish dotless ı, which Python upper-cases to I (checked over all code points on .NET 10).
+    private static string UpperOf(int codePoint, string text) =>
+        PyCaseTables.MultiCharacterUpper.TryGetValue(codePoint, out var upper) ? upper
+        : codePoint == 0x131 ? "I"
+        : text.ToUpperInvariant();
+
+    private static string TitleOf(int codePoint, string text) =>
+        PyCaseTables.TitleDiffersFromUpper.TryGetValue(codePoint, out var title) ? title : UpperOf(codePoint, text);
+
+    /// <summary>Python's str.upper, with the full mappings that grow a character (ß → SS, ﬁ → FI).</summary>
+    public static string Upper(string s)
+    {
+        if (IsAscii(s)) return s.ToUpperInvariant();
+        var sb = new StringBuilder(s.Length);
+        foreach (var (codePoint, text) in Runes(s)) sb.Append(UpperOf(codePoint, text));
         return sb.ToString();
     }
 
-    private static string TitleChar(char c) => c == 'ß' ? "Ss" : char.ToUpperInvariant(c).ToString();
+    /// <summary>Python's str.lower: İ becomes i + combining dot above, a final Σ becomes ς.</summary>
+    public static string Lower(string s)
+    {
+        if (IsAscii(s)) return s.ToLowerInvariant();
+        var runes = Runes(s);
+        var sb = new StringBuilder(s.Length);
+        for (var i = 0; i < runes.Count; i++) sb.Append(LowerAt(runes, i));
+        return sb.ToString();
+    }
 
-    /// <summary>Python's str.title: a cased character after an uncased one starts a word ("they're" → "They'Re").</summary>
+    /// <summary>Python's str.title: a character after a cased one is lower-cased, any other title-cased ("they're" → "They'Re").</summary>
     public static string Title(string s)
     {
+        var runes = Runes(s);
         var sb = new StringBuilder(s.Length);
         var previousCased = false;
-        foreach (var c in s)
+        for (var i = 0; i < runes.Count; i++)
         {
-            if (IsCased(c))
-            {
-                sb.Append(previousCased ? char.ToLowerInvariant(c).ToString() : TitleChar(c));
-                previousCased = true;
-            }
-            else
-            {
-                sb.Append(c);
-                previousCased = false;
-            }
+            sb.Append(previousCased ? LowerAt(runes, i) : TitleOf(runes[i].CodePoint, runes[i].Text));
+            previousCased = IsCased(runes[i].CodePoint);
         }
         return sb.ToString();
     }
@@ -188,15 +243,31 @@ internal static class PyStr
     /// <summary>Python's str.capitalize: the first character title-cased, the rest lower-cased.</summary>
     public static string Capitalize(string s)
     {
-        if (s.Length == 0) return s;
-        return TitleChar(s[0]) + Lower(s.Substring(1));
+        var runes = Runes(s);
+        var sb = new StringBuilder(s.Length);
+        for (var i = 0; i < runes.Count; i++) sb.Append(i == 0 ? TitleOf(runes[i].CodePoint, runes[i].Text) : LowerAt(runes, i));
+        return sb.ToString();
+    }
+
+    /// <summary>Jinja2's word capitalisation: <c>item[0].upper() + item[1:].lower()</c>.</summary>
+    public static string UpperFirstLowerRest(string word)
+    {
+        if (word.Length == 0) return word;
+        var firstWidth = char.IsHighSurrogate(word[0]) && word.Length > 1 && char.IsLowSurrogate(word[1]) ? 2 : 1;
+        return Upper(word.Substring(0, firstWidth)) + Lower(word.Substring(firstWidth));
     }
 
     public static string SwapCase(string s)
     {
+        var runes = Runes(s);
         var sb = new StringBuilder(s.Length);
-        foreach (var c in s)
-            sb.Append(char.IsUpper(c) ? char.ToLowerInvariant(c) : char.IsLower(c) ? char.ToUpperInvariant(c) : c);
+        for (var i = 0; i < runes.Count; i++)
+        {
+            var category = Category(runes[i].CodePoint);
+            sb.Append(category == UnicodeCategory.UppercaseLetter ? LowerAt(runes, i)
+                : category == UnicodeCategory.LowercaseLetter ? UpperOf(runes[i].CodePoint, runes[i].Text)
+                : runes[i].Text);
+        }
         return sb.ToString();
     }
 

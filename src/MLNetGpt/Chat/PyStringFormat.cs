@@ -137,7 +137,7 @@ internal static class PyStringFormat
 
     private static object? Positional(Arguments arguments, int index) => index < arguments.Positional.Length
         ? arguments.Positional[index]
-        : throw new TemplateException(TemplateErrorKind.Lookup, $"Replacement index {index} out of range for positional args tuple");
+        : throw new TemplateException(TemplateErrorKind.Lookup, "tuple index out of range");
 
     /// <summary>Python's <c>format(value, spec)</c> for str, int, float and bool; other values only with an empty spec.</summary>
     public static string FormatValue(object? value, string spec)
@@ -203,7 +203,7 @@ internal static class PyStringFormat
                 'f' or 'F' => PyNumberFormat.Fixed(magnitude, s.Precision ?? 6, s.Alternate),
                 'e' or 'E' => PyNumberFormat.Exponent(magnitude, s.Precision ?? 6, s.Type == 'E', s.Alternate),
                 'g' or 'G' or 'n' => PyNumberFormat.General(magnitude, s.Precision ?? 6, s.Type == 'G', s.Alternate),
-                '%' => PyNumberFormat.Fixed(magnitude * 100, s.Precision ?? 6, s.Alternate) + "%",
+                '%' => double.IsInfinity(magnitude * 100) ? "inf%" : PyNumberFormat.Fixed(magnitude * 100, s.Precision ?? 6, s.Alternate) + "%",
                 null => s.Precision is { } p ? ShortGeneral(magnitude, p) : PyFormat.FloatRepr(magnitude),
                 _ => throw TemplateException.ValueError($"Unknown format code '{s.Type}' for object of type 'float'"),
             };

@@ -23,6 +23,8 @@ internal enum TemplateErrorKind
     Overflow,
     /// <summary>KeyError / IndexError.</summary>
     Lookup,
+    /// <summary>AttributeError (a Python attribute missing where Jinja2 does not catch it).</summary>
+    Attribute,
     /// <summary>RecursionError: macros or expressions nested too deeply.</summary>
     Recursion,
 }

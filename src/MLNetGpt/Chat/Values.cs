@@ -359,6 +359,13 @@ internal readonly struct Arguments
         return this;
     }
 
+    /// <summary>Refuses keyword arguments for a method, named as CPython names it (dict.get).</summary>
+    public Arguments NoKeywords(object? self, string method)
+    {
+        if (Keywords.Length > 0) throw TemplateException.TypeError($"{PyOps.TypeName(self)}.{method}() takes no keyword arguments");
+        return this;
+    }
+
     public static readonly object Required = new();
 }
 

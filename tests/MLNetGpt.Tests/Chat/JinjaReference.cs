@@ -62,6 +62,7 @@ internal static class JinjaReference
         "OverflowError" => TemplateErrorKind.Overflow,
         "KeyError" or "IndexError" => TemplateErrorKind.Lookup,
         "RecursionError" => TemplateErrorKind.Recursion,
+        "AttributeError" => TemplateErrorKind.Attribute,
         _ => throw new ArgumentException($"no error kind for the Python exception {pythonType}", nameof(pythonType)),
     };
 }
