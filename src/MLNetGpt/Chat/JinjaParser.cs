@@ -668,6 +668,8 @@ internal sealed class JinjaParser
         }
     }
 
+    // Attribute, item and call nodes are placed where their whole expression starts, so that an error points at
+    // "message.content" rather than at a dot in its middle.
     private Expr ParseSubscript(Expr node)
     {
         var token = Next();
@@ -675,9 +677,9 @@ internal sealed class JinjaParser
         {
             var attribute = Current;
             Next();
-            if (attribute.Kind == TokenKind.Name) return new GetAttrExpr(node, attribute.Text, token.Line, token.Column);
+            if (attribute.Kind == TokenKind.Name) return new GetAttrExpr(node, attribute.Text, node.Line, node.Column);
             if (attribute.Kind != TokenKind.Integer) throw Fail("expected name or number", attribute);
-            return new GetItemExpr(node, new ConstExpr(attribute.Value, attribute.Line, attribute.Column), token.Line, token.Column);
+            return new GetItemExpr(node, new ConstExpr(attribute.Value, attribute.Line, attribute.Column), node.Line, node.Column);
         }
         var args = new List<Expr>();
         while (!Current.IsOperator("]"))
@@ -687,7 +689,7 @@ internal sealed class JinjaParser
         }
         ExpectOperator("]");
         var key = args.Count == 1 ? args[0] : new TupleExpr(args.ToArray(), token.Line, token.Column);
-        return new GetItemExpr(node, key, token.Line, token.Column);
+        return new GetItemExpr(node, key, node.Line, node.Column);
     }
 
     private Expr ParseSubscribed()
@@ -757,11 +759,7 @@ internal sealed class JinjaParser
         return new ArgumentList(positional.ToArray(), keywords.ToArray(), starArgs, starKwargs);
     }
 
-    private Expr ParseCall(Expr node)
-    {
-        var token = Current;
-        return new CallExpr(node, ParseCallArgs(), token.Line, token.Column);
-    }
+    private Expr ParseCall(Expr node) => new CallExpr(node, ParseCallArgs(), node.Line, node.Column);
 
     private Expr? ParseFilter(Expr? node, bool startInline = false)
     {
