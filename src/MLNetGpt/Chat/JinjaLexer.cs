@@ -5,7 +5,7 @@ namespace MLNetGpt.Chat;
 
 internal enum TokenKind { Data, VariableBegin, VariableEnd, BlockBegin, BlockEnd, Name, String, Integer, Float, Operator, Eof }
 
-internal readonly record struct Token(TokenKind Kind, string Text, object? Value, int Line, int Column)
+internal sealed record Token(TokenKind Kind, string Text, object? Value, int Line, int Column)
 {
     public bool Is(TokenKind kind, string text) => Kind == kind && Text == text;
 
@@ -40,6 +40,7 @@ internal sealed class JinjaLexer
 {
     private static readonly string[] TwoCharOperators = { "//", "**", "==", "!=", ">=", "<=" };
     private const string OneCharOperators = "+-/*%~[](){}><=.:|,;";
+    private static readonly string[] OneCharOperatorTexts = OneCharOperators.Select(c => c.ToString()).ToArray();
 
     private readonly string source;
     private readonly int[] lineStarts;
@@ -144,6 +145,14 @@ internal sealed class JinjaLexer
         else tokens.Add(tokens[^1] with { Kind = TokenKind.Eof, Text = "", Value = null });
     }
 
+    private string? TwoCharOperator(int at)
+    {
+        if (at + 1 >= source.Length) return null;
+        foreach (var op in TwoCharOperators)
+            if (source[at] == op[0] && source[at + 1] == op[1]) return op;
+        return null;
+    }
+
     private int FindTagStart(int from)
     {
         for (var i = source.IndexOf('{', from); i >= 0 && i + 1 < source.Length; i = source.IndexOf('{', i + 1))
@@ -182,9 +191,14 @@ internal sealed class JinjaLexer
     /// </summary>
     private int? MatchEnd(int at, string end, bool trim)
     {
-        if (trim && At(at, "+" + end)) return at + 1 + end.Length;
-        if (At(at, "-" + end)) return SkipSpace(at + 1 + end.Length);
-        if (At(at, end))
+        if (at >= source.Length) return null;
+        var first = source[at];
+        if (first == '+' || first == '-')
+        {
+            if (!At(at + 1, end) || (first == '+' && !trim)) return null;
+            return first == '+' ? at + 1 + end.Length : SkipSpace(at + 1 + end.Length);
+        }
+        if (first == end[0] && At(at, end))
         {
             var after = at + end.Length;
             if (trim && after < source.Length && source[after] == '\n') after++;
@@ -272,7 +286,7 @@ internal sealed class JinjaLexer
                 LexString(c);
                 continue;
             }
-            var op = TwoCharOperators.FirstOrDefault(o => At(pos, o)) ?? (OneCharOperators.Contains(c) ? c.ToString() : null);
+            var op = TwoCharOperator(pos) ?? (OneCharOperators.Contains(c) ? OneCharOperatorTexts[OneCharOperators.IndexOf(c)] : null);
             if (op is null) throw Error($"unexpected char {PyFormat.Repr(c.ToString())}", pos);
             switch (op)
             {

@@ -85,7 +85,7 @@ internal sealed class JinjaParser
             void Flush()
             {
                 if (parts.Count == 0) return;
-                body.Add(new OutputStmt(parts.ToArray(), partsStart!.Value.Line, partsStart.Value.Column));
+                body.Add(new OutputStmt(parts.ToArray(), partsStart!.Line, partsStart.Column));
                 parts.Clear();
             }
 

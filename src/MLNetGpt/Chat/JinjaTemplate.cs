@@ -14,6 +14,8 @@ namespace MLNetGpt.Chat;
 /// <remarks>A parsed template is immutable; <see cref="Render(IReadOnlyDictionary{string, object?}, Func{DateTime}?)"/> may run on many threads at once.</remarks>
 internal sealed class JinjaTemplate
 {
+    // Nothing assigns into the globals frame (assignments go to the innermost frame), so renders share it.
+    private static readonly Scope GlobalScope = new(null, new Dictionary<string, object?>(Globals.Functions, StringComparer.Ordinal));
     private readonly Stmt[] body;
 
     private JinjaTemplate(Stmt[] body) => this.body = body;
@@ -37,8 +39,7 @@ internal sealed class JinjaTemplate
         ArgumentNullException.ThrowIfNull(variables);
         var converted = new Dictionary<string, object?>(StringComparer.Ordinal);
         foreach (var (name, value) in variables) converted[name] = JinjaValues.ToTemplateValue(value, $"variables[{PyFormat.Repr(name)}]", 0);
-        var globals = new Scope(null, new Dictionary<string, object?>(Globals.Functions, StringComparer.Ordinal));
-        var root = new Scope(new Scope(globals, converted));
+        var root = new Scope(new Scope(GlobalScope, converted));
         var state = new RenderState(now ?? (() => DateTime.Now));
         var output = new StringBuilder();
         try
