@@ -17,6 +17,8 @@ internal abstract class Expr
 
     public virtual object? Evaluate(RenderState state, Scope scope)
     {
+        // A render may run on a thread with less stack than the one that parsed the template.
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         try
         {
             return Eval(state, scope);

@@ -239,7 +239,6 @@ internal static class PyOps
         switch (container)
         {
             case string s:
-                if (item is Undefined u) throw u.Error();
                 if (item is not string sub)
                     throw TemplateException.TypeError($"'in <string>' requires string as left operand, not {TypeName(item)}");
                 return s.Contains(sub, StringComparison.Ordinal);

@@ -157,7 +157,7 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
     public static object Wrap(object? key)
     {
         if (key is null) return NoneKey;
-        if (key is PyList or PyDict or DictView or Namespace)
+        if (key is PyList or PyDict or DictView)
             throw TemplateException.TypeError($"unhashable type: {PyFormat.Repr(PyOps.TypeName(key))}");
         if (key is PyTuple tuple) foreach (var item in tuple.Items) Wrap(item);
         return key;
