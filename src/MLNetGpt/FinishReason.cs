@@ -11,4 +11,7 @@ public enum FinishReason
 
     /// <summary><c>max_new_tokens</c> were generated, or the context window is full.</summary>
     Length,
+
+    /// <summary>The output constraint (<see cref="GenerationOptions.Constraint"/>) is complete: nothing more can be added to it.</summary>
+    Constraint,
 }

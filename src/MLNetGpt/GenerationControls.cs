@@ -53,6 +53,10 @@ internal static class GenerationControls
             (w, v) => w.WriteStringValue(OverflowName((PromptOverflow)v)), InGenerationConfig: false),
         Bool("include_eos_token", o => o.IncludeEosToken, (o, v) => o.IncludeEosToken = v, config: false),
         Bool("prefix_caching", o => o.PrefixCaching, (o, v) => o.PrefixCaching = v, config: false),
+        // vLLM's names inside: {"guided_choice": [...]}, {"guided_regex": "..."} or {"guided_json": {...}}.
+        new("constraint", o => o.Constraint, (o, v) => o.Constraint = (OutputConstraint?)v,
+            e => OutputConstraint.FromJson(e.GetRawText(), "'constraint'"),
+            (w, v) => { using var doc = JsonDocument.Parse(((OutputConstraint)v).ToJson()); doc.RootElement.WriteTo(w); }, InGenerationConfig: false),
     ];
 
     private static readonly Dictionary<string, Control> ByKey = All.ToDictionary(c => c.Key, StringComparer.Ordinal);

@@ -180,6 +180,16 @@ public sealed class GenerationOptions
     public bool? IncludeEosToken { get; set; }
 
     /// <summary>
+    /// Restricts the output to one of a list of strings, to a regular expression, or to JSON that
+    /// validates against a schema (see <see cref="OutputConstraint"/>): at every step only tokens that
+    /// keep the output completable are allowed, the end-of-sequence token only where the output is
+    /// complete, and generation ends when nothing more can be added (<see cref="FinishReason.Constraint"/>).
+    /// The output always completes within <see cref="MaxNewTokens"/> when the tokenizer can spell every
+    /// byte alone (byte-level BPE) and the shortest valid output fits. Default: unconstrained.
+    /// </summary>
+    public OutputConstraint? Constraint { get; set; }
+
+    /// <summary>
     /// Prefill a prompt head shared by several waiting prompts once and start each of them from a
     /// copy of its key/value cache. Results are identical either way; only speed differs. Default
     /// true (used where the backend supports it and the shared head is long enough to pay).

@@ -111,6 +111,20 @@ public sealed class GptModel : IDisposable
         return RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
     }
 
+    /// <summary>
+    /// Like <see cref="Generate(IEnumerable{string}, GenerationOptions?, int, CancellationToken)"/>, with an
+    /// output constraint per prompt (a null one takes <see cref="GenerationOptions.Constraint"/>): rows
+    /// with different constraints share batches.
+    /// </summary>
+    public IReadOnlyList<GenerationResult> Generate(IEnumerable<(string Prompt, OutputConstraint? Constraint)> prompts, GenerationOptions? options = null,
+        int batchSize = 8, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        var settings = DecodingSettings.Resolve(options, Info);
+        var prepared = prompts.Select((p, i) => Prompts.FromText(p.Prompt, i, settings) with { Constraint = p.Constraint }).ToList();
+        return RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
+    }
+
     /// <summary>Like <see cref="Generate(IEnumerable{string}, GenerationOptions?, int, CancellationToken)"/>, from token ids.</summary>
     public IReadOnlyList<GenerationResult> GenerateTokens(IEnumerable<IReadOnlyList<int>> promptIds, GenerationOptions? options = null,
         int batchSize = 8, CancellationToken cancellationToken = default)

@@ -279,7 +279,7 @@ internal sealed class DecodeLoop : IDisposable
         var graph = _backend.Graph;
         head ??= HeadFor(prompts, cancellationToken);
         int batch = prompts.Count, from = head?.Tokens.Length ?? 0;
-        var rows = prompts.Select(p => new Sequence(p, _settings, _tokenizer, _onText is not null, graph.Padding) { Cached = p.Ids.Length }).ToList();
+        var rows = prompts.Select(p => NewSequence(p)).ToList();
         var masks = rows.Select(s => s.Mask).ToArray();
         IKvCache start;
         if (head is null)
@@ -373,11 +373,55 @@ internal sealed class DecodeLoop : IDisposable
         return result;
     }
 
+    private Sequence NewSequence(PreparedPrompt prompt)
+    {
+        var constraint = Compile(prompt.Constraint ?? _settings.Constraint);
+        return new Sequence(prompt, _settings, _tokenizer, _onText is not null, _backend.Graph.Padding)
+        {
+            Cached = prompt.Ids.Length,
+            Constraint = constraint,
+            ConstraintState = constraint?.Start ?? 0,
+        };
+    }
+
+    /// <summary>The constraint compiled for this model's tokenizer (compiled forms are cached per vocabulary).</summary>
+    private Constraints.ITokenConstraint? Compile(OutputConstraint? constraint)
+    {
+        if (constraint is null) return null;
+        try
+        {
+            // Choices keep each label's own tokenization; patterns and schemas walk the bytes of every token.
+            if (constraint.Kind == OutputConstraintKind.Choices)
+                return Constraints.ChoiceTokenConstraint.For(constraint, _tokenizer, _info.VocabularySize, _settings.EosTokenIds);
+            return Constraints.CompiledConstraint.For(constraint, Tokenization.TokenByteTable.For(_tokenizer, _info.VocabularySize), _settings.EosTokenIds);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"The output constraint cannot be used with this model: {e.Message}", e);
+        }
+        catch (NotSupportedException e)
+        {
+            throw new GptModelException($"Output constraints need the bytes of every token: {e.Message}", e);
+        }
+    }
+
     /// <summary>Chooses the next token of a sequence from its logits row and decides whether it is finished.</summary>
     private void Advance(Sequence s)
     {
         var history = _settings.NeedsHistory ? System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.Tokens) : default;
-        var (token, logProbability) = _chooser.Choose(_row, history, s.Generated, s.Random);
+        Constraints.TokenSet? allowed = null;
+        if (s.Constraint is { } constraint)
+        {
+            if (constraint.IsFinal(s.ConstraintState))
+            {
+                s.Finish = FinishReason.Constraint;   // e.g. a pattern that only the empty text matches
+                return;
+            }
+            // Room left for this row, this token included: the constraint keeps only tokens that can still finish in time.
+            int remaining = Math.Min(s.Limit - s.Generated, _info.ContextLength - s.Tokens.Count);
+            allowed = constraint.Allowed(s.ConstraintState, remaining);
+        }
+        var (token, logProbability) = _chooser.Choose(_row, history, s.Generated, s.Random, allowed);
         if (_stops.FinishOnEos(s, token, logProbability)) return;
         s.Add(token, logProbability);
         _stops.AfterToken(s, token);

@@ -28,6 +28,7 @@ internal sealed class DecodingSettings
     public PromptOverflow PromptOverflow { get; private init; }
     public bool IncludeEosToken { get; private init; }
     public bool PrefixCaching { get; private init; }
+    public OutputConstraint? Constraint { get; private init; }
 
     /// <summary>Library defaults, as Hugging Face's GenerationConfig (the output limit is resolved separately).</summary>
     public static readonly GenerationOptions LibraryDefaults = new()
@@ -79,6 +80,7 @@ internal sealed class DecodingSettings
             PromptOverflow = o.PromptOverflow!.Value,
             IncludeEosToken = o.IncludeEosToken!.Value,
             PrefixCaching = o.PrefixCaching!.Value,
+            Constraint = o.Constraint,
         };
     }
 

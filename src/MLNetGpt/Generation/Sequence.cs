@@ -19,6 +19,10 @@ internal sealed class Sequence
 
     public PreparedPrompt Prompt { get; }
 
+    /// <summary>The row's output constraint (compiled for the tokenizer) and where its automaton stands.</summary>
+    public Constraints.ITokenConstraint? Constraint { get; init; }
+    public int ConstraintState { get; set; }
+
     /// <summary>The most tokens this row may generate (max_new_tokens, or what max_length leaves).</summary>
     public int Limit { get; }
 

@@ -33,7 +33,18 @@ internal sealed class StopCriteria
     /// <summary>Checks a row after <paramref name="token"/> was added to it.</summary>
     public void AfterToken(Sequence row, int token)
     {
-        if (row.Text?.Append(token) == true) row.Finish = FinishReason.StopString;
+        bool stopped = row.Text?.Append(token) == true;
+        if (row.Constraint is { } constraint)
+        {
+            row.ConstraintState = constraint.Advance(row.ConstraintState, token);
+            // Nothing more can be added: the output is complete.
+            if (!stopped && constraint.IsFinal(row.ConstraintState))
+            {
+                row.Finish = FinishReason.Constraint;
+                return;
+            }
+        }
+        if (stopped) row.Finish = FinishReason.StopString;
         else if (row.Generated >= row.Limit || row.Tokens.Count >= _contextLength) row.Finish = FinishReason.Length;
     }
 }

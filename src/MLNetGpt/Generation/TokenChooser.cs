@@ -13,6 +13,7 @@ internal sealed class TokenChooser
     private readonly HashSet<int> _seen = [];
     private int[]? _order;
     private float[]? _keys;
+    private float[]? _constrained;
     private readonly int _usable;
 
     /// <param name="settings">The decoding controls.</param>
@@ -31,7 +32,8 @@ internal sealed class TokenChooser
     /// holds prompt and generated tokens; <paramref name="generated"/> how many of them were generated.
     /// Returns the token and, when asked for, its raw log-probability.
     /// </summary>
-    public (int Token, float LogProbability) Choose(Span<float> scores, ReadOnlySpan<int> history, int generated, SequenceRandom random)
+    public (int Token, float LogProbability) Choose(Span<float> scores, ReadOnlySpan<int> history, int generated, SequenceRandom random,
+        Constraints.TokenSet? allowed = null)
     {
         var s = _settings;
         float rawLogSumExp = s.LogProbabilities ? LogSumExp(scores) : 0f;
@@ -43,6 +45,14 @@ internal sealed class TokenChooser
         }
 
         if (_usable < scores.Length) scores[_usable..].Fill(float.NegativeInfinity);
+        // The output constraint goes first, as a logits processor ahead of every other control.
+        allowed?.Apply(scores);
+        float[]? constrained = null;
+        if (allowed is not null && !s.IsPlainGreedy)
+        {
+            constrained = _constrained ??= new float[scores.Length];
+            scores.CopyTo(constrained);
+        }
 
         int token;
         if (s.IsPlainGreedy)
@@ -67,6 +77,10 @@ internal sealed class TokenChooser
                 token = LogitsProcessors.Sample(scores, random.NextDouble());
             }
         }
+
+        // Penalties or n-gram bans may remove every token the constraint allows: the constraint wins,
+        // and the most likely allowed token is taken.
+        if (constrained is not null && float.IsNegativeInfinity(scores[token])) token = LogitsProcessors.ArgMax(constrained);
 
         float logProbability = 0f;
         if (s.LogProbabilities) logProbability = (raw is null ? scores[token] : raw[token]) - rawLogSumExp;

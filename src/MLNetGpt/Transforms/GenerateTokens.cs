@@ -26,7 +26,7 @@ public abstract class GenerationStageOptions : GptModelStageOptions
     /// </summary>
     public bool ContinuousBatching { get; set; } = true;
 
-    /// <summary>Also output why each row stopped (<c>eos</c>, <c>stop_string</c> or <c>length</c>) in this text column.</summary>
+    /// <summary>Also output why each row stopped (<c>eos</c>, <c>stop_string</c>, <c>length</c> or <c>constraint</c>) in this text column.</summary>
     public string? FinishReasonColumnName { get; set; }
 
     /// <summary>Also output each generated token's log-probability (Vector&lt;Single&gt;) in this column.</summary>
@@ -226,6 +226,7 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
     {
         FinishReason.Eos => "eos",
         FinishReason.StopString => "stop_string",
+        FinishReason.Constraint => "constraint",
         _ => "length",
     };
 

@@ -13,7 +13,7 @@ namespace MLNetGpt.Generation.Constraints;
 /// against the automaton) and cached.
 /// </summary>
 /// <remarks>Thread-safe: rows on many threads may share one instance.</remarks>
-internal sealed class CompiledConstraint
+internal sealed class CompiledConstraint : ITokenConstraint
 {
     /// <summary>What <see cref="Advance"/> returns for a token the state does not allow.</summary>
     public const int Rejected = -1;
