@@ -40,6 +40,8 @@ internal sealed record InputFile(InputHeader Header, long Rows, long Bytes, stri
         long rows = 0;
         while (reader.Read() is { } record)
         {
+            // Ctrl+C during the pass over a large file ends it at once: nothing has been written yet.
+            if (BatchJob.InterruptRequested) throw new OperationCanceledException();
             if (record.Fields.Length > header.Columns.Length)
                 throw new CsvFormatException($"{path}: line {record.Line}: the row has {record.Fields.Length} fields, but the header has " +
                     $"{header.Columns.Length} (a cell that holds a comma must be quoted).");
