@@ -26,7 +26,14 @@ internal static class NativeLog
             logLevel = Debug ? OrtLoggingLevel.ORT_LOGGING_LEVEL_WARNING : OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
             loggingFunction = Sink,
         };
-        OrtEnv.CreateInstanceWithOptions(ref options);
+        try
+        {
+            OrtEnv.CreateInstanceWithOptions(ref options);
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or OnnxRuntimeException or EntryPointNotFoundException)
+        {
+            // Without a loadable native library only help and usage errors can work; the first session names the problem.
+        }
     }
 
     private static void Write(IntPtr param, OrtLoggingLevel severity, string category, string logId, string codeLocation, string message)

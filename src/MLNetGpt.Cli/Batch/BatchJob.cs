@@ -185,8 +185,8 @@ internal static class BatchJob
         try
         {
             writer = resumeFrom is null
-                ? OutputWriter.Create(paths, layout, manifest)
-                : OutputWriter.Continue(paths, layout, manifest, resumeFrom.State, resumeFrom.TakeHash());
+                ? OutputWriter.Create(paths, layout, manifest, Warn)
+                : OutputWriter.Continue(paths, layout, manifest, resumeFrom.State, resumeFrom.TakeHash(), Warn);
         }
         catch
         {
@@ -287,7 +287,8 @@ internal static class BatchJob
         public static ResumePoint Check(OutputPaths paths, OutputLayout layout, JobManifest job, InputFile input)
         {
             if (!File.Exists(paths.Partial))
-                throw new UsageException($"--resume: there is no interrupted run to continue ('{paths.Partial}' does not exist).");
+                throw new UsageException($"--resume: there is no interrupted run to continue ('{paths.Partial}' does not exist" +
+                    (File.Exists(paths.Output) ? $"; '{paths.Output}' does, so the job may have completed)." : ")."));
             if (!File.Exists(paths.Manifest))
                 throw new UsageException($"--resume: '{paths.Partial}' has no job manifest ('{paths.Manifest}'), so nothing shows which job wrote it; " +
                     "delete it to start over.");

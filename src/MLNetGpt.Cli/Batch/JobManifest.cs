@@ -79,7 +79,7 @@ internal sealed record JobManifest
                 throw new UsageException($"the job manifest '{path}' has version {version}; this mlnetgpt ({ToolVersion}) reads version {CurrentVersion}.");
             manifest = root.Deserialize<JobManifest>(Json);
         }
-        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or NotSupportedException)
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or NotSupportedException or InvalidOperationException)
         {
             throw new UsageException($"cannot read the job manifest '{path}': {e.Message}");
         }

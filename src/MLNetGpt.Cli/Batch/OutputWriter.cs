@@ -143,10 +143,13 @@ internal sealed class OutputWriter : IDisposable
     private readonly OutputLayout _layout;
     private readonly JobManifest _manifest;
     private readonly IncrementalHash _hash;
+    private readonly Action<string> _warn;
     private FileStream? _stream;
 
-    private OutputWriter(OutputPaths paths, OutputLayout layout, JobManifest manifest, FileStream stream, IncrementalHash hash, long rows, long bytes)
+    private OutputWriter(OutputPaths paths, OutputLayout layout, JobManifest manifest, FileStream stream, IncrementalHash hash, long rows, long bytes,
+        Action<string> warn)
     {
+        _warn = warn;
         _paths = paths;
         _layout = layout;
         _manifest = manifest;
@@ -173,7 +176,7 @@ internal sealed class OutputWriter : IDisposable
     /// Starts a new job: the manifest first, then the partial output with its header, each written to a
     /// temporary file and renamed into place, so a crash leaves no half-written header behind.
     /// </summary>
-    public static OutputWriter Create(OutputPaths paths, OutputLayout layout, JobManifest manifest)
+    public static OutputWriter Create(OutputPaths paths, OutputLayout layout, JobManifest manifest, Action<string> warn)
     {
         var header = layout.HeaderBytes();
         var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -189,7 +192,7 @@ internal sealed class OutputWriter : IDisposable
                 stream.Flush(flushToDisk: true);
             }
             File.Move(temporary, paths.Partial, overwrite: false);
-            return new OutputWriter(paths, layout, recorded, OpenForAppend(paths.Partial, header.Length), hash, 0, header.Length);
+            return new OutputWriter(paths, layout, recorded, OpenForAppend(paths.Partial, header.Length), hash, 0, header.Length, warn);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -202,7 +205,8 @@ internal sealed class OutputWriter : IDisposable
     /// Continues a partial output: cuts away a row a crash left unfinished (only those bytes), then
     /// records the finished prefix in the manifest. <paramref name="hash"/> holds the hash of that prefix.
     /// </summary>
-    public static OutputWriter Continue(OutputPaths paths, OutputLayout layout, JobManifest manifest, PartialState state, IncrementalHash hash)
+    public static OutputWriter Continue(OutputPaths paths, OutputLayout layout, JobManifest manifest, PartialState state, IncrementalHash hash,
+        Action<string> warn)
     {
         FaultPoint.Reached("resume-scanned");
         FileStream stream;
@@ -217,7 +221,7 @@ internal sealed class OutputWriter : IDisposable
         FaultPoint.Reached("resume-truncated");
         var recorded = manifest with { Partial = new PartialPrefix(state.CompleteBytes, state.Rows, Convert.ToHexStringLower(hash.GetCurrentHash())) };
         recorded.WriteAtomically(paths.Manifest);
-        return new OutputWriter(paths, layout, recorded, stream, hash, state.Rows, state.CompleteBytes);
+        return new OutputWriter(paths, layout, recorded, stream, hash, state.Rows, state.CompleteBytes, warn);
     }
 
     private static FileStream OpenForAppend(string path, long finishedBytes)
@@ -261,8 +265,16 @@ internal sealed class OutputWriter : IDisposable
         _stream.Dispose();
         _stream = null;
         var recorded = _manifest with { Partial = new PartialPrefix(Bytes, ExistingRows + RowsWritten, Convert.ToHexStringLower(_hash.GetCurrentHash())) };
-        recorded.WriteAtomically(_paths.Manifest);
         _hash.Dispose();
+        try
+        {
+            recorded.WriteAtomically(_paths.Manifest);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The manifest on disk still describes a shorter finished prefix, which stays true: --resume works.
+            _warn($"could not record the finished rows in '{_paths.Manifest}' ({e.Message}); --resume still continues the job.");
+        }
     }
 
     public void Dispose() => Close();

@@ -28,7 +28,7 @@ internal sealed class CsvReader : IDisposable
     private readonly string _path;
     private readonly Stream _stream;
     private readonly IncrementalHash? _hash;
-    private readonly byte[] _buffer = new byte[1 << 16];
+    private readonly byte[] _buffer;
     private int _length;
     private int _offset;
     private long _bufferStart;
@@ -42,6 +42,7 @@ internal sealed class CsvReader : IDisposable
 
     private CsvReader(Stream stream, string name, IncrementalHash? hash)
     {
+        _buffer = new byte[stream is MemoryStream memory ? Math.Max(16, (int)memory.Length) : 1 << 16];
         _path = name;
         _hash = hash;
         _stream = stream;

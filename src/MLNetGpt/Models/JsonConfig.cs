@@ -30,7 +30,7 @@ internal sealed class JsonConfig
         }
         catch (JsonException e)
         {
-            throw new GptModelException($"{path}: {Where(bytes, e)}not valid JSON: {Reason(e)}", e);
+            throw new GptModelException($"{path} is not valid JSON{Where(bytes, e)}: {Reason(e)}", e);
         }
     }
 
@@ -44,7 +44,7 @@ internal sealed class JsonConfig
         if (start == 0 && bytes.AsSpan().StartsWith("\uFEFF"u8)) start = 3;
         int length = (int)Math.Clamp(position, 0, bytes.Length - start);
         int column = System.Text.Encoding.UTF8.GetCharCount(bytes, start, length) + 1;
-        return $"line {line + 1}, column {column}: ";
+        return $" at line {line + 1}, column {column}";
     }
 
     private static string Reason(JsonException e)

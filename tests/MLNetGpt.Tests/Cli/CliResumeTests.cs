@@ -183,6 +183,20 @@ public sealed class CliResumeTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void Resume_after_the_job_completed_says_there_is_nothing_to_continue_and_that_the_output_exists()
+    {
+        var folder = Fixtures.TempFolder("cli-resume-done");
+        var input = Path.Combine(folder, "in.csv");
+        File.WriteAllText(input, "id,prompt\n1,one\n");
+        var output = Path.Combine(folder, "out.csv");
+        Assert.Equal(0, CliProcess.Run(Args(input, output)).ExitCode);
+        var (code, _, stderr) = CliProcess.Run(Args(input, output, "--resume"));
+        Assert.Equal(1, code);
+        Assert.Contains("there is no interrupted run to continue", stderr);
+        Assert.Contains($"'{output}' does, so the job may have completed", stderr);
+    }
+
+    [Fact]
     public void A_run_without_resume_refuses_to_discard_an_interrupted_partial()
     {
         var (folder, input, output) = StoppedJob("cli-fresh-over-partial", []);
@@ -229,6 +243,28 @@ public sealed class CliResumeTests(ITestOutputHelper log)
         Assert.Contains("no longer running", taken.Stderr);
         Assert.Equal(CliFiles.ParseCsv(input).Count, CliFiles.ParseCsv(output).Count);
         Assert.False(File.Exists(lockFile));
+    }
+
+    [Fact]
+    public void An_input_that_changes_while_the_job_runs_stops_the_job_before_its_output_is_moved_into_place()
+    {
+        var folder = Fixtures.TempFolder("cli-input-changes");
+        var input = CliFiles.MakeInput(folder, 1200);
+        var output = Path.Combine(folder, "out.csv");
+        var partial = CliFiles.Beside(output).Partial;
+        using var run = CliProcess.Start(Args(input, output));
+        var deadline = DateTime.UtcNow.AddMinutes(1);
+        while (!run.HasExited && DateTime.UtcNow < deadline && CliFiles.CountLines(partial) < 20) Thread.Sleep(20);
+        Assert.False(run.HasExited, run.Stderr);
+        File.AppendAllText(input, "1200,a row added while the job ran,n0\n");
+        var (code, _, stderr) = run.WaitForExit(TimeSpan.FromMinutes(2));
+        Assert.Equal(1, code);
+        Assert.Contains($"the input '{input}' changed while the job ran", stderr);
+        Assert.False(File.Exists(output));
+        Assert.True(File.Exists(partial));
+        var resumed = CliProcess.Run(Args(input, output, "--resume"));
+        Assert.Equal(1, resumed.ExitCode);
+        Assert.Contains("the input", resumed.Stderr);
     }
 
     [Fact]

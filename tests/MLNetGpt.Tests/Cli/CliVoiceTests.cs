@@ -171,7 +171,7 @@ public sealed class CliVoiceTests
         var model = Fixtures.CopyOf("tiny-gpt2-a");
         File.WriteAllText(Path.Combine(model, "config.json"), json);
         var line = SingleErrorLine(CliProcess.Run("info", "--model", model));
-        Assert.Contains($"config.json: {expected}: not valid JSON", line);
+        Assert.Contains($"config.json is not valid JSON at {expected}: ", line);
         Assert.DoesNotContain("LineNumber", line);
         Assert.DoesNotContain("BytePositionInLine", line);
     }
