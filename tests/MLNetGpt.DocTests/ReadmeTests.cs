@@ -8,17 +8,40 @@ namespace MLNetGpt.DocTests;
 /// <summary>Every C# block of README.md compiles and runs, as a reader would paste it into a new console app.</summary>
 public sealed partial class ReadmeTests
 {
-    private static string Readme
+    private static string Root
     {
         get
         {
             for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-                if (File.Exists(Path.Combine(dir.FullName, "MLNetGpt.sln"))) return Path.Combine(dir.FullName, "README.md");
+                if (File.Exists(Path.Combine(dir.FullName, "MLNetGpt.sln"))) return dir.FullName;
             throw new DirectoryNotFoundException("MLNetGpt.sln was not found above " + AppContext.BaseDirectory);
         }
     }
 
+    private static string Readme => Path.Combine(Root, "README.md");
+
+    /// <summary>The readme of each package (nuget.org shows it on the package's page).</summary>
+    private static IEnumerable<string> PackageReadmes() =>
+        Directory.GetFiles(Path.Combine(Root, "src"), "PACKAGE.md", SearchOption.AllDirectories).Order(StringComparer.Ordinal);
+
     public static TheoryData<int> ReadmeBlockLines() => new(MarkdownCode.CSharpBlocks(Readme).Select(b => b.Line));
+
+    public static TheoryData<string, int> PackageReadmeBlocks()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var file in PackageReadmes())
+            foreach (var block in MarkdownCode.CSharpBlocks(file))
+                data.Add(Path.GetRelativePath(Root, file), block.Line);
+        return data;
+    }
+
+    private static void AssertRunsAndPrints(CodeBlock block)
+    {
+        var result = SnippetRunner.Run(block, TempFolder());
+        Assert.True(result.Errors.Count == 0, $"{block} does not compile:\n" + string.Join("\n", result.Errors));
+        Assert.True(result.Exception is null, $"{block} threw: {result.Exception}\nIts output:\n{result.Output}");
+        Assert.False(string.IsNullOrWhiteSpace(result.Output), $"{block} printed nothing: a reader would not see it work.");
+    }
 
     private static string TempFolder()
     {
@@ -38,11 +61,22 @@ public sealed partial class ReadmeTests
     [MemberData(nameof(ReadmeBlockLines))]
     public void Every_csharp_block_of_the_README_compiles_and_runs_and_prints_its_result(int line)
     {
-        var block = MarkdownCode.CSharpBlocks(Readme).Single(b => b.Line == line);
-        var result = SnippetRunner.Run(block, TempFolder());
-        Assert.True(result.Errors.Count == 0, $"{block} does not compile:\n" + string.Join("\n", result.Errors));
-        Assert.True(result.Exception is null, $"{block} threw: {result.Exception}\nIts output:\n{result.Output}");
-        Assert.False(string.IsNullOrWhiteSpace(result.Output), $"{block} printed nothing: a reader would not see it work.");
+        AssertRunsAndPrints(MarkdownCode.CSharpBlocks(Readme).Single(b => b.Line == line));
+    }
+
+    [Theory]
+    [MemberData(nameof(PackageReadmeBlocks))]
+    public void Every_csharp_block_of_the_package_readmes_compiles_and_runs_and_prints_its_result(string file, int line)
+    {
+        AssertRunsAndPrints(MarkdownCode.CSharpBlocks(Path.Combine(Root, file)).Single(b => b.Line == line));
+    }
+
+    [Fact]
+    public void Each_library_package_has_a_readme_with_code_to_run()
+    {
+        var withCode = PackageReadmes().Where(f => MarkdownCode.CSharpBlocks(f).Count > 0)
+            .Select(f => Path.GetFileName(Path.GetDirectoryName(f)!)).ToList();
+        Assert.Equal(["MLNetGpt", "MLNetGpt.Cuda", "MLNetGpt.Models.Kjv"], withCode.Order(StringComparer.Ordinal));
     }
 
     [GeneratedRegex(@"^\s*```\s*(csharp|cs|c#)\b", RegexOptions.Multiline | RegexOptions.IgnoreCase)]
