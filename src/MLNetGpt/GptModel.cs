@@ -89,6 +89,21 @@ public sealed class GptModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// The folder of the default model, mlnetgpt-kjv (a small GPT trained on the King James Bible), for
+    /// every API that takes a model folder. The package MLNetGpt.Models.Kjv, which MLNetGpt depends on,
+    /// carries its files inside its assembly; the first use in a process extracts them, once per model
+    /// version, to <c>MLNetGpt/models/mlnetgpt-kjv-HASH</c> under the local application data folder
+    /// (<c>~/.local/share</c> on Linux, <c>%LOCALAPPDATA%</c> on Windows) or under the folder that the
+    /// <c>MLNETGPT_CACHE</c> environment variable names. Later uses, and other processes, reuse that copy.
+    /// </summary>
+    /// <exception cref="GptModelException">The package is missing from the app, or the cache folder cannot be written.</exception>
+    public static string DefaultModelFolder => DefaultModel.Folder;
+
+    /// <summary>Opens the default model (see <see cref="DefaultModelFolder"/>): <c>Open(DefaultModelFolder, options)</c>.</summary>
+    /// <exception cref="GptModelException">As for <see cref="DefaultModelFolder"/> and <see cref="Open"/>.</exception>
+    public static GptModel OpenDefault(GptModelOptions? options = null) => Open(DefaultModelFolder, options);
+
     /// <summary>Generates a continuation of one prompt.</summary>
     /// <exception cref="ArgumentException">The prompt is empty and the model has no BOS token, is not valid Unicode, or does not fit the context window under <see cref="PromptOverflow.Error"/>.</exception>
     public GenerationResult Generate(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)

@@ -20,8 +20,8 @@ internal static class CommandLine
         return root;
     }
 
-    /// <summary>The embedded default model, shipped beside the tool.</summary>
-    public static string DefaultModel => Path.Combine(AppContext.BaseDirectory, "models", "mlnetgpt-kjv");
+    /// <summary>The default model: MLNetGpt.Models.Kjv's files, extracted once to a cache folder (GptModel.DefaultModelFolder).</summary>
+    public static string DefaultModel => GptModel.DefaultModelFolder;
 
     internal static Option<string?> ModelOption() => new("--model", "-m")
     {

@@ -24,10 +24,12 @@ internal static class SessionFactory
             catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException or TypeInitializationException)
             {
                 if (IsModelProblem(e)) throw Wrap(path, e);
+                if (IsMissingRuntime(e)) throw MissingRuntime(e);
+                string build = IsCpuBuild(e) ? CpuBuildHint : "";
                 if (!options.FallbackToCpu)
-                    throw new GptModelException($"CUDA device {device} could not be used for {Path.GetFileName(path)}: {CudaRequirement}. " +
+                    throw new GptModelException($"CUDA device {device} could not be used for {Path.GetFileName(path)}: {CudaRequirement}.{build} " +
                         $"ONNX Runtime said: {e.Message}", e);
-                options.Write($"CUDA device {device} is unavailable, running on the CPU instead ({CudaRequirement}). ONNX Runtime said: {FirstLine(e.Message)}");
+                options.Write($"CUDA device {device} is unavailable, running on the CPU instead ({CudaRequirement}).{build} ONNX Runtime said: {FirstLine(e.Message)}");
             }
             finally
             {
@@ -35,15 +37,49 @@ internal static class SessionFactory
             }
         }
 
-        using var cpu = CreateOptions(options);
+        SessionOptions? cpu = null;
         try
         {
+            cpu = CreateOptions(options);
             return (new InferenceSession(path, cpu), "CPU");
         }
         catch (OnnxRuntimeException e)
         {
             throw Wrap(path, e);
         }
+        catch (Exception e) when (IsMissingRuntime(e))
+        {
+            throw MissingRuntime(e);
+        }
+        finally
+        {
+            cpu?.Dispose();
+        }
+    }
+
+    private const string CpuBuildHint =
+        " This app has ONNX Runtime's CPU build (Microsoft.ML.OnnxRuntime); add the package MLNetGpt.Cuda for its CUDA build.";
+
+    /// <summary>
+    /// The first ONNX Runtime call of a process loads its native library; where the app lacks it, .NET throws
+    /// DllNotFoundException, wrapped in a TypeInitializationException of ONNX Runtime's NativeMethods (and
+    /// that same exception again on every later call).
+    /// </summary>
+    internal static bool IsMissingRuntime(Exception e) =>
+        e is DllNotFoundException || e is TypeInitializationException { InnerException: DllNotFoundException };
+
+    /// <summary>A CUDA request to the CPU build: that build lacks the CUDA entry point, or says CUDA is not enabled in it.</summary>
+    internal static bool IsCpuBuild(Exception e) =>
+        e is EntryPointNotFoundException || e.Message.Contains("not enabled in this build", StringComparison.OrdinalIgnoreCase);
+
+    internal static GptModelException MissingRuntime(Exception e)
+    {
+        var cause = e is TypeInitializationException { InnerException: { } inner } ? inner : e;
+        return new GptModelException(
+            "ONNX Runtime's native library (libonnxruntime.so / onnxruntime.dll / libonnxruntime.dylib) could not be loaded: " +
+            "the app needs the package Microsoft.ML.OnnxRuntime (CPU, which MLNetGpt depends on) or MLNetGpt.Cuda (CUDA), " +
+            "and its runtimes/ folder (or, for a build for one runtime identifier, the library beside the app) copied with the app. " +
+            $".NET said: {FirstLine(cause.Message)}", e);
     }
 
     private static SessionOptions CreateOptions(GptModelOptions options)
