@@ -25,11 +25,14 @@ internal static class SessionFactory
             {
                 if (IsModelProblem(e)) throw Wrap(path, e);
                 if (IsMissingRuntime(e)) throw MissingRuntime(e);
-                string build = IsCpuBuild(e) ? CpuBuildHint : "";
+                // The CPU build has no CUDA entry point at all: saying which package to add is the whole story.
+                bool cpuBuild = IsCpuBuild(e);
+                string build = cpuBuild ? CpuBuildHint : "";
+                string said = cpuBuild ? "" : $" ONNX Runtime said: {FirstLine(e.Message)}";
                 if (!options.FallbackToCpu)
-                    throw new GptModelException($"CUDA device {device} could not be used for {Path.GetFileName(path)}: {CudaRequirement}.{build} " +
-                        $"ONNX Runtime said: {e.Message}", e);
-                options.Write($"CUDA device {device} is unavailable, running on the CPU instead ({CudaRequirement}).{build} ONNX Runtime said: {FirstLine(e.Message)}");
+                    throw new GptModelException($"CUDA device {device} could not be used for {Path.GetFileName(path)}: {CudaRequirement}.{build}" +
+                        (cpuBuild ? "" : $" ONNX Runtime said: {e.Message}"), e);
+                options.Write($"CUDA device {device} is unavailable, running on the CPU instead ({CudaRequirement}).{build}{said}");
             }
             finally
             {

@@ -34,7 +34,7 @@ public static class Fixtures
             for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
             {
                 var candidate = Path.Combine(dir.FullName, "models", "mlnetgpt-kjv");
-                if (Directory.Exists(candidate)) return candidate;
+                if (File.Exists(Path.Combine(candidate, "model.onnx"))) return candidate;
             }
             throw new DirectoryNotFoundException("models/mlnetgpt-kjv was not found above " + AppContext.BaseDirectory);
         }
