@@ -13,6 +13,9 @@ namespace MLNetGpt.Chat;
 /// <remarks>Values are plain lists and ordered dictionaries: each render converts them afresh, so a template that pops from a list never changes the caller's next render.</remarks>
 internal static class ChatTemplateInput
 {
+    // Microsoft.Extensions.AI's options (its type resolvers), writing compact JSON as a wire format would.
+    private static readonly JsonSerializerOptions Json = CompactOptions();
+
     private static readonly string[] CoreKeys = ["role", "content", "reasoning_content", "tool_calls", "tool_call_id", "name"];
 
     public static List<object?> Messages(IEnumerable<ChatMessage> messages)
@@ -128,8 +131,15 @@ internal static class ChatTemplateInput
         string s => s,
         JsonElement { ValueKind: JsonValueKind.String } s => s.GetString()!,
         JsonElement json => json.GetRawText(),
-        var other => JsonSerializer.Serialize(other, AIJsonUtilities.DefaultOptions.GetTypeInfo(other.GetType())),
+        var other => JsonSerializer.Serialize(other, Json.GetTypeInfo(other.GetType())),
     };
+
+    private static JsonSerializerOptions CompactOptions()
+    {
+        var options = new JsonSerializerOptions(AIJsonUtilities.DefaultOptions) { WriteIndented = false };
+        options.MakeReadOnly();
+        return options;
+    }
 
     private static OrderedStringDictionary Arguments(IDictionary<string, object?>? arguments, string where)
     {
@@ -149,7 +159,7 @@ internal static class ChatTemplateInput
             default:
                 try
                 {
-                    return JinjaValues.FromJson(JsonSerializer.SerializeToElement(value, AIJsonUtilities.DefaultOptions.GetTypeInfo(value.GetType())));
+                    return JinjaValues.FromJson(JsonSerializer.SerializeToElement(value, Json.GetTypeInfo(value.GetType())));
                 }
                 catch (Exception e) when (e is NotSupportedException or JsonException or InvalidOperationException)
                 {
