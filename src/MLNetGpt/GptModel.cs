@@ -218,6 +218,59 @@ public sealed class GptModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// Zero-shot classification: for each prompt, the log-likelihood of every label as its
+    /// continuation (the label's own tokens after the prompt's), computed with the prompt prefilled
+    /// once and shared by its labels. Labels usually start with a space (" positive") so they read
+    /// as the next word.
+    /// </summary>
+    /// <param name="prompts">The prompts (text; the BOS token is added where the model asks for it).</param>
+    /// <param name="labels">The label set (at least two, distinct, each non-empty).</param>
+    /// <param name="lengthNormalized">Rank labels by their mean log-likelihood per token instead of the sum (longer labels are not penalised).</param>
+    /// <param name="batchSize">Prompts prefilled together.</param>
+    /// <param name="cancellationToken">Stops between and inside forward passes.</param>
+    public IReadOnlyList<ClassificationResult> Classify(IEnumerable<string> prompts, IReadOnlyList<string> labels, bool lengthNormalized = false,
+        int batchSize = 8, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        var labelIds = LabelIds(labels);
+        var settings = DecodingSettings.Resolve(new GenerationOptions { PromptOverflow = PromptOverflow.TruncateLeft, MaxNewTokens = labelIds.Max(l => l.Length) }, Info);
+        var prepared = prompts.Select((p, i) => Prompts.FromText(p, i, settings).Ids).ToList();
+        return ClassifyIds(prepared, labels, labelIds, lengthNormalized, batchSize, cancellationToken);
+    }
+
+    /// <summary>The token ids of each label, checked.</summary>
+    internal int[][] LabelIds(IReadOnlyList<string> labels)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        if (labels.Count < 2) throw new ArgumentException($"Classification needs at least two labels; {labels.Count} given.", nameof(labels));
+        var duplicate = labels.GroupBy(l => l).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) throw new ArgumentException($"The label '{duplicate.Key}' is given twice.", nameof(labels));
+        return labels.Select(l =>
+        {
+            if (string.IsNullOrEmpty(l)) throw new ArgumentException("A label is empty.", nameof(labels));
+            var ids = Tokenizer.EncodeToIds(l).ToArray();
+            if (ids.Length == 0) throw new ArgumentException($"The label '{l}' encodes to no token.", nameof(labels));
+            return ids;
+        }).ToArray();
+    }
+
+    internal IReadOnlyList<ClassificationResult> ClassifyIds(IReadOnlyList<int[]> prompts, IReadOnlyList<string> labels, int[][] labelIds, bool lengthNormalized,
+        int batchSize, CancellationToken cancellationToken)
+    {
+        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be 1 or more.");
+        using var use = Use();
+        var scorer = new LabelScorer(_backend, Info);
+        var results = new List<ClassificationResult>(prompts.Count);
+        for (int start = 0; start < prompts.Count; start += batchSize)
+        {
+            var batch = prompts.Skip(start).Take(batchSize).ToList();
+            foreach (var scores in scorer.Score(batch, labelIds, cancellationToken))
+                results.Add(new ClassificationResult(labels, scores.Select(s => s.LogLikelihood).ToArray(), scores.Select(s => s.Tokens).ToArray(), lengthNormalized));
+        }
+        return results;
+    }
+
     /// <summary>Log-likelihood and perplexity of <paramref name="text"/>, optionally conditioned on <paramref name="prompt"/>.</summary>
     public ScoreResult Score(string text, string? prompt = null, CancellationToken cancellationToken = default) =>
         Score([(text, prompt)], batchSize: 1, cancellationToken)[0];

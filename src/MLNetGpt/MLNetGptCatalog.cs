@@ -119,6 +119,29 @@ public static class MLNetGptCatalog
     public static ScoreTextEstimator ScoreText(this TransformsCatalog.TextTransforms catalog, ScoreTextOptions options) =>
         new(Environment(catalog), options);
 
+    /// <summary>
+    /// Zero-shot classification: the label (of <paramref name="labels"/>) the model finds the most
+    /// likely continuation of the prompt <paramref name="template"/> renders for each row. Outputs a
+    /// key-typed predicted label (key values = the labels) and a <c>Score</c> vector of probabilities
+    /// over the labels, ready for <c>MulticlassClassification.Evaluate</c> and <c>MapKeyToValue</c>.
+    /// </summary>
+    /// <param name="catalog">The text transforms catalog.</param>
+    /// <param name="outputColumnName">The predicted-label column to create (a key over the labels).</param>
+    /// <param name="inputColumnName">The text column to classify.</param>
+    /// <param name="modelFolder">The model folder.</param>
+    /// <param name="labels">Two or more distinct labels; each usually starts with a space (" positive").</param>
+    /// <param name="template">The prompt, with <c>{input}</c> for the row's text.</param>
+    public static ClassifyTextEstimator ClassifyText(this TransformsCatalog.TextTransforms catalog, string outputColumnName, string inputColumnName,
+        string modelFolder, IReadOnlyList<string> labels, string template = "{input}") =>
+        ClassifyText(catalog, new ClassifyTextOptions
+        {
+            OutputColumnName = outputColumnName, InputColumnName = inputColumnName, ModelFolder = modelFolder, Labels = labels, Template = template,
+        });
+
+    /// <summary>Zero-shot classification, with every option.</summary>
+    public static ClassifyTextEstimator ClassifyText(this TransformsCatalog.TextTransforms catalog, ClassifyTextOptions options) =>
+        new(Environment(catalog), options);
+
     private static Runtime.IHostEnvironment Environment(TransformsCatalog.TextTransforms catalog)
     {
         ArgumentNullException.ThrowIfNull(catalog);

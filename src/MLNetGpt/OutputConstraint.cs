@@ -66,6 +66,13 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// normalisation). A choice that is a prefix of another (<c>"no"</c>, <c>"none"</c>) lets the
     /// sequence end after it or go on.
     /// </summary>
+    /// <remarks>
+    /// In generation each choice is written with the tokenizer's own tokens for it (the tokens
+    /// <c>Tokenizer.EncodeToIds(choice)</c> gives), never through odd splits, so under greedy decoding
+    /// the output is the choice the model finds most likely token by token; choices that differ from
+    /// their first token come out as the one of highest likelihood. For scoring every choice in full,
+    /// use <c>GptModel.Classify</c> or the <c>ClassifyText</c> stage.
+    /// </remarks>
     /// <param name="choices">At least one string; each non-empty; no duplicates.</param>
     /// <exception cref="ArgumentNullException"><paramref name="choices"/> or one of them is null.</exception>
     /// <exception cref="ArgumentException">The list is empty, or a choice is empty or repeated (the message gives its index).</exception>

@@ -1,4 +1,4 @@
-using System.Globalization;
+using System.Security.Cryptography;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNetGpt.Cli.Csv;
@@ -20,6 +20,9 @@ internal sealed record BatchRequest
     public bool Quiet { get; init; }
     public bool ReportMemory { get; init; }
 
+    /// <summary>The error column's name; null: <c>error</c>, or <c>COMMAND_error</c> when the input already has an <c>error</c> column.</summary>
+    public string? ErrorColumn { get; init; }
+
     // generate
     public string? PromptColumn { get; init; }
     public string? Template { get; init; }
@@ -33,7 +36,8 @@ internal sealed record BatchRequest
 /// <summary>
 /// The batch jobs behind <c>generate</c> and <c>score</c>: a streaming CSV view, the library's
 /// ML.NET pipeline (GenerateText or ScoreText), and an output file that gains one row per input
-/// row, in input order, flushed as it goes.
+/// row, in input order. Every check that can refuse the job (output paths, the lock, the whole input's
+/// structure, a resumed job's identity, the model) runs before the first row is generated.
 /// </summary>
 internal static class BatchJob
 {
@@ -44,15 +48,40 @@ internal static class BatchJob
 
     public static volatile bool InterruptRequested;
 
+    public static void Warn(string message) => Console.Error.WriteLine($"mlnetgpt: warning: {message}");
+
     public static int Generate(BatchRequest request)
     {
-        var (header, headerRaw, bom, terminator) = ReadHeader(request.Input);
+        var paths = OutputPaths.For(request.Output);
+        paths.Check(request.Input);
+        var header = InputHeader.Read(request.Input);
+        string? promptColumn = request.Template is null ? request.PromptColumn ?? DefaultPromptColumn(header.Columns) : null;
         var input = request.Template is not null
-            ? PromptBuilder.ForTemplate(header, request.Template)
-            : PromptBuilder.ForColumn(header, request.PromptColumn ?? DefaultPromptColumn(header), "--prompt-column");
-        string[] newColumns = [request.OutputColumn, "finish_reason", "error"];
-        CheckNewColumns(header, newColumns, "--output-column");
-        return Run(request, header, headerRaw, bom, terminator, newColumns, input, null, "generate", ml =>
+            ? PromptBuilder.ForTemplate(header.Columns, request.Template)
+            : PromptBuilder.ForColumn(header.Columns, promptColumn!, "--prompt-column");
+        string errorColumn = ErrorColumn(request, header, "generate");
+        CheckNewColumns(header, [(request.OutputColumn, "--output-column"), ("finish_reason", "the finish_reason column"), (errorColumn, "--error-column")]);
+        var g = request.Generation;
+        var options = new Dictionary<string, string?>
+        {
+            ["--prompt-column"] = promptColumn,
+            ["--template"] = request.Template,
+            ["--output-column"] = request.OutputColumn,
+            ["--error-column"] = errorColumn,
+            ["--max-new-tokens"] = JobManifest.Canonical(g.MaxNewTokens),
+            ["--min-new-tokens"] = JobManifest.Canonical(g.MinNewTokens),
+            ["--temperature"] = JobManifest.Canonical(g.Temperature),
+            ["--top-k"] = JobManifest.Canonical(g.TopK),
+            ["--top-p"] = JobManifest.Canonical(g.TopP),
+            ["--min-p"] = JobManifest.Canonical(g.MinP),
+            ["--repetition-penalty"] = JobManifest.Canonical(g.RepetitionPenalty),
+            ["--no-repeat-ngram-size"] = JobManifest.Canonical(g.NoRepeatNgramSize),
+            ["--stop"] = JobManifest.Canonical(g.StopStrings),
+            ["--seed"] = JobManifest.Canonical(g.Seed),
+            ["--greedy"] = g.DoSample == false ? "given" : null,
+        };
+        var job = new JobShape("generate", header, [request.OutputColumn, "finish_reason", errorColumn], input, null, options);
+        return Run(request, paths, job, ml =>
             ml.Transforms.Text.GenerateText(new GenerateTextOptions
             {
                 OutputColumnName = "__completion",
@@ -64,18 +93,28 @@ internal static class BatchJob
                 IntraOpThreads = request.Threads,
                 FinishReasonColumnName = "__finish",
             }),
-            (row, getters) => [getters.Text("__completion"), getters.Text("__finish"), ""],
+            getters => [OutputValue.Of(getters.Text("__completion")), OutputValue.Of(getters.Text("__finish")), OutputValue.Missing],
             getters => getters.VectorLength("__completion_Tokens"));
     }
 
     public static int Score(BatchRequest request)
     {
-        var (header, headerRaw, bom, terminator) = ReadHeader(request.Input);
-        var text = PromptBuilder.ForColumn(header, request.TextColumn!, "--text-column").Called("text");
-        var prompt = request.PromptColumn is null ? null : PromptBuilder.ForColumn(header, request.PromptColumn, "--prompt-column");
-        string[] newColumns = ["log_likelihood", "token_count", "perplexity", "error"];
-        CheckNewColumns(header, newColumns, "the score columns");
-        return Run(request, header, headerRaw, bom, terminator, newColumns, text, prompt, "score", ml =>
+        var paths = OutputPaths.For(request.Output);
+        paths.Check(request.Input);
+        var header = InputHeader.Read(request.Input);
+        var text = PromptBuilder.ForColumn(header.Columns, request.TextColumn!, "--text-column").Called("text");
+        var prompt = request.PromptColumn is null ? null : PromptBuilder.ForColumn(header.Columns, request.PromptColumn, "--prompt-column");
+        string errorColumn = ErrorColumn(request, header, "score");
+        CheckNewColumns(header, [("log_likelihood", "the score columns"), ("token_count", "the score columns"), ("perplexity", "the score columns"),
+            (errorColumn, "--error-column")]);
+        var options = new Dictionary<string, string?>
+        {
+            ["--text-column"] = request.TextColumn,
+            ["--prompt-column"] = request.PromptColumn,
+            ["--error-column"] = errorColumn,
+        };
+        var job = new JobShape("score", header, ["log_likelihood", "token_count", "perplexity", errorColumn], text, prompt, options);
+        return Run(request, paths, job, ml =>
             ml.Transforms.Text.ScoreText(new ScoreTextOptions
             {
                 OutputColumnName = "__perplexity",
@@ -88,29 +127,50 @@ internal static class BatchJob
                 Device = request.Device,
                 IntraOpThreads = request.Threads,
             }),
-            (row, getters) =>
+            getters =>
             [
-                getters.Value<double>("__loglikelihood").ToString("R", CultureInfo.InvariantCulture),
-                getters.Value<int>("__tokens").ToString(CultureInfo.InvariantCulture),
-                getters.Value<float>("__perplexity").ToString("R", CultureInfo.InvariantCulture),
-                "",
+                OutputValue.Of(getters.Value<double>("__loglikelihood")),
+                OutputValue.Of(getters.Value<int>("__tokens")),
+                OutputValue.Of(getters.Value<float>("__perplexity")),
+                OutputValue.Missing,
             ],
             getters => getters.Value<int>("__tokens"));
     }
 
-    private static int Run(BatchRequest request, string[] header, string headerRaw, bool bom, string terminator, string[] newColumns,
-        PromptBuilder input, PromptBuilder? secondInput, string label, Func<MLContext, IEstimator<ITransformer>> pipeline,
-        Func<long, Getters, string[]> values, Func<Getters, int> tokens)
+    /// <summary>What a command adds to the generic job: its columns, how it builds the model input, the options that identify it.</summary>
+    private sealed record JobShape(string Command, InputHeader Header, string[] NewColumns, PromptBuilder Input, PromptBuilder? SecondInput,
+        Dictionary<string, string?> Options);
+
+    private static int Run(BatchRequest request, OutputPaths paths, JobShape job, Func<MLContext, IEstimator<ITransformer>> pipeline,
+        Func<Getters, OutputValue[]> values, Func<Getters, int> tokens)
     {
-        using var writer = new OutputWriter(request.Output, request.Format, header, headerRaw, newColumns, bom, terminator, request.Resume);
-        long total = request.Quiet ? 0 : CsvReader.CountRecords(request.Input);
-        var view = new CsvSourceView(request.Input, input, secondInput, writer.ExistingRows);
+        using var outputLock = OutputLock.Acquire(paths.Lock, paths.Output, Warn);
+        foreach (var temporary in paths.Temporaries) File.Delete(temporary);
+
+        var input = InputFile.Scan(request.Input);
+        var layout = new OutputLayout(request.Format, job.Header.Columns, job.Header.Raw, job.NewColumns, job.Header.ByteOrderMark, job.Header.Terminator);
+        job.Options["--format"] = layout.Shape.Format;
+        job.Options["--device"] = request.Device.ToString();
+        var manifest = new JobManifest
+        {
+            Tool = JobManifest.ToolVersion,
+            Command = job.Command,
+            Input = new InputIdentity(Path.GetFullPath(request.Input), input.Bytes, input.Sha256),
+            Model = ModelIdentity.Of(request.ModelFolder),
+            Options = job.Options,
+            Output = layout.Shape,
+            Partial = new PartialPrefix(0, 0, ""),
+        };
+        using var resumeFrom = request.Resume ? ResumePoint.Check(paths, layout, manifest, input) : null;
+        if (!request.Resume && File.Exists(paths.Partial)) throw InterruptedRunInTheWay(paths, layout);
+
+        // The model opens before anything is written: a model that does not load leaves no files behind.
+        var view = new CsvSourceView(request.Input, job.Input, job.SecondInput, resumeFrom?.State.Rows ?? 0);
         var ml = new MLContext();
         ml.Log += (_, e) =>
         {
-            if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Warning) Console.Error.WriteLine($"mlnetgpt: warning: {e.Message}");
+            if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Warning) Warn(e.RawMessage);
         };
-
         ITransformer model;
         try
         {
@@ -120,56 +180,142 @@ internal static class BatchJob
         {
             throw new UsageException(e.Message);
         }
-        using var progress = ProgressReporter.Create(request.Quiet, total, writer.ExistingRows, label);
-        Running = view;
-        if (InterruptRequested) view.Stop = true;
-        string? fatal = null;
+
+        OutputWriter writer;
         try
         {
+            writer = resumeFrom is null
+                ? OutputWriter.Create(paths, layout, manifest, Warn)
+                : OutputWriter.Continue(paths, layout, manifest, resumeFrom.State, resumeFrom.TakeHash(), Warn);
+        }
+        catch
+        {
+            (model as IDisposable)?.Dispose();
+            throw;
+        }
+        using var progress = ProgressReporter.Create(request.Quiet, input.Rows, writer.ExistingRows, job.Command);
+        string? fatal = null;
+        bool completed = false;
+        try
+        {
+            Running = view;
+            if (InterruptRequested) view.Stop = true;
             var transformed = model.Transform(view);
-            using var cursor = transformed.GetRowCursor(transformed.Schema);
-            var getters = new Getters(cursor);
-            while (fatal is null && cursor.MoveNext())
+            using (var cursor = transformed.GetRowCursor(transformed.Schema))
             {
-                long row = getters.Value<long>(CsvSourceView.RowColumn);
-                fatal = WriteRejected(view, writer, progress, newColumns.Length, before: row, request.FailFast);
-                if (fatal is not null) break;
-                string raw = getters.Text(CsvSourceView.RawColumn);
-                var record = new CsvRecord(request.Format == OutputFormat.Jsonl ? CsvReader.ParseFields(raw) : new string[getters.Value<int>(CsvSourceView.FieldsColumn)], raw, 0);
-                writer.Write(record, values(row, getters));
-                progress.Row(false, tokens(getters));
+                var getters = new Getters(cursor);
+                while (fatal is null && cursor.MoveNext())
+                {
+                    long row = getters.Value<long>(CsvSourceView.RowColumn);
+                    fatal = WriteRejected(view, writer, progress, job.NewColumns.Length, before: row, request.FailFast);
+                    if (fatal is not null) break;
+                    string raw = getters.Text(CsvSourceView.RawColumn);
+                    var fields = request.Format == OutputFormat.Jsonl ? CsvReader.ParseFields(raw) : new string[getters.Value<int>(CsvSourceView.FieldsColumn)];
+                    writer.Write(new CsvRecord(fields, raw, getters.Value<long>(CsvSourceView.LineColumn)), values(getters));
+                    progress.Row(false, tokens(getters));
+                }
+                fatal ??= WriteRejected(view, writer, progress, job.NewColumns.Length, before: long.MaxValue, request.FailFast);
             }
-            fatal ??= WriteRejected(view, writer, progress, newColumns.Length, before: long.MaxValue, request.FailFast);
+            if (fatal is null && !view.Stop)
+            {
+                if (view.Sha256OfWhatWasRead != input.Sha256)
+                    throw new UsageException($"the input '{request.Input}' changed while the job ran; the output is left as '{writer.PartialPath}', " +
+                        "which --resume will refuse: start over.");
+                writer.Complete();
+                completed = true;
+            }
         }
         finally
         {
             Running = null;
+            if (!completed) writer.Close();
             (model as IDisposable)?.Dispose();
         }
         progress.Dispose();
 
-        bool interrupted = view.Stop;
+        long rowsDone = writer.ExistingRows + writer.RowsWritten;
         if (request.ReportMemory)
             Console.Error.WriteLine($"mlnetgpt: peak working set: {System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64} bytes");
         if (fatal is not null)
         {
-            writer.Close();
             Console.Error.WriteLine($"mlnetgpt: {fatal}");
-            Console.Error.WriteLine($"mlnetgpt: stopped (--fail-fast); {writer.ExistingRows + progress.Done} rows are in '{writer.PartialPath}'.");
+            Console.Error.WriteLine($"mlnetgpt: stopped (--fail-fast); {rowsDone} rows are in '{writer.PartialPath}'.");
             return RowsFailed;
         }
-        if (interrupted)
+        if (!completed)
         {
-            writer.Close();
-            Console.Error.WriteLine($"mlnetgpt: interrupted after {writer.ExistingRows + progress.Done} rows; they are in '{writer.PartialPath}'. " +
+            Console.Error.WriteLine($"mlnetgpt: interrupted after {rowsDone} rows; they are in '{writer.PartialPath}'. " +
                 "Run the same command with --resume to continue.");
             return Interrupted;
         }
-        writer.Complete();
         if (!request.Quiet)
-            Console.Error.WriteLine($"mlnetgpt: {label}: {progress.Done} rows ({progress.Failed} failed{(writer.ExistingRows > 0 ? $", {writer.ExistingRows} resumed" : "")}) " +
+            Console.Error.WriteLine($"mlnetgpt: {job.Command}: {progress.Done} rows ({progress.Failed} failed{(writer.ExistingRows > 0 ? $", {writer.ExistingRows} resumed" : "")}) " +
                 $"in {progress.Elapsed.TotalSeconds:F1} s, {progress.Rates(withEta: false)} -> {writer.OutputPath}");
         return progress.Failed > 0 ? RowsFailed : Success;
+    }
+
+    private static UsageException InterruptedRunInTheWay(OutputPaths paths, OutputLayout layout)
+    {
+        string holds;
+        try
+        {
+            holds = $"holds {PartialFile.Scan(paths.Partial, layout).Rows} rows of an interrupted run";
+        }
+        catch (Exception e) when (e is UsageException or IOException)
+        {
+            holds = "holds an interrupted run";
+        }
+        return new UsageException($"'{paths.Partial}' {holds}: add --resume to continue it, or delete it to start over.");
+    }
+
+    /// <summary>Where a resumed job continues: checked to be the same job, with the partial's finished prefix hashed.</summary>
+    private sealed class ResumePoint(PartialState state, IncrementalHash hash) : IDisposable
+    {
+        private IncrementalHash? _hash = hash;
+
+        public PartialState State { get; } = state;
+
+        public IncrementalHash TakeHash()
+        {
+            var taken = _hash!;
+            _hash = null;
+            return taken;
+        }
+
+        public void Dispose() => _hash?.Dispose();
+
+        public static ResumePoint Check(OutputPaths paths, OutputLayout layout, JobManifest job, InputFile input)
+        {
+            if (!File.Exists(paths.Partial))
+                throw new UsageException($"--resume: there is no interrupted run to continue ('{paths.Partial}' does not exist" +
+                    (File.Exists(paths.Output) ? $"; '{paths.Output}' does, so the job may have completed)." : ")."));
+            if (!File.Exists(paths.Manifest))
+                throw new UsageException($"--resume: '{paths.Partial}' has no job manifest ('{paths.Manifest}'), so nothing shows which job wrote it; " +
+                    "delete it to start over.");
+            var recorded = JobManifest.Read(paths.Manifest);
+            var differences = job.DifferencesFrom(recorded);
+            if (differences.Count > 0)
+                throw new UsageException($"--resume: the job differs from the one in '{paths.Partial}': {string.Join("; ", differences)}. " +
+                    $"Run it as it was, or delete '{paths.Partial}' to start over.");
+            var state = PartialFile.Scan(paths.Partial, layout);
+            if (state.CompleteBytes < recorded.Partial.Bytes)
+                throw new UsageException($"--resume: the finished rows were changed or removed: '{paths.Partial}' holds {state.Rows} finished rows, " +
+                    $"but held {recorded.Partial.Rows}. Delete it to start over.");
+            var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            try
+            {
+                if (PartialFile.Hash(paths.Partial, hash, recorded.Partial.Bytes, state.CompleteBytes) != recorded.Partial.Sha256)
+                    throw new UsageException($"--resume: the finished rows were changed in '{paths.Partial}' since mlnetgpt wrote them. Delete it to start over.");
+                if (state.Rows > input.Rows)
+                    throw new UsageException($"--resume: '{paths.Partial}' holds {state.Rows} rows, more than the input's {input.Rows}. Delete it to start over.");
+            }
+            catch
+            {
+                hash.Dispose();
+                throw;
+            }
+            return new ResumePoint(state, hash);
+        }
     }
 
     private static string? WriteRejected(CsvSourceView view, OutputWriter writer, ProgressReporter progress, int columns, long before, bool failFast)
@@ -178,35 +324,36 @@ internal static class BatchJob
         {
             var rejected = view.Rejected.Dequeue();
             if (failFast) return rejected.Error;
-            var values = new string[columns];
-            for (int i = 0; i < columns; i++) values[i] = "";
-            values[^1] = rejected.Error;
+            var values = new OutputValue[columns];
+            values[^1] = OutputValue.Of(rejected.Error);
             writer.Write(rejected.Record, values);
             progress.Row(true, 0);
         }
         return null;
     }
 
-    private static (string[] Header, string Raw, bool Bom, string Terminator) ReadHeader(string path)
-    {
-        if (!File.Exists(path)) throw new UsageException($"the input file '{path}' does not exist.");
-        using var reader = new CsvReader(path);
-        var header = reader.Read() ?? throw new UsageException($"the input file '{path}' is empty; it needs a header row.");
-        var duplicate = header.Fields.GroupBy(f => f).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null) throw new UsageException($"the input file '{path}' has the column '{duplicate.Key}' twice.");
-        reader.Read();
-        return (header.Fields, header.Raw, reader.HasByteOrderMark, reader.FirstTerminator ?? "\r\n");
-    }
-
     private static string DefaultPromptColumn(string[] header) =>
         header.Contains("prompt") ? "prompt"
         : throw new UsageException($"name the prompt with --prompt-column or --template (the input has no 'prompt' column; columns: {string.Join(", ", header)}).");
 
-    private static void CheckNewColumns(string[] header, string[] newColumns, string option)
+    /// <summary>
+    /// The error column: as given, else <c>error</c>, else (when the input already has an <c>error</c>
+    /// column, as a <c>generate</c> output does) <c>COMMAND_error</c>, so outputs chain without editing.
+    /// </summary>
+    private static string ErrorColumn(BatchRequest request, InputHeader header, string command) =>
+        request.ErrorColumn ?? (header.Columns.Contains("error") ? $"{command}_error" : "error");
+
+    private static void CheckNewColumns(InputHeader header, (string Name, string Option)[] newColumns)
     {
-        foreach (var name in newColumns)
-            if (header.Contains(name))
+        foreach (var (name, option) in newColumns)
+        {
+            if (name.Length == 0) throw new UsageException($"{option} is empty; give a column name.");
+            if (header.Columns.Contains(name))
                 throw new UsageException($"the input already has a column '{name}'; the output adds it ({option}): rename one of them.");
+        }
+        var twice = newColumns.GroupBy(c => c.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (twice is not null)
+            throw new UsageException($"the output would have the column '{twice.Key}' twice ({string.Join(" and ", twice.Select(c => c.Option))}): choose another name.");
     }
 
     /// <summary>Typed access to the current row of the output cursor by column name.</summary>

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNetGpt.Cli.Csv;
@@ -9,14 +10,15 @@ internal sealed record RejectedRow(long Index, CsvRecord Record, string Error);
 
 /// <summary>
 /// A streaming ML.NET view of a CSV file for the batch jobs: the model input (built by a
-/// <see cref="PromptBuilder"/>) plus the row's index, exact text and field count, which pass
-/// through the pipeline so the output can repeat each input row byte for byte. Rows whose input
-/// cannot be built are diverted to <see cref="Rejected"/> instead. When <see cref="Stop"/> is
-/// set, the view ends early, so the pipeline finishes the rows it already read.
+/// <see cref="PromptBuilder"/>) plus the row's index, physical line, exact text and field count, which
+/// pass through the pipeline so the output can repeat each input row byte for byte. Rows whose input
+/// cannot be built are diverted to <see cref="Rejected"/> instead. When <see cref="Stop"/> is set, the
+/// view ends early, so the pipeline finishes the rows it already read.
 /// </summary>
 internal sealed class CsvSourceView : IDataView
 {
     public const string RowColumn = "__row";
+    public const string LineColumn = "__line";
     public const string RawColumn = "__raw";
     public const string FieldsColumn = "__fields";
     public const string InputColumn = "__input";
@@ -35,6 +37,7 @@ internal sealed class CsvSourceView : IDataView
         _skip = skip;
         var builder = new DataViewSchema.Builder();
         builder.AddColumn(RowColumn, NumberDataViewType.Int64);
+        builder.AddColumn(LineColumn, NumberDataViewType.Int64);
         builder.AddColumn(RawColumn, TextDataViewType.Instance);
         builder.AddColumn(FieldsColumn, NumberDataViewType.Int32);
         builder.AddColumn(InputColumn, TextDataViewType.Instance);
@@ -52,8 +55,8 @@ internal sealed class CsvSourceView : IDataView
     /// <summary>Set to end the view at the next row (an interrupt).</summary>
     public volatile bool Stop;
 
-    /// <summary>Data rows read so far (including skipped and rejected ones).</summary>
-    public long RowsRead { get; private set; }
+    /// <summary>The SHA-256 of the whole file as this pass read it; set when a cursor reached the end of the file.</summary>
+    public string? Sha256OfWhatWasRead { get; private set; }
 
     public long? GetRowCount() => null;
 
@@ -64,6 +67,7 @@ internal sealed class CsvSourceView : IDataView
     private sealed class Cursor : DataViewRowCursor
     {
         private readonly CsvSourceView _view;
+        private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         private readonly CsvReader _reader;
         private long _position = -1;
         private long _index = -1;
@@ -73,7 +77,7 @@ internal sealed class CsvSourceView : IDataView
         public Cursor(CsvSourceView view)
         {
             _view = view;
-            _reader = new CsvReader(view._path);
+            _reader = new CsvReader(view._path, _hash);
             _reader.Read();   // the header
         }
 
@@ -86,13 +90,17 @@ internal sealed class CsvSourceView : IDataView
             while (!_view.Stop)
             {
                 var record = _reader.Read();
-                if (record is null) return false;
+                if (record is null)
+                {
+                    _reader.Drain();
+                    _view.Sha256OfWhatWasRead = Convert.ToHexStringLower(_hash.GetCurrentHash());
+                    return false;
+                }
                 _index++;
-                _view.RowsRead = _index + 1;
                 if (_index < _view._skip) continue;
-                var (input, error) = _view._input.Build(record.Fields, _index);
+                var (input, error) = _view._input.Build(record.Fields, record.Line);
                 string? second = null;
-                if (error is null && _view._secondInput is not null) (second, error) = _view._secondInput.Build(record.Fields, _index);
+                if (error is null && _view._secondInput is not null) (second, error) = _view._secondInput.Build(record.Fields, record.Line);
                 if (error is not null)
                 {
                     _view.Rejected.Enqueue(new RejectedRow(_index, record, error));
@@ -116,6 +124,7 @@ internal sealed class CsvSourceView : IDataView
             Delegate getter = column.Name switch
             {
                 RowColumn => (ValueGetter<long>)((ref long v) => v = _index),
+                LineColumn => (ValueGetter<long>)((ref long v) => v = _record!.Line),
                 RawColumn => (ValueGetter<ReadOnlyMemory<char>>)((ref ReadOnlyMemory<char> v) => v = _record!.Raw.AsMemory()),
                 FieldsColumn => (ValueGetter<int>)((ref int v) => v = _record!.Fields.Length),
                 InputColumn => (ValueGetter<ReadOnlyMemory<char>>)((ref ReadOnlyMemory<char> v) => v = _input.AsMemory()),
@@ -127,7 +136,11 @@ internal sealed class CsvSourceView : IDataView
 
         protected override void Dispose(bool disposing)
         {
-            if (disposing) _reader.Dispose();
+            if (disposing)
+            {
+                _reader.Dispose();
+                _hash.Dispose();
+            }
             base.Dispose(disposing);
         }
     }

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using MLNetGpt.Cli.Csv;
@@ -12,32 +14,47 @@ internal enum OutputFormat
 }
 
 /// <summary>
-/// Writes output rows to <c>OUTPUT.partial</c> and moves it to <c>OUTPUT</c> only when the run
-/// completes, so an interrupted or crashed run never leaves a file that looks complete. Each row is
-/// flushed as written. With resume, the complete rows of an earlier partial file are kept (a last
-/// row cut off by a crash is dropped) and writing continues after them.
+/// One computed output value: text, a number (a JSON number in JSONL, its invariant text in CSV), or
+/// missing (empty in CSV, null in JSONL).
 /// </summary>
-internal sealed class OutputWriter : IDisposable
+internal readonly record struct OutputValue(string? Text, bool IsNumber = false)
 {
-    private readonly string _output;
-    private readonly string _partial;
-    private readonly OutputFormat _format;
-    private readonly string[] _header;
-    private readonly string[] _newColumns;
-    private readonly string _terminator;
-    private readonly StreamWriter _writer;
-    private bool _closed;
+    public static OutputValue Missing => default;
 
-    public OutputWriter(string output, OutputFormat format, string[] header, string headerRaw, string[] newColumns,
-        bool byteOrderMark, string terminator, bool resume)
+    public static OutputValue Of(string text) => new(text);
+
+    /// <summary>A number; NaN and infinities, which JSON cannot hold, stay text.</summary>
+    public static OutputValue Of(double value) => new(value.ToString("R", CultureInfo.InvariantCulture), double.IsFinite(value));
+
+    public static OutputValue Of(float value) => new(value.ToString("R", CultureInfo.InvariantCulture), float.IsFinite(value));
+
+    public static OutputValue Of(int value) => new(value.ToString(CultureInfo.InvariantCulture), IsNumber: true);
+}
+
+/// <summary>The files of one job: the output, and what is kept beside it while the job is unfinished.</summary>
+internal sealed record OutputPaths(string Output, string Partial, string Manifest, string Lock)
+{
+    public static OutputPaths For(string output)
     {
-        _output = Path.GetFullPath(output);
-        _partial = _output + ".partial";
-        _format = format;
-        _header = header;
-        _newColumns = newColumns;
-        _terminator = terminator;
-        var directory = Path.GetDirectoryName(_output)!;
+        var full = Path.GetFullPath(output);
+        return new OutputPaths(full, full + ".partial", full + ".partial.job.json", full + ".lock");
+    }
+
+    /// <summary>Temporary files a crash may leave behind (each is written whole and renamed into place).</summary>
+    public IEnumerable<string> Temporaries => [Partial + ".tmp", Manifest + ".tmp"];
+
+    /// <summary>
+    /// Finds every output path problem before anything is generated: an output that is a folder or
+    /// cannot be written, a folder in the way of the partial output, the manifest or the lock, an output
+    /// folder that cannot be created. The folder's writability is proven by creating the lock file next.
+    /// </summary>
+    public void Check(string input)
+    {
+        if (Path.GetFullPath(input) == Output) throw new UsageException("the output file must not be the input file.");
+        if (Directory.Exists(Output)) throw new UsageException($"--output '{Output}' is a folder; give the path of the file to write.");
+        foreach (var (path, role) in new[] { (Partial, "the partial output"), (Manifest, "the job manifest"), (Lock, "the output lock") }.Concat(Temporaries.Select(t => (t, "a temporary file"))))
+            if (Directory.Exists(path)) throw new UsageException($"'{path}' is a folder, but mlnetgpt keeps {role} there; move it away.");
+        var directory = Path.GetDirectoryName(Output)!;
         try
         {
             Directory.CreateDirectory(directory);
@@ -46,109 +63,219 @@ internal sealed class OutputWriter : IDisposable
         {
             throw new UsageException($"cannot create the output folder '{directory}': {e.Message}");
         }
-        string headerLine = format == OutputFormat.Csv ? headerRaw + "," + CsvText.Join(newColumns) : "";
-        var kept = new List<string>();
-        if (resume)
+        if (File.Exists(Output))
         {
-            if (!File.Exists(_partial))
-                throw new UsageException($"--resume: there is no interrupted run to continue ('{_partial}' does not exist).");
-            kept = ReadCompleteRows(headerLine);
-            ExistingRows = kept.Count;
+            try
+            {
+                using var probe = new FileStream(Output, FileMode.Open, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new UsageException($"the output file '{Output}' exists and cannot be written: {e.Message}");
+            }
         }
-        var encoding = new UTF8Encoding(encoderShouldEmitUTF8Identifier: byteOrderMark && format == OutputFormat.Csv);
+    }
+}
+
+/// <summary>The layout of the output rows: format, columns, byte-order mark and line terminator.</summary>
+internal sealed record OutputLayout(OutputFormat Format, string[] InputColumns, string HeaderRaw, string[] NewColumns, bool ByteOrderMark, string Terminator)
+{
+    private static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false);
+
+    public byte[] TerminatorBytes => Format == OutputFormat.Csv ? Encoding.ASCII.GetBytes(Terminator) : [(byte)'\n'];
+
+    /// <summary>What the output starts with: for CSV the byte-order mark (as the input had it) and the header line; for JSONL nothing.</summary>
+    public byte[] HeaderBytes()
+    {
+        if (Format == OutputFormat.Jsonl) return [];
+        var header = Utf8.GetBytes(HeaderRaw + "," + CsvText.Join(NewColumns) + Terminator);
+        return ByteOrderMark ? [0xEF, 0xBB, 0xBF, .. header] : header;
+    }
+
+    public OutputShape Shape => new(Format == OutputFormat.Csv ? "csv" : "jsonl", [.. InputColumns, .. NewColumns],
+        ByteOrderMark && Format == OutputFormat.Csv, Format == OutputFormat.Csv ? Terminator : "\n");
+
+    /// <summary>One row's bytes: the input record as it was, then the new values.</summary>
+    public byte[] Row(CsvRecord record, IReadOnlyList<OutputValue> values)
+    {
+        if (Format == OutputFormat.Csv)
+        {
+            // A short record is padded to the header's width, so the new values stay under their headings.
+            var line = new StringBuilder(record.Raw);
+            for (int i = record.Fields.Length; i < InputColumns.Length; i++) line.Append(',');
+            foreach (var value in values) line.Append(',').Append(CsvText.Quote(value.Text ?? ""));
+            return Utf8.GetBytes(line.Append(Terminator).ToString());
+        }
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            json.WriteStartObject();
+            for (int i = 0; i < InputColumns.Length; i++)
+            {
+                if (i < record.Fields.Length) json.WriteString(InputColumns[i], record.Fields[i]);
+                else json.WriteNull(InputColumns[i]);
+            }
+            for (int i = 0; i < NewColumns.Length; i++)
+            {
+                json.WritePropertyName(NewColumns[i]);
+                var value = values[i];
+                if (value.Text is null) json.WriteNullValue();
+                else if (value.IsNumber) json.WriteRawValue(value.Text);
+                else json.WriteStringValue(value.Text);
+            }
+            json.WriteEndObject();
+        }
+        buffer.WriteByte((byte)'\n');
+        return buffer.ToArray();
+    }
+}
+
+/// <summary>
+/// Writes output rows to <c>OUTPUT.partial</c> and moves it to <c>OUTPUT</c> only when the job is
+/// complete, so an interrupted or crashed run never leaves a file that looks complete. Finished rows
+/// are never rewritten: each row goes to the file in one write, after the previous one, and a resume
+/// only cuts away the bytes after the last finished row. The job manifest's record of the finished
+/// prefix is kept up to date at every orderly start and stop.
+/// </summary>
+internal sealed class OutputWriter : IDisposable
+{
+    private readonly OutputPaths _paths;
+    private readonly OutputLayout _layout;
+    private readonly JobManifest _manifest;
+    private readonly IncrementalHash _hash;
+    private readonly Action<string> _warn;
+    private FileStream? _stream;
+
+    private OutputWriter(OutputPaths paths, OutputLayout layout, JobManifest manifest, FileStream stream, IncrementalHash hash, long rows, long bytes,
+        Action<string> warn)
+    {
+        _warn = warn;
+        _paths = paths;
+        _layout = layout;
+        _manifest = manifest;
+        _stream = stream;
+        _hash = hash;
+        ExistingRows = rows;
+        Bytes = bytes;
+    }
+
+    /// <summary>Rows the partial output held when this run started.</summary>
+    public long ExistingRows { get; }
+
+    /// <summary>Rows written by this run.</summary>
+    public long RowsWritten { get; private set; }
+
+    /// <summary>Bytes of the partial output, all of them finished rows (or the header).</summary>
+    public long Bytes { get; private set; }
+
+    public string PartialPath => _paths.Partial;
+
+    public string OutputPath => _paths.Output;
+
+    /// <summary>
+    /// Starts a new job: the manifest first, then the partial output with its header, each written to a
+    /// temporary file and renamed into place, so a crash leaves no half-written header behind.
+    /// </summary>
+    public static OutputWriter Create(OutputPaths paths, OutputLayout layout, JobManifest manifest, Action<string> warn)
+    {
+        var header = layout.HeaderBytes();
+        var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        hash.AppendData(header);
+        var recorded = manifest with { Partial = new PartialPrefix(header.Length, 0, Convert.ToHexStringLower(hash.GetCurrentHash())) };
         try
         {
-            _writer = new StreamWriter(new FileStream(_partial, FileMode.Create, FileAccess.Write, FileShare.Read, 1 << 16), encoding);
+            recorded.WriteAtomically(paths.Manifest);
+            string temporary = paths.Partial + ".tmp";
+            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.Read))
+            {
+                stream.Write(header);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temporary, paths.Partial, overwrite: false);
+            return new OutputWriter(paths, layout, recorded, OpenForAppend(paths.Partial, header.Length), hash, 0, header.Length, warn);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new UsageException($"cannot write '{_partial}': {e.Message}");
+            hash.Dispose();
+            throw new UsageException($"cannot write '{paths.Partial}': {e.Message}");
         }
-        _writer.NewLine = terminator;
-        if (format == OutputFormat.Csv) _writer.Write(headerLine + terminator);
-        foreach (var line in kept) _writer.Write(line + terminator);
-        _writer.Flush();
     }
 
-    /// <summary>Rows already in the partial output when resuming.</summary>
-    public long ExistingRows { get; }
-
-    public string PartialPath => _partial;
-
-    public string OutputPath => _output;
-
-    /// <summary>Writes one row: the input record as it was, padded to the header's width, then the new values.</summary>
-    public void Write(CsvRecord record, IReadOnlyList<string> values)
+    /// <summary>
+    /// Continues a partial output: cuts away a row a crash left unfinished (only those bytes), then
+    /// records the finished prefix in the manifest. <paramref name="hash"/> holds the hash of that prefix.
+    /// </summary>
+    public static OutputWriter Continue(OutputPaths paths, OutputLayout layout, JobManifest manifest, PartialState state, IncrementalHash hash,
+        Action<string> warn)
     {
-        if (_format == OutputFormat.Csv)
+        FaultPoint.Reached("resume-scanned");
+        FileStream stream;
+        try
         {
-            var line = new StringBuilder(record.Raw);
-            for (int i = record.Fields.Length; i < _header.Length; i++) line.Append(',');
-            foreach (var value in values) line.Append(',').Append(CsvText.Quote(value));
-            _writer.Write(line.Append(_terminator).ToString());
+            stream = OpenForAppend(paths.Partial, state.CompleteBytes);
         }
-        else
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            using var buffer = new MemoryStream();
-            using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-            {
-                json.WriteStartObject();
-                for (int i = 0; i < Math.Max(_header.Length, record.Fields.Length); i++)
-                {
-                    string name = i < _header.Length ? _header[i] : $"_extra{i - _header.Length + 1}";
-                    if (i < record.Fields.Length) json.WriteString(name, record.Fields[i]);
-                    else json.WriteNull(name);
-                }
-                for (int i = 0; i < _newColumns.Length; i++) json.WriteString(_newColumns[i], values[i]);
-                json.WriteEndObject();
-            }
-            _writer.Write(Encoding.UTF8.GetString(buffer.ToArray()) + "\n");
+            throw new UsageException($"cannot write '{paths.Partial}': {e.Message}");
         }
-        _writer.Flush();
+        FaultPoint.Reached("resume-truncated");
+        var recorded = manifest with { Partial = new PartialPrefix(state.CompleteBytes, state.Rows, Convert.ToHexStringLower(hash.GetCurrentHash())) };
+        recorded.WriteAtomically(paths.Manifest);
+        return new OutputWriter(paths, layout, recorded, stream, hash, state.Rows, state.CompleteBytes, warn);
     }
 
-    /// <summary>Closes the file and moves it into place.</summary>
+    private static FileStream OpenForAppend(string path, long finishedBytes)
+    {
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.Read, bufferSize: 0);
+        if (stream.Length > finishedBytes)
+        {
+            stream.SetLength(finishedBytes);
+            stream.Flush(flushToDisk: true);
+        }
+        stream.Position = finishedBytes;
+        return stream;
+    }
+
+    /// <summary>Writes one row (a single write to the file, so a crash cuts at most this row).</summary>
+    public void Write(CsvRecord record, IReadOnlyList<OutputValue> values)
+    {
+        var bytes = _layout.Row(record, values);
+        _stream!.Write(bytes);
+        _hash.AppendData(bytes);
+        Bytes += bytes.Length;
+        RowsWritten++;
+    }
+
+    /// <summary>Forces the finished file to disk and moves it into place; the manifest goes with the partial.</summary>
     public void Complete()
     {
-        Close();
-        File.Move(_partial, _output, overwrite: true);
+        _stream!.Flush(flushToDisk: true);
+        _stream.Dispose();
+        _stream = null;
+        File.Move(_paths.Partial, _paths.Output, overwrite: true);
+        File.Delete(_paths.Manifest);
+        _hash.Dispose();
     }
 
-    /// <summary>Closes the file and leaves it as <c>OUTPUT.partial</c> for <c>--resume</c>.</summary>
+    /// <summary>Closes the file, leaves it as <c>OUTPUT.partial</c> for <c>--resume</c> and records its finished rows in the manifest.</summary>
     public void Close()
     {
-        if (_closed) return;
-        _closed = true;
-        _writer.Flush();
-        _writer.Dispose();
+        if (_stream is null) return;
+        _stream.Flush(flushToDisk: true);
+        _stream.Dispose();
+        _stream = null;
+        var recorded = _manifest with { Partial = new PartialPrefix(Bytes, ExistingRows + RowsWritten, Convert.ToHexStringLower(_hash.GetCurrentHash())) };
+        _hash.Dispose();
+        try
+        {
+            recorded.WriteAtomically(_paths.Manifest);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The manifest on disk still describes a shorter finished prefix, which stays true: --resume works.
+            _warn($"could not record the finished rows in '{_paths.Manifest}' ({e.Message}); --resume still continues the job.");
+        }
     }
 
     public void Dispose() => Close();
-
-    private List<string> ReadCompleteRows(string headerLine)
-    {
-        var rows = new List<string>();
-        if (_format == OutputFormat.Jsonl)
-        {
-            var text = File.ReadAllText(_partial, Encoding.UTF8);
-            int start = 0;
-            for (int end = text.IndexOf('\n'); end >= 0; start = end + 1, end = text.IndexOf('\n', start))
-                rows.Add(text[start..end]);
-            return rows;
-        }
-        using var reader = new CsvReader(_partial);
-        var header = reader.Read();
-        if (header is null || header.Raw != headerLine)
-            throw new UsageException($"--resume: '{_partial}' was written with different columns; delete it or choose another output.");
-        try
-        {
-            while (reader.Read() is { } record)
-                if (record.Terminated) rows.Add(record.Raw);
-        }
-        catch (CsvFormatException)
-        {
-            // A row cut off inside a quoted field by a crash: it is dropped and generated again.
-        }
-        return rows;
-    }
 }

@@ -12,9 +12,10 @@ internal sealed class UsageException(string message) : Exception(message);
 internal sealed class PromptBuilder
 {
     private readonly List<(string? Literal, int Column, string Name)> _parts = [];
+    private readonly int _columns;
     private string _noun = "prompt";
 
-    private PromptBuilder() { }
+    private PromptBuilder(int columns) => _columns = columns;
 
     /// <summary>What the built text is called in row errors ("prompt", "text").</summary>
     public PromptBuilder Called(string noun)
@@ -25,17 +26,19 @@ internal sealed class PromptBuilder
 
     public static PromptBuilder ForColumn(string[] header, string column, string option)
     {
+        if (column.Length == 0) throw new UsageException($"{option} is empty; give a column name.");
         int index = Array.IndexOf(header, column);
         if (index < 0)
             throw new UsageException($"{option} '{column}' is not a column of the input (columns: {string.Join(", ", header)}).");
-        var builder = new PromptBuilder();
+        var builder = new PromptBuilder(header.Length);
         builder._parts.Add((null, index, column));
         return builder;
     }
 
     public static PromptBuilder ForTemplate(string[] header, string template)
     {
-        var builder = new PromptBuilder();
+        if (template.Length == 0) throw new UsageException("--template is empty; give a text with {column} placeholders.");
+        var builder = new PromptBuilder(header.Length);
         var literal = new StringBuilder();
         for (int i = 0; i < template.Length; i++)
         {
@@ -82,8 +85,8 @@ internal sealed class PromptBuilder
         return builder;
     }
 
-    /// <summary>The input for a record, or an error message for the row.</summary>
-    public (string? Text, string? Error) Build(string[] fields, long row)
+    /// <summary>The input for a record, or an error message for the row naming its physical <paramref name="line"/>.</summary>
+    public (string? Text, string? Error) Build(string[] fields, long line)
     {
         var text = new StringBuilder();
         foreach (var (literal, column, name) in _parts)
@@ -94,10 +97,10 @@ internal sealed class PromptBuilder
                 continue;
             }
             if (column >= fields.Length)
-                return (null, $"row {row} has no value for column '{name}' (it has {fields.Length} fields)");
+                return (null, $"line {line} has no value for column '{name}' (it has {fields.Length} of {_columns} fields)");
             text.Append(fields[column]);
         }
-        if (text.Length == 0 || text.ToString().Trim().Length == 0) return (null, $"row {row}: the {_noun} is empty");
+        if (text.Length == 0 || text.ToString().Trim().Length == 0) return (null, $"line {line}: the {_noun} is empty");
         return (text.ToString(), null);
     }
 }

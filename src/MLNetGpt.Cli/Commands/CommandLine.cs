@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
 using MLNetGpt.Cli.Batch;
 
@@ -15,17 +16,30 @@ internal static class CommandLine
         root.Add(CompleteCommand.Build());
         root.Add(InfoCommand.Build());
         root.Add(QuantizeCommand.Build());
+        HelpText.Configure(root);
         return root;
     }
 
     /// <summary>The embedded default model, shipped beside the tool.</summary>
     public static string DefaultModel => Path.Combine(AppContext.BaseDirectory, "models", "mlnetgpt-kjv");
 
-    internal static Option<string> ModelOption() => new("--model", "-m")
+    internal static Option<string?> ModelOption() => new("--model", "-m")
     {
-        Description = "Model folder (Optimum or ONNX Runtime GenAI layout). Default: the embedded KJV model.",
-        DefaultValueFactory = _ => DefaultModel,
+        Description = "Model folder (Optimum or ONNX Runtime GenAI layout). Default: the embedded default model (mlnetgpt-kjv, KJV-style English).",
+        HelpName = "DIR",
     };
+
+    /// <summary>The model folder the user named, or the embedded default; a file or a missing folder is a usage error.</summary>
+    internal static string ResolveModel(string? given)
+    {
+        if (given is null)
+            return Directory.Exists(DefaultModel) ? DefaultModel
+                : throw new UsageException($"the embedded default model is missing from the tool's folder ('{DefaultModel}'); pass --model DIR.");
+        if (given.Length == 0) throw new UsageException("--model is empty; give a model folder.");
+        if (File.Exists(given)) throw new UsageException($"--model: '{given}' is a file; --model takes a model folder (the folder that holds the .onnx file and its configuration).");
+        if (!Directory.Exists(given)) throw new UsageException($"--model: the folder '{given}' does not exist.");
+        return given;
+    }
 
     internal static Option<string> DeviceOption() => new("--device")
     {
@@ -33,18 +47,64 @@ internal static class CommandLine
         DefaultValueFactory = _ => "cpu",
     };
 
+    internal static GptDevice ReadDevice(ParseResult p, Option<string> option)
+    {
+        try
+        {
+            return GptDevice.Parse(p.GetValue(option)!);
+        }
+        catch (FormatException e)
+        {
+            throw new UsageException($"--device: {e.Message}");
+        }
+    }
+
+    /// <summary>An option taking a whole number; a value that is not one is reported in words.</summary>
+    internal static Option<int?> WholeNumber(string name, string description) => new(name)
+    {
+        Description = description,
+        HelpName = "N",
+        CustomParser = result => ParseWhole(result, name),
+    };
+
+    /// <summary>An option taking a number such as 0.8; a value that is not one is reported in words.</summary>
+    internal static Option<float?> RealNumber(string name, string description) => new(name)
+    {
+        Description = description,
+        HelpName = "X",
+        CustomParser = result =>
+        {
+            string token = Token(result);
+            if (float.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out float value)) return value;
+            result.AddError($"{name} takes a number such as 0.8, not '{token}'.");
+            return null;
+        },
+    };
+
+    private static int? ParseWhole(ArgumentResult result, string name)
+    {
+        string token = Token(result);
+        if (int.TryParse(token, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int value)) return value;
+        result.AddError(long.TryParse(token, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _)
+            ? $"{name} takes a whole number up to {int.MaxValue}, not '{token}'."
+            : $"{name} takes a whole number, not '{token}'.");
+        return null;
+    }
+
+    private static string Token(ArgumentResult result) => result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+
     internal sealed class GenerationFlags
     {
-        public Option<int?> MaxNewTokens { get; } = new("--max-new-tokens") { Description = "Most tokens to generate per row (> 0)." };
-        public Option<int?> MinNewTokens { get; } = new("--min-new-tokens") { Description = "Tokens before an end-of-sequence token may end a row." };
-        public Option<float?> Temperature { get; } = new("--temperature") { Description = "Sampling temperature (>= 0; 0 = greedy)." };
-        public Option<int?> TopK { get; } = new("--top-k") { Description = "Sample from the k most likely tokens (0 = off)." };
-        public Option<float?> TopP { get; } = new("--top-p") { Description = "Nucleus sampling mass, in (0, 1]." };
-        public Option<float?> MinP { get; } = new("--min-p") { Description = "Drop tokens below min-p x the top probability, in [0, 1]." };
-        public Option<float?> RepetitionPenalty { get; } = new("--repetition-penalty") { Description = "> 1 discourages repeating tokens." };
-        public Option<int?> NoRepeatNgram { get; } = new("--no-repeat-ngram-size") { Description = "Never repeat an n-gram of this size." };
-        public Option<int?> Seed { get; } = new("--seed") { Description = "Seed: a row's output then depends only on the seed and its prompt." };
-        public Option<string[]> Stop { get; } = new("--stop") { Description = "Stop text (repeatable); it is cut from the output." };
+        public Option<int?> MaxNewTokens { get; } = WholeNumber("--max-new-tokens", "Most tokens to generate per row (> 0). Default: the model's, else 20.");
+        public Option<int?> MinNewTokens { get; } = WholeNumber("--min-new-tokens", "Tokens before an end-of-sequence token may end a row. Default: the model's, else 0.");
+        public Option<float?> Temperature { get; } = RealNumber("--temperature", "Sampling temperature (>= 0; 0 = greedy); implies sampling. Default: the model's, else 1.");
+        public Option<int?> TopK { get; } = WholeNumber("--top-k", "Sample from the k most likely tokens (0 = off); implies sampling. Default: the model's, else 50.");
+        public Option<float?> TopP { get; } = RealNumber("--top-p", "Nucleus sampling mass, in (0, 1]; implies sampling. Default: the model's, else 1 (off).");
+        public Option<float?> MinP { get; } = RealNumber("--min-p", "Drop tokens below min-p x the top probability, in [0, 1]; implies sampling. Default: the model's, else 0 (off).");
+        public Option<float?> RepetitionPenalty { get; } = RealNumber("--repetition-penalty", "> 1 discourages repeating tokens. Default: the model's, else 1 (off).");
+        public Option<int?> NoRepeatNgram { get; } = WholeNumber("--no-repeat-ngram-size", "Never repeat an n-gram of this size. Default: the model's, else 0 (off).");
+        public Option<int?> Seed { get; } = WholeNumber("--seed", "Seed: a row's output then depends only on the seed and its prompt. Default: none (different every run).");
+        public Option<string[]> Stop { get; } = new("--stop") { Description = "Stop text (repeatable; \\n for a newline); it is cut from the output.", HelpName = "TEXT" };
         public Option<bool> Greedy { get; } = new("--greedy") { Description = "Greedy decoding, ignoring the model's sampling defaults." };
 
         public void AddTo(Command command)
@@ -87,14 +147,22 @@ internal static class CommandLine
         private static string Unescape(string text) => text.Replace("\\n", "\n").Replace("\\t", "\t");
     }
 
+    private static Option<string?> ErrorColumnOption() => new("--error-column")
+    {
+        Description = "Name of the added error column. Default: 'error', or 'COMMAND_error' when the input already has an 'error' column " +
+            "(as a generate output does), so outputs chain without editing.",
+        HelpName = "NAME",
+    };
+
     private static Command GenerateCommand()
     {
         var command = new Command("generate", "Add a generated completion to every row of a CSV file.");
         var input = new Argument<string>("INPUT") { Description = "Input CSV file (RFC 4180, UTF-8, first row = column names)." };
-        var output = new Option<string>("--output", "-o") { Description = "Output file.", Required = true };
-        var promptColumn = new Option<string?>("--prompt-column") { Description = "Column holding the prompt (default: 'prompt')." };
-        var template = new Option<string?>("--template") { Description = "Prompt template with {column} placeholders, e.g. \"Question: {question}\\nAnswer:\"." };
-        var outputColumn = new Option<string>("--output-column") { Description = "Name of the added completion column.", DefaultValueFactory = _ => "completion" };
+        var output = new Option<string>("--output", "-o") { Description = "Output file.", Required = true, HelpName = "FILE" };
+        var promptColumn = new Option<string?>("--prompt-column") { Description = "Column holding the prompt. Default: 'prompt'.", HelpName = "NAME" };
+        var template = new Option<string?>("--template") { Description = "Prompt template with {column} placeholders, e.g. \"Question: {question}\\nAnswer:\".", HelpName = "TEXT" };
+        var outputColumn = new Option<string>("--output-column") { Description = "Name of the added completion column.", DefaultValueFactory = _ => "completion", HelpName = "NAME" };
+        var errorColumn = ErrorColumnOption();
         var common = new CommonFlags();
         var flags = new GenerationFlags();
         command.Add(input);
@@ -102,6 +170,7 @@ internal static class CommandLine
         command.Add(promptColumn);
         command.Add(template);
         command.Add(outputColumn);
+        command.Add(errorColumn);
         flags.AddTo(command);
         common.AddTo(command);
         command.SetAction(p => Program.Guard(() =>
@@ -113,6 +182,7 @@ internal static class CommandLine
                 PromptColumn = p.GetValue(promptColumn),
                 Template = p.GetValue(template),
                 OutputColumn = p.GetValue(outputColumn)!,
+                ErrorColumn = p.GetValue(errorColumn),
             });
         }));
         return command;
@@ -121,20 +191,23 @@ internal static class CommandLine
     private static Command ScoreCommand()
     {
         var command = new Command("score", "Add log-likelihood, token count and perplexity of a text column to every row of a CSV file.");
-        var input = new Argument<string>("INPUT") { Description = "Input CSV file." };
-        var output = new Option<string>("--output", "-o") { Description = "Output file.", Required = true };
-        var textColumn = new Option<string>("--text-column") { Description = "Column holding the text to score.", Required = true };
-        var promptColumn = new Option<string?>("--prompt-column") { Description = "Optional column the text continues (not scored)." };
+        var input = new Argument<string>("INPUT") { Description = "Input CSV file (a generate output works as it is)." };
+        var output = new Option<string>("--output", "-o") { Description = "Output file.", Required = true, HelpName = "FILE" };
+        var textColumn = new Option<string>("--text-column") { Description = "Column holding the text to score.", Required = true, HelpName = "NAME" };
+        var promptColumn = new Option<string?>("--prompt-column") { Description = "Optional column the text continues (not scored).", HelpName = "NAME" };
+        var errorColumn = ErrorColumnOption();
         var common = new CommonFlags();
         command.Add(input);
         command.Add(output);
         command.Add(textColumn);
         command.Add(promptColumn);
+        command.Add(errorColumn);
         common.AddTo(command);
         command.SetAction(p => Program.Guard(() => BatchJob.Score(common.Read(p, p.GetValue(input)!, p.GetValue(output)!, new GenerationOptions()) with
         {
             TextColumn = p.GetValue(textColumn),
             PromptColumn = p.GetValue(promptColumn),
+            ErrorColumn = p.GetValue(errorColumn),
         })));
         return command;
     }
@@ -142,14 +215,14 @@ internal static class CommandLine
     /// <summary>Options every batch job takes.</summary>
     private sealed class CommonFlags
     {
-        private readonly Option<string> _model = ModelOption();
-        private readonly Option<int> _batchSize = new("--batch-size") { Description = "Rows processed together.", DefaultValueFactory = _ => 8 };
+        private readonly Option<string?> _model = ModelOption();
+        private readonly Option<int?> _batchSize = WholeNumber("--batch-size", "Rows processed together (does not change seeded results). Default: 8.");
         private readonly Option<string> _device = DeviceOption();
-        private readonly Option<int?> _threads = new("--threads") { Description = "CPU threads for ONNX Runtime (default: ONNX Runtime's choice)." };
-        private readonly Option<string> _format = new("--format") { Description = "Output format: csv or jsonl.", DefaultValueFactory = _ => "csv" };
-        private readonly Option<bool> _resume = new("--resume") { Description = "Continue an interrupted run from OUTPUT.partial." };
+        private readonly Option<int?> _threads = WholeNumber("--threads", "CPU threads for ONNX Runtime (does not change results). Default: ONNX Runtime's choice.");
+        private readonly Option<string> _format = new("--format") { Description = "Output format: csv or jsonl (computed numbers as JSON numbers).", DefaultValueFactory = _ => "csv" };
+        private readonly Option<bool> _resume = new("--resume") { Description = "Continue an interrupted run of the same job from OUTPUT.partial (refused if the input, model or an option that changes results differs)." };
         private readonly Option<bool> _failFast = new("--fail-fast") { Description = "Stop at the first row that fails instead of recording it in the error column." };
-        private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "No progress output." };
+        private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "No progress output (warnings and errors still show)." };
         private readonly Option<bool> _reportMemory = new("--report-memory") { Description = "Print the peak working set at the end.", Hidden = true };
 
         public CommonFlags() => _format.AcceptOnlyFromAmong("csv", "jsonl");
@@ -162,25 +235,13 @@ internal static class CommandLine
 
         public BatchRequest Read(ParseResult p, string input, string output, GenerationOptions generation)
         {
-            int batch = p.GetValue(_batchSize);
+            int batch = p.GetValue(_batchSize) ?? 8;
             if (batch < 1) throw new UsageException($"--batch-size must be 1 or more, not {batch}.");
             if (p.GetValue(_threads) is int threads && threads < 1) throw new UsageException($"--threads must be 1 or more, not {threads}.");
-            GptDevice device;
-            try
-            {
-                device = GptDevice.Parse(p.GetValue(_device)!);
-            }
-            catch (FormatException e)
-            {
-                throw new UsageException($"--device: {e.Message}");
-            }
-            string model = p.GetValue(_model)!;
-            if (!Directory.Exists(model))
-                throw new UsageException(model == DefaultModel
-                    ? $"the embedded default model is missing from '{model}'; pass --model DIR."
-                    : $"--model: the folder '{model}' does not exist.");
-            if (Path.GetFullPath(input) == Path.GetFullPath(output))
-                throw new UsageException("the output file must not be the input file.");
+            if (input.Length == 0) throw new UsageException("the input file name is empty.");
+            if (output.Length == 0) throw new UsageException("--output is empty; give the path of the file to write.");
+            var device = ReadDevice(p, _device);
+            string model = ResolveModel(p.GetValue(_model));
             return new BatchRequest
             {
                 Input = input,

@@ -24,21 +24,14 @@ internal static class CompleteCommand
         command.SetAction(p => Program.Guard(() =>
         {
             var options = flags.Read(p);
-            GptDevice target;
-            try
-            {
-                target = GptDevice.Parse(p.GetValue(device)!);
-            }
-            catch (FormatException e)
-            {
-                throw new UsageException($"--device: {e.Message}");
-            }
-            using var gpt = GptModel.Open(p.GetValue(model)!, new GptModelOptions
+            var target = CommandLine.ReadDevice(p, device);
+            string text = p.GetValue(prompt)!.Replace("\\n", "\n");
+            if (text.Trim().Length == 0) throw new UsageException("the prompt is empty.");
+            using var gpt = GptModel.Open(CommandLine.ResolveModel(p.GetValue(model)), new GptModelOptions
             {
                 GpuDeviceId = target.GpuDeviceId,
-                Log = line => Console.Error.WriteLine($"mlnetgpt: warning: {line}"),
+                Log = BatchJob.Warn,
             });
-            string text = p.GetValue(prompt)!.Replace("\\n", "\n");
             using var cancellation = new CancellationTokenSource();
             s_running = cancellation;
             try

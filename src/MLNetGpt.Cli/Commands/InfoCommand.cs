@@ -16,17 +16,9 @@ internal static class InfoCommand
         command.Add(device);
         command.SetAction(p => Program.Guard(() =>
         {
-            GptDevice target;
-            try
-            {
-                target = GptDevice.Parse(p.GetValue(device)!);
-            }
-            catch (FormatException e)
-            {
-                throw new UsageException($"--device: {e.Message}");
-            }
+            var target = CommandLine.ReadDevice(p, device);
             var notes = new List<string>();
-            using var gpt = GptModel.Open(p.GetValue(model)!, new GptModelOptions { GpuDeviceId = target.GpuDeviceId, Log = notes.Add });
+            using var gpt = GptModel.Open(CommandLine.ResolveModel(p.GetValue(model)), new GptModelOptions { GpuDeviceId = target.GpuDeviceId, Log = notes.Add });
             var i = gpt.Info;
             var lines = new (string, string)[]
             {

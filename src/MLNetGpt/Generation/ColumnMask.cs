@@ -72,6 +72,14 @@ internal sealed class ColumnMask
         Width += count;
     }
 
+    /// <summary>An independent copy (a row's state copied for another row).</summary>
+    public ColumnMask Clone()
+    {
+        var copy = new ColumnMask(Width + 16, _side) { Width = Width, Real = Real };
+        if (_side == PaddingSide.Left) _bits.AsSpan(_start, Width).CopyTo(copy._bits);
+        return copy;
+    }
+
     /// <summary>Writes the columns as 0/1 attention-mask values.</summary>
     public void CopyTo(Span<long> destination)
     {

@@ -41,9 +41,6 @@ internal enum StepOutcome
 /// <remarks>Not thread-safe: one loop per caller. <see cref="Step"/> lets a cursor drive it row by row.</remarks>
 internal sealed class DecodeLoop : IDisposable
 {
-    // Logits of a prefill chunk are at most this many floats (128 MB); longer prompts prefill in chunks.
-    private const long PrefillLogitsBudget = 32L << 20;
-
     private readonly DecoderBackend _backend;
     private readonly Tokenizer _tokenizer;
     private readonly GptModelInfo _info;
@@ -305,43 +302,13 @@ internal sealed class DecodeLoop : IDisposable
         return (rows, cache);
     }
 
-    /// <summary>
-    /// Runs the new tokens of every row through the graph on top of <paramref name="cache"/> (which it
-    /// takes over), rows right-aligned; returns the last step's logits (only the last position's where
-    /// the graph allows) and the grown state. Long inputs go in chunks: without num_logits_to_keep every
-    /// position's logits come back, and the chunk bounds that buffer.
-    /// </summary>
     private (LogitsBuffer Last, IKvCache Cache) Extend(IKvCache cache, ColumnMask[] masks, int[][] newTokens, int[] basePositions,
         CancellationToken cancellationToken)
     {
-        var graph = _backend.Graph;
-        int batch = newTokens.Length, width = newTokens.Max(t => t.Length);
-        bool keepsLogits = graph.LogitsToKeep is not null && _backend.HonoursLogitsToKeep && (cache.Width > 0 || graph.PrefillHasLogitsToKeep);
-        int chunk = keepsLogits ? width : (int)Math.Clamp(PrefillLogitsBudget / ((long)batch * _info.VocabularySize), 1, width);
-        LogitsBuffer? last = null;
-        try
-        {
-            foreach (var (length, tokens, first) in BatchInputs.PrefillChunks(newTokens, width, chunk))
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                for (int r = 0; r < batch; r++) first[r] += basePositions[r];
-                // Only the last position's logits are needed: the next token after the prompt.
-                var input = BatchInputs.Extend(masks, tokens, first, length, _info.PadTokenId, logitsToKeep: 1);
-                var (logits, present) = _backend.Step(input, cache, _runOptions);
-                Steps++;
-                cache.Dispose();
-                cache = present;
-                last?.Dispose();
-                last = logits;
-            }
-            return (last!, cache);
-        }
-        catch
-        {
-            last?.Dispose();
-            cache.Dispose();
-            throw;
-        }
+        var result = StepRunner.Extend(_backend, _runOptions, cache, masks, newTokens, basePositions, _info.PadTokenId, lastLogitsOnly: true, cancellationToken,
+            out int steps);
+        Steps += steps;
+        return result;
     }
 
     private (LogitsBuffer, IKvCache) DecodeStep(CancellationToken cancellationToken)

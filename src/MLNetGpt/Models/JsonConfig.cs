@@ -22,9 +22,10 @@ internal sealed class JsonConfig
 
     public static JsonConfig Load(string path)
     {
+        var bytes = File.ReadAllBytes(path);
         try
         {
-            using var document = JsonDocument.Parse(File.ReadAllBytes(path),
+            using var document = JsonDocument.Parse(bytes,
                 new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
             if (document.RootElement.ValueKind != JsonValueKind.Object)
                 throw new GptModelException($"{path} must hold a JSON object, but holds a {document.RootElement.ValueKind}.");
@@ -32,8 +33,27 @@ internal sealed class JsonConfig
         }
         catch (JsonException e)
         {
-            throw new GptModelException($"{path} is not valid JSON: {e.Message}", e);
+            throw new GptModelException($"{path} is not valid JSON{Where(bytes, e)}: {Reason(e)}", e);
         }
+    }
+
+    // System.Text.Json counts lines from 0 and columns in bytes from 0; an editor counts both from 1, and columns in characters.
+    private static string Where(byte[] bytes, JsonException e)
+    {
+        if (e.LineNumber is not long line || e.BytePositionInLine is not long position) return "";
+        int start = 0;
+        for (long seen = 0; seen < line && start < bytes.Length; start++)
+            if (bytes[start] == (byte)'\n') seen++;
+        if (start == 0 && bytes.AsSpan().StartsWith("\uFEFF"u8)) start = 3;
+        int length = (int)Math.Clamp(position, 0, bytes.Length - start);
+        int column = System.Text.Encoding.UTF8.GetCharCount(bytes, start, length) + 1;
+        return $" at line {line + 1}, column {column}";
+    }
+
+    private static string Reason(JsonException e)
+    {
+        int at = e.Message.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        return (at >= 0 ? e.Message[..at] : e.Message).Trim();
     }
 
     public static JsonConfig? LoadIfExists(string path) => File.Exists(path) ? Load(path) : null;

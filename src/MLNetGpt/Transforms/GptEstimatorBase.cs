@@ -29,6 +29,9 @@ public abstract class GptEstimatorBase<TTransformer> : IEstimator<TTransformer> 
 
     private protected abstract TTransformer CreateTransformer();
 
+    /// <summary>Annotations an output column carries (their types), or null.</summary>
+    internal virtual IReadOnlyList<(string Name, DataViewType Type)>? OutputAnnotations(string column) => null;
+
     /// <summary>Creates the transformer and checks that <paramref name="input"/> has the columns it needs.</summary>
     public TTransformer Fit(IDataView input)
     {
@@ -52,7 +55,7 @@ public abstract class GptEstimatorBase<TTransformer> : IEstimator<TTransformer> 
         ArgumentNullException.ThrowIfNull(inputSchema);
         foreach (var (name, kind) in InputColumns) SchemaChecks.Check(inputSchema, StageName, name, kind);
         var columns = inputSchema.ToDictionary(c => c.Name);
-        foreach (var (name, type) in OutputColumns) columns[name] = SchemaChecks.OutputShape(name, type);
+        foreach (var (name, type) in OutputColumns) columns[name] = SchemaChecks.OutputShape(name, type, OutputAnnotations(name));
         return new SchemaShape(columns.Values);
     }
 }

@@ -33,6 +33,9 @@ public abstract class GptTransformerBase : ITransformer, IDisposable
 
     internal abstract IReadOnlyList<(string Name, DataViewType Type)> OutputColumns { get; }
 
+    /// <summary>Annotations of an output column (key values, slot names), or null.</summary>
+    internal virtual DataViewSchema.Annotations? OutputAnnotations(string column) => null;
+
     /// <summary>How many rows a cursor may read ahead of its consumer (about one batch).</summary>
     internal abstract int LookAhead { get; }
 
@@ -50,7 +53,7 @@ public abstract class GptTransformerBase : ITransformer, IDisposable
         foreach (var (name, kind) in InputColumns) SchemaChecks.Check(inputSchema, StageName, name, kind);
         var builder = new DataViewSchema.Builder();
         builder.AddColumns(inputSchema);
-        foreach (var (name, type) in OutputColumns) builder.AddColumn(name, type);
+        foreach (var (name, type) in OutputColumns) builder.AddColumn(name, type, OutputAnnotations(name));
         return builder.ToSchema();
     }
 

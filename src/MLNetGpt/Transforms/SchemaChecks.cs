@@ -68,12 +68,18 @@ internal static class SchemaChecks
         _ => false,
     };
 
+    private static DataViewType ColumnTypeOfRaw(Type raw) => raw == typeof(uint) ? NumberDataViewType.UInt32
+        : raw == typeof(ulong) ? NumberDataViewType.UInt64 : raw == typeof(ushort) ? NumberDataViewType.UInt16 : NumberDataViewType.Byte;
+
     /// <summary>The <see cref="SchemaShape.Column"/> describing an output column of <paramref name="type"/>.</summary>
-    public static SchemaShape.Column OutputShape(string name, DataViewType type)
+    public static SchemaShape.Column OutputShape(string name, DataViewType type, IReadOnlyList<(string Name, DataViewType Type)>? annotations = null)
     {
+        SchemaShape? annotationShape = annotations is null ? null : new SchemaShape(annotations.Select(a => OutputShape(a.Name, a.Type)));
+        // A key column is described by its underlying integer type and the key flag.
+        static DataViewType Item(DataViewType t) => t is KeyDataViewType key ? ColumnTypeOfRaw(key.RawType) : t;
         if (type is VectorDataViewType vector)
             return new SchemaShape.Column(name, vector.IsKnownSize ? SchemaShape.Column.VectorKind.Vector : SchemaShape.Column.VectorKind.VariableVector,
-                vector.ItemType, false);
-        return new SchemaShape.Column(name, SchemaShape.Column.VectorKind.Scalar, type, false);
+                Item(vector.ItemType), vector.ItemType is KeyDataViewType, annotationShape);
+        return new SchemaShape.Column(name, SchemaShape.Column.VectorKind.Scalar, Item(type), type is KeyDataViewType, annotationShape);
     }
 }

@@ -149,6 +149,9 @@ public sealed class CliBatchTests
     [InlineData("missing-output", "--output")]
     [InlineData("missing-model", "--model: the folder")]
     [InlineData("output-collides", "already has a column 'prompt'")]
+    [InlineData("added-twice", "the output would have the column 'finish_reason' twice (--output-column and the finish_reason column)")]
+    [InlineData("empty-input", "is empty; it needs a header row")]
+    [InlineData("column-twice", "has the column 'prompt' twice")]
     public void Bad_invocations_print_one_clear_line_and_exit_1(string scenario, string expected)
     {
         var folder = Fixtures.TempFolder("cli-bad");
@@ -169,6 +172,9 @@ public sealed class CliBatchTests
             "missing-output" => ["generate", input, "--model", Model],
             "missing-model" => ["generate", input, "-o", output, "--model", Path.Combine(folder, "no-model")],
             "output-collides" => ["generate", input, "-o", output, "--model", Model, "--output-column", "prompt"],
+            "added-twice" => ["generate", input, "-o", output, "--model", Model, "--output-column", "finish_reason"],
+            "empty-input" => ["generate", Write(folder, "empty.csv", ""), "-o", output, "--model", Model],
+            "column-twice" => ["generate", Write(folder, "twice.csv", "id,prompt,prompt\n1,a,b\n"), "-o", output, "--model", Model],
             _ => throw new ArgumentException(scenario),
         };
         var (code, stdout, stderr) = CliProcess.Run(args);
@@ -179,6 +185,13 @@ public sealed class CliBatchTests
         Assert.Contains(expected, lines[0]);
         Assert.Equal("", stdout);
         Assert.False(File.Exists(output));
+    }
+
+    private static string Write(string folder, string name, string text)
+    {
+        var path = Path.Combine(folder, name);
+        File.WriteAllText(path, text);
+        return path;
     }
 
     [Fact]

@@ -10,7 +10,7 @@ public sealed class CliProcess : IDisposable
     private readonly StringBuilder _stdout = new();
     private readonly StringBuilder _stderr = new();
 
-    private CliProcess(IEnumerable<string> args)
+    private CliProcess(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -22,6 +22,7 @@ public sealed class CliProcess : IDisposable
         };
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "MLNetGpt.Cli.dll"));
         foreach (var arg in args) info.ArgumentList.Add(arg);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
         _process = new Process { StartInfo = info };
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_stdout) _stdout.AppendLine(e.Data); };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_stderr) _stderr.AppendLine(e.Data); };
@@ -30,12 +31,22 @@ public sealed class CliProcess : IDisposable
         _process.BeginErrorReadLine();
     }
 
-    public static CliProcess Start(params string[] args) => new(args);
+    public static CliProcess Start(params string[] args) => new(args, null);
+
+    /// <summary>Starts the tool with extra environment variables.</summary>
+    public static CliProcess Start(IReadOnlyDictionary<string, string> environment, params string[] args) => new(args, environment);
 
     /// <summary>Runs to the end (or fails the test after the timeout).</summary>
     public static (int ExitCode, string Stdout, string Stderr) Run(params string[] args)
     {
         using var process = Start(args);
+        return process.WaitForExit(TimeSpan.FromMinutes(5));
+    }
+
+    /// <summary>Runs to the end with extra environment variables.</summary>
+    public static (int ExitCode, string Stdout, string Stderr) Run(IReadOnlyDictionary<string, string> environment, params string[] args)
+    {
+        using var process = Start(environment, args);
         return process.WaitForExit(TimeSpan.FromMinutes(5));
     }
 
@@ -62,10 +73,13 @@ public sealed class CliProcess : IDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>The process id (the tool names it in its output lock).</summary>
+    public int Id => _process.Id;
+
     /// <summary>Sends SIGINT, as Ctrl+C does.</summary>
     public void Interrupt() => Process.Start("kill", ["-INT", _process.Id.ToString()])!.WaitForExit();
 
-    /// <summary>Kills the process without warning, as a crash would.</summary>
+    /// <summary>Kills the process without warning (SIGKILL), as a crash would.</summary>
     public void Crash() => _process.Kill(entireProcessTree: true);
 
     public void Dispose()

@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
+using System.Text.Json;
+
+namespace MLNetGpt.Cli.Commands;
+
+/// <summary>
+/// The help sections after the options: the columns a command adds, the files it keeps beside the
+/// output, the embedded default model's decoding defaults, and the exit codes. No machine paths.
+/// </summary>
+internal static class HelpText
+{
+    private const string ExitCodes = """
+        Exit codes:
+          0    success
+          1    bad usage, input file, model or output path; a --resume of another job (nothing is generated)
+          2    some rows failed (their message is in the error column), or --fail-fast stopped at one
+          130  interrupted (Ctrl+C or SIGTERM); --resume continues
+        """;
+
+    private const string Files = """
+        Files beside the output (all but the output are removed when the job completes):
+          OUTPUT.partial           the rows written so far; moved to OUTPUT only when every row is there
+          OUTPUT.partial.job.json  the job manifest: input (size, SHA-256), model, every option that changes
+                                   results; --resume continues only the same job
+          OUTPUT.lock              the running job's process id and start time; a second run is refused
+        """;
+
+    public static void Configure(RootCommand root)
+    {
+        var help = root.Options.OfType<HelpOption>().Single();
+        if (help.Action is HelpAction standard) help.Action = new WithSections(standard);
+    }
+
+    /// <summary>The standard help, then this tool's sections for the command asked about.</summary>
+    private sealed class WithSections(HelpAction standard) : SynchronousCommandLineAction
+    {
+        public override bool ClearsParseErrors => true;
+
+        public override int Invoke(ParseResult parseResult)
+        {
+            int code = standard.Invoke(parseResult);
+            parseResult.InvocationConfiguration.Output.WriteLine(Sections(parseResult.CommandResult.Command));
+            return code;
+        }
+    }
+
+    private static string Sections(Command command)
+    {
+        var text = command.Name switch
+        {
+            "generate" => string.Join(Environment.NewLine + Environment.NewLine,
+                """
+                Added columns (after every input column, which is kept byte for byte):
+                  completion     the generated text (renamed with --output-column)
+                  finish_reason  eos, stop_string or length
+                  error          why the row could not be generated (empty otherwise; see --error-column)
+                """, ModelDefaults(), Files, ExitCodes),
+            "score" => string.Join(Environment.NewLine + Environment.NewLine,
+                """
+                Added columns (after every input column, which is kept byte for byte):
+                  log_likelihood  natural-log likelihood of the text's tokens
+                  token_count     tokens scored
+                  perplexity      exp(-log_likelihood / token_count)
+                  error           why the row could not be scored (see --error-column)
+                """, Files, ExitCodes),
+            "complete" => string.Join(Environment.NewLine + Environment.NewLine, ModelDefaults(), "Exit codes: 0 success, 1 bad usage or model, 130 interrupted."),
+            "info" => "Exit codes: 0 success, 1 bad usage or model.",
+            _ => ExitCodes,
+        };
+        return text.TrimEnd() + Environment.NewLine;
+    }
+
+    /// <summary>The decoding defaults the embedded default model's generation_config.json sets (they apply unless an option overrides them).</summary>
+    internal static string ModelDefaults()
+    {
+        var path = Path.Combine(CommandLine.DefaultModel, "generation_config.json");
+        var settings = new List<string>();
+        bool samples = false;
+        try
+        {
+            using var document = JsonDocument.Parse(File.ReadAllBytes(path));
+            foreach (var property in document.RootElement.EnumerateObject())
+            {
+                string? shown = property.Name switch
+                {
+                    "do_sample" => (samples = property.Value.ValueKind == JsonValueKind.True) ? "sampling (do_sample true)" : "greedy (do_sample false)",
+                    "temperature" or "top_k" or "top_p" or "min_p" or "repetition_penalty" or "max_new_tokens" or "min_new_tokens" or "no_repeat_ngram_size"
+                        => $"{property.Name} {property.Value.GetRawText()}",
+                    _ => null,
+                };
+                if (shown is not null) settings.Add(shown);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        {
+            return "Model defaults: unset options come from the model's generation_config.json (the embedded default model's could not be read).";
+        }
+        return "Model defaults: unset options come from the model's generation_config.json. The embedded default model's sets" + Environment.NewLine +
+            "  " + (settings.Count == 0 ? "nothing (library defaults apply)" : string.Join(", ", settings)) + "." + Environment.NewLine +
+            (samples ? "  With it, generate and complete sample unless --greedy is given." : "  With it, decoding is greedy unless a sampling option is given.");
+    }
+}
