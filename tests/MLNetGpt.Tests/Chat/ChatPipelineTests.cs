@@ -178,6 +178,53 @@ public sealed class ChatPersistenceVersionTests
         Assert.Equal(ml.Data.CreateEnumerable<ChatPipelineTests.IdsRow>(stage.Transform(data), reuseRowObject: false).Single().Ids, ids);
     }
 
+    [Fact]
+    public void A_saved_chat_stage_whose_chat_flag_was_removed_is_refused_naming_the_settings()
+    {
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromEnumerable(new[] { new ChatPipelineTests.Row { Question = "Hi" } });
+        var stage = ml.Transforms.Text.TokenizeText(new TokenizeTextOptions
+        {
+            OutputColumnName = "Ids", InputColumnName = "Question", ModelFolder = HfConversation.ChatFixtureFolder, Chat = true, SystemPrompt = "Be brief.",
+        }).Fit(data);
+        string zip = Path.Combine(Fixtures.TempFolder("tokenize-chat"), "stage.zip");
+        ml.Model.Save(stage, data.Schema, zip);
+        // Same length, so the length-prefixed settings string stays well formed: a null reads as "not a chat stage".
+        Assert.Equal(1, Replace(zip, "\"chat\":true", "\"chat\":null"));
+        var e = Assert.ThrowsAny<Exception>(() => new MLContext().Model.Load(zip, out _));
+        var all = string.Join(" | ", Flatten(e).Select(x => x.Message));
+        Assert.Contains("TokenizeText in the saved pipeline: 'system_prompt' and 'chat_template' need 'chat': true.", all);
+    }
+
+    private static IEnumerable<Exception> Flatten(Exception e)
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException) yield return x;
+    }
+
+    private static int Replace(string zip, string from, string to)
+    {
+        int replaced = 0;
+        using var archive = System.IO.Compression.ZipFile.Open(zip, System.IO.Compression.ZipArchiveMode.Update);
+        foreach (var entry in archive.Entries.Where(e => e.FullName.EndsWith("Model.key", StringComparison.Ordinal)).ToList())
+        {
+            byte[] bytes;
+            using (var stream = entry.Open())
+            using (var buffer = new MemoryStream())
+            {
+                stream.CopyTo(buffer);
+                bytes = buffer.ToArray();
+            }
+            int at = bytes.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes(from));
+            if (at < 0) continue;
+            System.Text.Encoding.UTF8.GetBytes(to).CopyTo(bytes, at);
+            string name = entry.FullName;
+            entry.Delete();
+            using (var stream = archive.CreateEntry(name).Open()) stream.Write(bytes);
+            replaced++;
+        }
+        return replaced;
+    }
+
     /// <summary>
     /// Sets the version of every stage with <paramref name="modelSignature"/> in a saved zip: ML.NET's model header
     /// holds the 8-byte model signature followed by the written and the readable version (two little-endian uint32).

@@ -189,4 +189,31 @@ public sealed class ChatTemplateDiscoveryTests
         var e4 = Assert.Throws<NotSupportedException>(() => template.Render(Hello, tools: [new HostedWebSearchTool()]));
         Assert.Equal("tools[0] is HostedWebSearchTool; only function declarations (AIFunctionDeclaration, such as AIFunction) can be rendered into a chat template.", e4.Message);
     }
+
+    [Fact]
+    public void An_additional_template_that_repeats_a_name_is_refused_naming_both_files()
+    {
+        var folder = Fixtures.CopyOf(HfConversation.ChatFixture);
+        Directory.CreateDirectory(Path.Combine(folder, "additional_chat_templates"));
+        string file = Path.Combine(folder, "additional_chat_templates", "default.jinja");
+        File.WriteAllText(file, "x");
+        var e = Assert.Throws<GptModelException>(() => ChatTemplateFiles.Read(folder));
+        Assert.Equal($"{file} names the chat template 'default', which tokenizer_config.json already defines.", e.Message);
+    }
+
+    [Fact]
+    public void A_null_message_and_message_properties_that_would_replace_its_own_keys_are_refused_naming_them()
+    {
+        using var model = GptModel.Open(HfConversation.ChatFixtureFolder);
+        var template = model.ChatTemplate!;
+        var e1 = Assert.Throws<ArgumentNullException>(() => template.Render([new ChatMessage(ChatRole.User, "a"), null!]));
+        Assert.StartsWith("messages[1] is null.", e1.Message);
+        var clash = new ChatMessage(ChatRole.User, "a") { AdditionalProperties = new() { ["role"] = "system" } };
+        var e2 = Assert.Throws<ArgumentException>(() => template.Render([clash]));
+        Assert.StartsWith("messages[0] (user): AdditionalProperties['role'] would replace the message's own 'role'.", e2.Message);
+        var extra = new ChatMessage(ChatRole.User, "a") { AdditionalProperties = new() { ["thinking"] = "deep" } };
+        var folder = HfConversation.FixtureWithConfig(c => c["chat_template"] = "{{ messages[0].thinking }}|{{ messages[0] | tojson }}");
+        using var other = GptModel.Open(folder);
+        Assert.Equal("deep|{\"role\": \"user\", \"content\": \"a\", \"thinking\": \"deep\"}", other.ChatTemplate!.Render([extra]));
+    }
 }

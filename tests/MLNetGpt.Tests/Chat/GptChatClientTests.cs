@@ -222,6 +222,16 @@ public sealed class GptChatClientTests : IDisposable
         Assert.StartsWith("ChatOptions.ModelId is 'gpt-4o', but this client serves the model 'tiny-chatml' only; leave ModelId null or set it to 'tiny-chatml'.", e.Message);
         var c = await Assert.ThrowsAsync<NotSupportedException>(() => Ask(new ChatOptions { ConversationId = "abc" }));
         Assert.Equal("ChatOptions.ConversationId ('abc') is not supported: the client keeps no conversations; send the whole history with each request.", c.Message);
+        var t = await Assert.ThrowsAsync<NotSupportedException>(() => Ask(new ChatOptions { ContinuationToken = ResponseContinuationToken.FromBytes(new byte[] { 1 }) }));
+        Assert.Equal("ChatOptions.ContinuationToken is not supported: responses are never left running in the background.", t.Message);
+    }
+
+    [Fact]
+    public async Task A_message_with_a_lone_surrogate_is_refused_before_anything_runs()
+    {
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => Ask(new ChatOptions(), [new ChatMessage(ChatRole.User, "bad \ud800 text")]));
+        Assert.StartsWith("The rendered chat prompt is not valid Unicode: a lone surrogate (U+D800) at index ", e.Message);
+        Assert.Contains("(a message holds a lone surrogate)", e.Message);
     }
 
     [Fact]

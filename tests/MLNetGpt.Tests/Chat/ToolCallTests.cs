@@ -174,6 +174,9 @@ public sealed class ToolCallTests : IDisposable
         Assert.Equal("", text);
         Assert.Equal(2, ((JsonElement)Assert.Single(calls).Arguments!["x"]!).GetInt32());
 
+        var (_, bad) = ToolCallFormat.Hermes.Parse("<tool_call>{\"name\": \"f\", \"arguments\": \"{x\"}</tool_call>");
+        Assert.StartsWith("the arguments of 'f' are a string that is not JSON (", Assert.Single(bad).Error);
+
         var (mText, mCalls) = ToolCallFormat.Mistral.Parse("[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {\"x\": 1}}, {\"name\": \"g\", \"parameters\": {}}] done");
         Assert.Equal(" done", mText);
         Assert.Equal(["f", "g"], mCalls.Select(c => c.Name));
