@@ -35,7 +35,7 @@ def require_onnx():
 
 class GPTConfig:
     def __init__(self, n_layer, n_head, n_embd, n_positions, kept_ids, dropout=0.0,
-                 bos_token_id=END_OF_TEXT, eos_token_id=END_OF_TEXT):
+                 bos_token_id=END_OF_TEXT, eos_token_id=END_OF_TEXT, vocab_size=GPT2_VOCAB):
         if n_embd % n_head:
             raise ValueError(f"n_embd {n_embd} is not divisible by n_head {n_head}")
         self.n_layer, self.n_head, self.n_embd, self.n_positions = n_layer, n_head, n_embd, n_positions
@@ -43,10 +43,14 @@ class GPTConfig:
         self.kept_ids = None if kept_ids is None else sorted(int(i) for i in kept_ids)
         self.dropout = dropout
         self.bos_token_id, self.eos_token_id = bos_token_id, eos_token_id
+        # The interface vocabulary: GPT-2's, or a tokenizer of the kit's own (no remapping then)
+        if vocab_size != GPT2_VOCAB and kept_ids is not None:
+            raise ValueError("a vocabulary of the kit's own size cannot be remapped to kept GPT-2 ids")
+        self.vocab_size = vocab_size
 
     @property
     def compact_vocab(self):
-        return GPT2_VOCAB if self.kept_ids is None else len(self.kept_ids) + 1   # + unk
+        return self.vocab_size if self.kept_ids is None else len(self.kept_ids) + 1   # + unk
 
     @property
     def head_dim(self):
@@ -55,7 +59,7 @@ class GPTConfig:
     def to_json(self):
         return dict(n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd, n_positions=self.n_positions,
                     kept_ids=self.kept_ids, dropout=self.dropout,
-                    bos_token_id=self.bos_token_id, eos_token_id=self.eos_token_id)
+                    bos_token_id=self.bos_token_id, eos_token_id=self.eos_token_id, vocab_size=self.vocab_size)
 
     @staticmethod
     def from_json(d):
@@ -222,7 +226,7 @@ def export_onnx(model, path, fp16_weights=False, opset=17, logits_to_keep=False)
     c = model.config
     model = model.eval()
     B, P, S = 2, 3, 4
-    input_ids = torch.randint(0, GPT2_VOCAB, (B, S))
+    input_ids = torch.randint(0, getattr(c, "vocab_size", GPT2_VOCAB), (B, S))
     attention_mask = torch.ones(B, P + S, dtype=torch.int64)
     position_ids = torch.arange(P, P + S).unsqueeze(0).expand(B, S).contiguous()
     past = []

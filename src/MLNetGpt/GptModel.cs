@@ -33,13 +33,15 @@ public sealed class GptModel : IDisposable
     private int _disposed;
     private int _released;
 
-    private GptModel(DecoderBackend backend, GptModelInfo info, Tokenizer tokenizer, GptModelOptions options)
+    private GptModel(DecoderBackend backend, GptModelInfo info, Tokenizer tokenizer, GptModelOptions options, Chat.ChatTemplateFiles? chatTemplates)
     {
         _backend = backend;
         Info = info;
         Tokenizer = tokenizer;
         _options = options;
         Prompts = new PromptPreparer(tokenizer, info, options.Write);
+        ChatTemplates = chatTemplates;
+        ChatTemplate = chatTemplates?.Default is { } entry ? new ChatTemplate(entry, chatTemplates) : null;
     }
 
     /// <summary>What was discovered about the model: layout, shapes, special tokens, tokenizer and device.</summary>
@@ -47,6 +49,24 @@ public sealed class GptModel : IDisposable
 
     /// <summary>The tokenizer in use (from the folder, or the one given in <see cref="GptModelOptions"/>).</summary>
     public Tokenizer Tokenizer { get; }
+
+    /// <summary>
+    /// The folder's chat template (<c>default</c>, or its only one), or null when it has none or has several
+    /// without a default (then ask for one with <see cref="GetChatTemplate"/>).
+    /// </summary>
+    public ChatTemplate? ChatTemplate { get; }
+
+    /// <summary>The folder's chat template named <paramref name="name"/> (see <see cref="GptModelInfo.ChatTemplateNames"/>).</summary>
+    /// <exception cref="ArgumentException">The folder has no template of that name; the message lists the names it has.</exception>
+    public ChatTemplate GetChatTemplate(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        var files = ChatTemplates ?? throw new ArgumentException($"The model folder '{Info.Folder}' has no chat template.", nameof(name));
+        return new ChatTemplate(files.Choose(name, withTools: false), files);
+    }
+
+    /// <summary>Every chat template of the folder and its special tokens (null when it has none).</summary>
+    internal Chat.ChatTemplateFiles? ChatTemplates { get; }
 
     /// <summary>The decoder graph runner, for tests that drive single steps.</summary>
     internal DecoderBackend Backend => _backend;
@@ -77,10 +97,12 @@ public sealed class GptModel : IDisposable
         {
             int? idCount = sessions.CheckTokenizer(TokenizerVocabulary.IdCount(tokenizer), tokenizerSource, description, options.Write);
             var info = sessions.Describe(description, tokenizerSource, idCount, options.Write);
+            info.ChatTemplateNames = description.ChatTemplates?.Names ?? [];
+            info.ChatTemplateName = description.ChatTemplates?.Default?.Name;
             DecoderBackend backend = sessions.OnCuda
                 ? new CudaDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph, options.GpuDeviceId!.Value)
                 : new HostDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph);
-            return new GptModel(backend, info, tokenizer, options);
+            return new GptModel(backend, info, tokenizer, options, description.ChatTemplates);
         }
         catch
         {
@@ -160,11 +182,21 @@ public sealed class GptModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(prompt);
         var settings = DecodingSettings.Resolve(options, Info);
-        var prepared = Prompts.FromText(prompt, 0, settings);
+        await foreach (var piece in StreamAsync(Prompts.FromText(prompt, 0, settings), settings, onFinished: null, cancellationToken).ConfigureAwait(false))
+            yield return piece;
+    }
+
+    /// <summary>
+    /// Streams one prepared prompt's text pieces; <paramref name="onFinished"/> receives the whole result before
+    /// the stream ends (the chat client reads its finish reason and token counts).
+    /// </summary>
+    internal async IAsyncEnumerable<string> StreamAsync(PreparedPrompt prepared, DecodingSettings settings, Action<GenerationResult>? onFinished,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
         var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // The producer stops when the caller cancels or stops reading early.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var loop = CreateLoop(settings, 1, continuous: false, (_, _) => { }, (_, piece) => channel.Writer.TryWrite(piece));
+        var loop = CreateLoop(settings, 1, continuous: false, (_, result) => onFinished?.Invoke(result), (_, piece) => channel.Writer.TryWrite(piece));
         var producer = Task.Run(() =>
         {
             try

@@ -72,6 +72,18 @@ public sealed class GptModelInfo
     /// <summary>The execution provider the sessions run on: <c>CPU</c> or <c>CUDA:N</c>.</summary>
     public string ExecutionProvider { get; internal set; } = "CPU";
 
+    /// <summary>Whether the folder has a chat template (see <see cref="GptModel.ChatTemplate"/>).</summary>
+    public bool HasChatTemplate => ChatTemplateNames.Count > 0;
+
+    /// <summary>
+    /// The names of the folder's chat templates, in file order (<c>default</c> for a single one; named ones from a
+    /// tokenizer_config.json list or additional_chat_templates/); empty when it has none.
+    /// </summary>
+    public IReadOnlyList<string> ChatTemplateNames { get; internal set; } = [];
+
+    /// <summary>The chat template used when none is named (<c>default</c>, or the only one); null when there is none to choose.</summary>
+    public string? ChatTemplateName { get; internal set; }
+
     /// <summary>Decoding defaults read from <c>generation_config.json</c> or <c>genai_config.json</c>.</summary>
     public GenerationOptions Defaults { get; internal init; } = new();
 

@@ -92,6 +92,7 @@ public static class MLNetGptCatalog
             {
                 OutputColumnName = promptTokens, InputColumnName = options.InputColumnName ?? options.OutputColumnName,
                 ModelFolder = options.ModelFolder, Storage = options.Storage,
+                Chat = options.Chat, SystemPrompt = options.SystemPrompt, ChatTemplateName = options.ChatTemplateName,
             }))
             .Append<ITransformer>(new GenerateTokensEstimator(env, options.ForTokens(tokens, promptTokens)))
             .Append<ITransformer>(new DecodeTokensEstimator(env, new DecodeTokensOptions

@@ -192,6 +192,17 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
         }
     }
 
+    private static readonly Lazy<OutputConstraint> AnyJsonInstance =
+        new(() => new OutputConstraint(OutputConstraintKind.JsonSchema, null, null, "{}", AnyJson.Build()), LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>
+    /// Any compact JSON value whose containers nest at most <see cref="AnyJson.MaxDepth"/> deep: JSON with no
+    /// schema (the chat client's <c>ChatResponseFormat.Json</c>). Its <see cref="Schema"/> is <c>{}</c>, the
+    /// schema that allows every value; the public <see cref="JsonSchema"/> refuses that schema, since its objects
+    /// never take undeclared properties.
+    /// </summary>
+    internal static OutputConstraint AnyJsonValue() => AnyJsonInstance.Value;
+
     /// <summary>Whether <paramref name="text"/> is one of the texts the constraint allows.</summary>
     internal bool Accepts(string text) => Automaton.Matches(System.Text.Encoding.UTF8.GetBytes(text));
 
@@ -249,6 +260,8 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
                 return Choices(value.EnumerateArray().Select(v => v.GetString()!));
             case "guided_regex" when value.ValueKind == JsonValueKind.String:
                 return Regex(value.GetString()!);
+            case "guided_json" when value.ValueKind == JsonValueKind.Object && !value.EnumerateObject().Any():
+                return AnyJsonValue();
             case "guided_json" when value.ValueKind is JsonValueKind.Object or JsonValueKind.False:
                 return JsonSchema(value.GetRawText());
             case "guided_choice" or "guided_regex" or "guided_json":

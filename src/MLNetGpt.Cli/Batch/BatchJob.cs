@@ -26,6 +26,8 @@ internal sealed record BatchRequest
     // generate
     public string? PromptColumn { get; init; }
     public string? Template { get; init; }
+    public bool Chat { get; init; }
+    public string? SystemPrompt { get; init; }
     public string OutputColumn { get; init; } = "completion";
     public GenerationOptions Generation { get; init; } = new();
 
@@ -66,6 +68,8 @@ internal static class BatchJob
         {
             ["--prompt-column"] = promptColumn,
             ["--template"] = request.Template,
+            ["--chat"] = request.Chat ? "given" : null,
+            ["--system"] = request.SystemPrompt,
             ["--output-column"] = request.OutputColumn,
             ["--error-column"] = errorColumn,
             ["--max-new-tokens"] = JobManifest.Canonical(g.MaxNewTokens),
@@ -92,6 +96,8 @@ internal static class BatchJob
                 Device = request.Device,
                 IntraOpThreads = request.Threads,
                 FinishReasonColumnName = "__finish",
+                Chat = request.Chat,
+                SystemPrompt = request.SystemPrompt,
             }),
             getters => [OutputValue.Of(getters.Text("__completion")), OutputValue.Of(getters.Text("__finish")), OutputValue.Missing],
             getters => getters.VectorLength("__completion_Tokens"));

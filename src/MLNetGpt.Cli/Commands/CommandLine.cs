@@ -162,6 +162,8 @@ internal static class CommandLine
         var promptColumn = new Option<string?>("--prompt-column") { Description = "Column holding the prompt. Default: 'prompt'.", HelpName = "NAME" };
         var template = new Option<string?>("--template") { Description = "Prompt template with {column} placeholders, e.g. \"Question: {question}\\nAnswer:\".", HelpName = "TEXT" };
         var outputColumn = new Option<string>("--output-column") { Description = "Name of the added completion column.", DefaultValueFactory = _ => "completion", HelpName = "NAME" };
+        var chat = new Option<bool>("--chat") { Description = "Send each prompt as the user's message through the model's chat template, so it answers in its own format." };
+        var system = new Option<string?>("--system") { Description = "With --chat: the system message of every conversation.", HelpName = "TEXT" };
         var errorColumn = ErrorColumnOption();
         var common = new CommonFlags();
         var flags = new GenerationFlags();
@@ -169,6 +171,8 @@ internal static class CommandLine
         command.Add(output);
         command.Add(promptColumn);
         command.Add(template);
+        command.Add(chat);
+        command.Add(system);
         command.Add(outputColumn);
         command.Add(errorColumn);
         flags.AddTo(command);
@@ -177,10 +181,14 @@ internal static class CommandLine
         {
             if (p.GetValue(promptColumn) is not null && p.GetValue(template) is not null)
                 throw new UsageException("give --prompt-column or --template, not both.");
+            if (p.GetValue(system) is not null && !p.GetValue(chat))
+                throw new UsageException("--system needs --chat (a system message is part of a chat conversation).");
             return BatchJob.Generate(common.Read(p, p.GetValue(input)!, p.GetValue(output)!, flags.Read(p)) with
             {
                 PromptColumn = p.GetValue(promptColumn),
                 Template = p.GetValue(template),
+                Chat = p.GetValue(chat),
+                SystemPrompt = p.GetValue(system),
                 OutputColumn = p.GetValue(outputColumn)!,
                 ErrorColumn = p.GetValue(errorColumn),
             });

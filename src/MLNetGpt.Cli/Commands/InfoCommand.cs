@@ -32,6 +32,7 @@ internal static class InfoCommand
                 ("cache", i.CacheElementType),
                 ("special tokens", $"bos {i.BosTokenId?.ToString() ?? "none"}, eos [{string.Join(", ", i.EosTokenIds)}], pad {i.PadTokenId}"),
                 ("tokenizer", i.TokenizerSource),
+                ("chat template", i.HasChatTemplate ? $"{string.Join(", ", i.ChatTemplateNames)} ({gpt.ChatTemplate?.Source ?? "no default"})" : "none"),
                 ("defaults", Describe(i.Defaults)),
                 ("running on", i.ExecutionProvider),
                 ("ONNX Runtime providers", string.Join(", ", OrtEnv.Instance().GetAvailableProviders()) + " (listed by the native library; CUDA also needs CUDA 13.x and cuDNN 9)"),

@@ -40,6 +40,9 @@ internal sealed class ModelFolder
 
     public GenerationOptions Defaults { get; init; } = new();
 
+    /// <summary>The chat templates and special tokens of the tokenizer files (null when the folder has no chat template).</summary>
+    public Chat.ChatTemplateFiles? ChatTemplates { get; init; }
+
     /// <summary>
     /// Where each configured shape value came from, for messages ("config.json: 'n_layer'"), by
     /// <see cref="ShapeKey"/>; a value derived from others (head size from width and heads) says so.
@@ -157,6 +160,7 @@ internal sealed class ModelFolder
             PadTokenId = generation?.Int("pad_token_id") ?? config.Int("pad_token_id"),
             AddBosToken = addBos,
             Defaults = generation is null ? new GenerationOptions() : ReadDefaults(generation, null),
+            ChatTemplates = Chat.ChatTemplateFiles.Read(folder),
         };
     }
 
@@ -248,6 +252,7 @@ internal sealed class ModelFolder
             Names = names,
             ShareBuffer = shareBuffer,
             Defaults = defaults,
+            ChatTemplates = Chat.ChatTemplateFiles.Read(folder),
         };
     }
 }

@@ -18,4 +18,17 @@ public sealed class GenerateTextOptions : GenerationStageOptions
 
     /// <summary>The generated token-id column; default <c>{OutputColumnName}_Tokens</c>.</summary>
     public string? TokensColumnName { get; set; }
+
+    /// <summary>
+    /// Answer each row as a chat model: the prompt column becomes the user's message, rendered with
+    /// <see cref="SystemPrompt"/> through the model's chat template (see <see cref="TokenizeTextOptions.Chat"/>), so
+    /// that the model replies in its own format and stops at its end-of-turn token. Default false.
+    /// </summary>
+    public bool Chat { get; set; }
+
+    /// <summary>With <see cref="Chat"/>: the system message of every conversation; null or empty: none.</summary>
+    public string? SystemPrompt { get; set; }
+
+    /// <summary>With <see cref="Chat"/>: the chat template to use by name; null: the folder's default.</summary>
+    public string? ChatTemplateName { get; set; }
 }

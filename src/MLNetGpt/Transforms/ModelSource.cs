@@ -11,7 +11,8 @@ namespace MLNetGpt.Transforms
     {
         private static readonly ConcurrentDictionary<string, Tokenizer> Tokenizers = new(StringComparer.Ordinal);
         private static readonly string[] TokenizerFiles =
-            ["tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "tokenizer_config.json", "config.json", "generation_config.json", "genai_config.json", "special_tokens_map.json"];
+            ["tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "tokenizer_config.json", "config.json", "generation_config.json", "genai_config.json", "special_tokens_map.json",
+             Chat.ChatTemplateFiles.TemplateFile];
 
         private ModelSource(string? folder, string? encoding, ModelStorage storage)
         {
@@ -64,7 +65,8 @@ namespace MLNetGpt.Transforms
             if (Storage != ModelStorage.Embed || Folder is null) return;
             var files = Directory.GetFiles(Folder, "*", SearchOption.AllDirectories)
                 .Select(path => Path.GetRelativePath(Folder, path))
-                .Where(relative => !tokenizerOnly || TokenizerFiles.Contains(relative, StringComparer.OrdinalIgnoreCase))
+                .Where(relative => !tokenizerOnly || TokenizerFiles.Contains(relative, StringComparer.OrdinalIgnoreCase)
+                    || relative.StartsWith(Chat.ChatTemplateFiles.AdditionalFolder + Path.DirectorySeparatorChar, StringComparison.Ordinal))
                 .OrderBy(relative => relative, StringComparer.Ordinal)
                 .ToList();
             w.Write(files.Count);

@@ -44,6 +44,21 @@ public sealed class TokenizeTextOptions
 
     /// <summary>How a saved pipeline keeps the tokenizer files.</summary>
     public ModelStorage Storage { get; set; } = ModelStorage.Reference;
+
+    /// <summary>
+    /// Treat each row's text as a user message and tokenize the prompt the model's chat template renders for it
+    /// (with <see cref="SystemPrompt"/> first, and the assistant turn's header at the end), as transformers'
+    /// <c>apply_chat_template(..., add_generation_prompt=True)</c> does; the BOS token is then not added again
+    /// unless <see cref="AddBeginningOfSequence"/> asks for it (the template writes it when the model wants it).
+    /// Needs <see cref="ModelFolder"/> with a chat template. Default false.
+    /// </summary>
+    public bool Chat { get; set; }
+
+    /// <summary>With <see cref="Chat"/>: a system message rendered before every row's user message; null or empty: none.</summary>
+    public string? SystemPrompt { get; set; }
+
+    /// <summary>With <see cref="Chat"/>: the folder's chat template to use (see <see cref="GptModelInfo.ChatTemplateNames"/>); null: the default.</summary>
+    public string? ChatTemplateName { get; set; }
 }
 
 /// <summary>Estimator for <see cref="TokenizeTextTransformer"/>; nothing is trained.</summary>
@@ -73,6 +88,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     private readonly ModelSource _source;
     private readonly Tokenizer _tokenizer;
     private readonly int? _bos;
+    private readonly ChatTemplate? _chatTemplate;
 
     internal TokenizeTextTransformer(IHostEnvironment env, TokenizeTextOptions options) : base(env, nameof(TokenizeTextTransformer))
     {
@@ -80,23 +96,37 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
         if (string.IsNullOrEmpty(options.OutputColumnName)) throw new ArgumentException("OutputColumnName is required.", nameof(options));
         if ((options.ModelFolder is null) == (options.Encoding is null))
             throw new ArgumentException("TokenizeText needs exactly one of ModelFolder and Encoding.", nameof(options));
+        if (!options.Chat && (options.SystemPrompt is not null || options.ChatTemplateName is not null))
+            throw new ArgumentException($"{(options.SystemPrompt is not null ? "SystemPrompt" : "ChatTemplateName")} is set, but Chat is false; set Chat = true to render rows through the chat template.", nameof(options));
+        if (options.Chat && options.ModelFolder is null)
+            throw new ArgumentException($"Chat needs ModelFolder (a folder with a chat template), not the encoding '{options.Encoding}'.", nameof(options));
         OutputColumnName = options.OutputColumnName;
         InputColumnName = options.InputColumnName ?? options.OutputColumnName;
         MaxTokens = options.MaxTokens;
         TruncateFromStart = options.TruncateFromStart;
         _source = options.ModelFolder is not null ? ModelSource.ForFolder(options.ModelFolder, options.Storage) : ModelSource.ForEncoding(options.Encoding!);
         var (bos, addBos) = _source.Folder is not null ? Models.ModelFolder.ReadBos(_source.Folder) : (null, false);
-        AddBeginningOfSequence = options.AddBeginningOfSequence ?? addBos;
+        // A chat prompt is tokenized as transformers tokenizes apply_chat_template's text: without special tokens added.
+        AddBeginningOfSequence = options.AddBeginningOfSequence ?? (!options.Chat && addBos);
         _tokenizer = _source.GetTokenizer();
         _bos = !AddBeginningOfSequence ? null
             : bos ?? throw new ArgumentException($"AddBeginningOfSequence is set, but {_source} defines no bos_token_id.", nameof(options));
+        Chat = options.Chat;
+        if (Chat)
+        {
+            SystemPrompt = string.IsNullOrEmpty(options.SystemPrompt) ? null : options.SystemPrompt;
+            ChatTemplateName = options.ChatTemplateName;
+            _chatTemplate = OpenChatTemplate(_source.Folder!, ChatTemplateName);
+        }
     }
 
     // Saved-format history (ModelVerWritten):
     //   0x00010001  MLNetGpt 0.1.0: binary settings (LegacyOptionsFormat), model source.
     //   0x00010002  JSON settings (StageSettings), model source.
+    //   0x00010003  JSON settings gain "chat", "system_prompt" and "chat_template" (written only for chat stages).
     private const uint VersionBinary = 0x00010001;
     private const uint VersionJson = 0x00010002;
+    private const uint VersionChat = 0x00010003;
 
     private TokenizeTextTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(TokenizeTextTransformer))
     {
@@ -120,11 +150,29 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
             if (MaxTokens is < 1) throw new FormatException($"TokenizeText in the saved pipeline: 'max_tokens' must be 1 or more, but is {MaxTokens}.");
             TruncateFromStart = s.Bool("truncate_from_start", true);
             _bos = s.Int("prepend_bos_token_id");
+            bool chat = s.Bool("chat", false);
+            SystemPrompt = s.String("system_prompt");
+            ChatTemplateName = s.String("chat_template");
             s.EnsureAllRead();
+            if (!chat && (SystemPrompt is not null || ChatTemplateName is not null))
+                throw new FormatException("TokenizeText in the saved pipeline: 'system_prompt' and 'chat_template' need 'chat': true.");
+            Chat = chat;
         }
         AddBeginningOfSequence = _bos is not null;
         _source = ModelSource.Load(ctx);
         _tokenizer = _source.GetTokenizer();
+        if (Chat)
+        {
+            if (_source.Folder is null) throw new FormatException("TokenizeText in the saved pipeline: 'chat' needs a model folder, but the stage names an encoding.");
+            _chatTemplate = OpenChatTemplate(_source.Folder, ChatTemplateName);
+        }
+    }
+
+    private static ChatTemplate OpenChatTemplate(string folder, string? name)
+    {
+        var files = MLNetGpt.Chat.ChatTemplateFiles.Read(folder)
+            ?? throw new ArgumentException($"Chat is set, but the model folder '{folder}' has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja).");
+        return new ChatTemplate(files.Choose(name, withTools: false), files);
     }
 
     /// <summary>The output column.</summary>
@@ -142,6 +190,15 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     /// <summary>Whether the BOS id is prepended.</summary>
     public bool AddBeginningOfSequence { get; }
 
+    /// <summary>Whether rows are rendered through the model's chat template as user messages before tokenizing.</summary>
+    public bool Chat { get; }
+
+    /// <summary>The system message before every row's user message (chat stages), or null.</summary>
+    public string? SystemPrompt { get; }
+
+    /// <summary>The chat template chosen by name, or null for the folder's default.</summary>
+    public string? ChatTemplateName { get; }
+
     private protected override string StageName => "TokenizeText";
 
     internal override IReadOnlyList<(string Name, InputKind Kind)> InputColumns => [(InputColumnName, InputKind.Text)];
@@ -153,19 +210,20 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     internal override RowStreamMapper CreateMapper() => new Mapper(this);
 
     private static VersionInfo GetVersionInfo() => new(
-        modelSignature: "GPTTOKNZ", verWrittenCur: VersionJson, verReadableCur: VersionJson, verWeCanReadBack: VersionBinary,
+        modelSignature: "GPTTOKNZ", verWrittenCur: VersionChat, verReadableCur: VersionChat, verWeCanReadBack: VersionBinary,
         loaderSignature: LoaderSignature, loaderAssemblyName: typeof(TokenizeTextTransformer).Assembly.FullName);
 
     private protected override void SaveModel(ModelSaveContext ctx)
     {
         ctx.SetVersionInfo(GetVersionInfo());
-        ctx.Writer.Write(new StageSettingsWriter()
+        var settings = new StageSettingsWriter()
             .String("output_column", OutputColumnName)
             .String("input_column", InputColumnName)
             .Int("max_tokens", MaxTokens)
             .Bool("truncate_from_start", TruncateFromStart)
-            .Int("prepend_bos_token_id", _bos)
-            .ToString());
+            .Int("prepend_bos_token_id", _bos);
+        if (Chat) settings.Bool("chat", true).String("system_prompt", SystemPrompt).String("chat_template", ChatTemplateName);
+        ctx.Writer.Write(settings.ToString());
         _source.Save(ctx, tokenizerOnly: true);
     }
 
@@ -180,11 +238,30 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
         {
             throw new InvalidOperationException(e.Message, e);
         }
+        if (_chatTemplate is not null) text = RenderChat(text, row);
         var ids = _tokenizer.EncodeToIds(text);
+        // A template that writes the BOS token itself gets no second one.
+        int? bosToAdd = _bos is int b && !(_chatTemplate is not null && ids.Count > 0 && ids[0] == b) ? b : null;
         IEnumerable<int> kept = ids;
-        int budget = (MaxTokens ?? int.MaxValue) - (_bos is null ? 0 : 1);
+        int budget = (MaxTokens ?? int.MaxValue) - (bosToAdd is null ? 0 : 1);
         if (ids.Count > budget) kept = TruncateFromStart ? ids.Skip(ids.Count - budget) : ids.Take(budget);
-        return _bos is int bos ? kept.Prepend(bos).ToArray() : kept.ToArray();
+        return bosToAdd is int bos ? kept.Prepend(bos).ToArray() : kept.ToArray();
+    }
+
+    /// <summary>The prompt the chat template renders for one row: the system prompt, the row as the user's message, the assistant header.</summary>
+    internal string RenderChat(string text, long row)
+    {
+        var messages = new List<Microsoft.Extensions.AI.ChatMessage>();
+        if (SystemPrompt is not null) messages.Add(new(Microsoft.Extensions.AI.ChatRole.System, SystemPrompt));
+        messages.Add(new(Microsoft.Extensions.AI.ChatRole.User, text));
+        try
+        {
+            return _chatTemplate!.Render(messages, addGenerationPrompt: true);
+        }
+        catch (ChatTemplateException e)
+        {
+            throw new InvalidOperationException($"{Describe(row, InputColumnName)}: {e.Message}", e);
+        }
     }
 
     private sealed class Mapper(TokenizeTextTransformer owner) : BatchRowMapper(256)
