@@ -27,7 +27,7 @@ say "building the tool"
 dotnet build "$repo/src/MLNetGpt.Cli" -c Release -v quiet -nologo > /dev/null
 tool="dotnet $repo/src/MLNetGpt.Cli/bin/Release/net10.0/MLNetGpt.Cli.dll"
 
-work=$(mktemp -d /tmp/mlnetgpt-slurm-demo.XXXXXX)
+work=$(mktemp -d -t mlnetgpt-slurm-demo.XXXXXX)
 chmod 755 "$work"
 pids=()
 stop() {
