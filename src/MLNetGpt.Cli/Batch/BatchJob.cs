@@ -47,8 +47,9 @@ internal sealed record BatchRequest
 /// <summary>
 /// The batch jobs behind <c>generate</c>, <c>score</c> and <c>classify</c>: a streaming CSV view, the
 /// library's ML.NET pipeline (GenerateText, ScoreText or ClassifyText), and an output file that gains
-/// one row per input row (per row of its shard, for a sharded job), in input order. Every check that can refuse the job (output paths, the lock, the whole input's
-/// structure, a resumed job's identity, the model) runs before the first row is generated.
+/// one row per input row (per row of its shard, for a sharded job), in input order. Every check that
+/// can refuse the job (output paths, the lock, the whole input's structure, a resumed job's identity,
+/// the model) runs before the first row is generated.
 /// </summary>
 internal static class BatchJob
 {
@@ -170,12 +171,10 @@ internal static class BatchJob
             }),
             getters =>
             {
-                uint key = getters.Value<uint>("__label");
+                // The stage's key values are 1-based positions in the label list (0 would mean missing; it never writes one).
+                int predicted = (int)getters.Value<uint>("__label") - 1;
                 var scores = getters.Vector<float>("__score");
-                if (key == 0 || key > labels.Length)
-                    return [OutputValue.Missing, OutputValue.Missing, .. probabilityColumns.Select(_ => OutputValue.Missing),
-                        OutputValue.Of($"line {getters.Value<long>(CsvSourceView.LineColumn)}: the model gave no label (scores {string.Join(", ", scores)})")];
-                return [OutputValue.Of(labels[key - 1]), OutputValue.Of(scores[(int)key - 1]), .. probabilityColumns.Select((_, i) => OutputValue.Of(scores[i])),
+                return [OutputValue.Of(labels[predicted]), OutputValue.Of(scores[predicted]), .. probabilityColumns.Select((_, i) => OutputValue.Of(scores[i])),
                     OutputValue.Missing];
             },
             getters => 0);

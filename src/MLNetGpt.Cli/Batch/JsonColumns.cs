@@ -18,6 +18,7 @@ internal sealed class JsonColumns(string[] properties)
         JsonDocument document;
         try
         {
+            // The schema's top level is an object, so the output is one unless it was cut short (max_new_tokens, a stop string).
             document = JsonDocument.Parse(completion);
         }
         catch (JsonException)
@@ -27,7 +28,6 @@ internal sealed class JsonColumns(string[] properties)
         using (document)
         {
             var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) return (values, $"is a JSON {root.ValueKind.ToString().ToLowerInvariant()}, not an object");
             for (int i = 0; i < properties.Length; i++)
             {
                 if (!root.TryGetProperty(properties[i], out var value)) continue;

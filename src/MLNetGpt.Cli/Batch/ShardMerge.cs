@@ -22,7 +22,6 @@ internal static class ShardMerge
     public static int Run(string output, IReadOnlyList<string> shardOutputs, bool quiet)
     {
         if (output.Length == 0) throw new UsageException("the merged output's name is empty; give the path of the file to write.");
-        if (shardOutputs.Count == 0) throw new UsageException("name the shard outputs to merge.");
         var shards = shardOutputs.Select(Open).ToList();
         var twice = shards.GroupBy(s => s.Path, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         if (twice is not null) throw new UsageException($"the shard output '{twice.Key}' is given twice.");

@@ -187,6 +187,10 @@ public sealed class CliConstraintTests
     [InlineData("choices-file-repeat", "--choices-file: '{folder}/repeat.txt' line 3 repeats ' a' (as line 1 does).")]
     [InlineData("choices-file-empty", "--choices-file: '{folder}/empty.txt' is empty; write one choice per line.")]
     [InlineData("choices-file-not-utf8", "--choices-file: '{folder}/latin1.txt' is not valid UTF-8 (the byte at offset 2 cannot start a character)")]
+    [InlineData("choices-file-folder", "--choices-file: '{folder}' is a folder; give a file with one choice per line.")]
+    [InlineData("choices-file-empty-name", "--choices-file is empty; give the path of a file with one choice per line.")]
+    [InlineData("schema-folder", "--json-schema: '{folder}' is a folder; give a JSON schema file.")]
+    [InlineData("schema-empty-name", "--json-schema is empty; give the path of a JSON schema file.")]
     [InlineData("regex-backreference", "--regex: a backreference (\\1) at position 5 is not supported")]
     [InlineData("regex-word-boundary", "--regex: a word boundary (\\b) at position 0 is not supported")]
     [InlineData("regex-unclosed", "--regex: the group opened at position 0 is not closed.")]
@@ -216,6 +220,10 @@ public sealed class CliConstraintTests
             "choices-file-repeat" => ["--choices-file", Write(folder, "repeat.txt", " a\n b\n a\n")],
             "choices-file-empty" => ["--choices-file", Write(folder, "empty.txt", "")],
             "choices-file-not-utf8" => ["--choices-file", WriteBytes(folder, "latin1.txt", [(byte)'a', (byte)'\n', 0xE9, (byte)'\n'])],
+            "choices-file-folder" => ["--choices-file", folder],
+            "choices-file-empty-name" => ["--choices-file", ""],
+            "schema-folder" => ["--json-schema", folder],
+            "schema-empty-name" => ["--json-schema", ""],
             "regex-backreference" => ["--regex", "(a|b)\\1"],
             "regex-word-boundary" => ["--regex", "\\bAnd"],
             "regex-unclosed" => ["--regex", "(And"],

@@ -244,6 +244,63 @@ public sealed class CliShardTests
         Assert.Equal(0, Merge(merged, shards).ExitCode);
     }
 
+    [Theory]
+    [InlineData("header-edited", "the header of '{1}' (shard 1/3) differs from that of '{0}' (shard 0/3)")]
+    [InlineData("rows-joined", "'{1}' (shard 1/3) ends after 3 rows, before its share of 4")]
+    [InlineData("row-split", "'{1}' (shard 1/3) holds more than its share of 4 rows")]
+    [InlineData("manifest-rows", "'{1}' (shard 1/3) holds 5 rows, but its share of the input's 12 rows is 4: run the shard again.")]
+    [InlineData("manifest-rule", "'{1}' (shard 1/3 (round-robin)) assigns rows by 'round-robin'")]
+    [InlineData("manifest-index", "the manifest '{1}.job.json' names the shard 3/3, which cannot be.")]
+    [InlineData("manifest-not-json", "cannot read the job manifest '{1}.job.json'")]
+    [InlineData("folder", "the shard output '{folder}' is a folder.")]
+    [InlineData("empty-name", "a shard output's name is empty.")]
+    [InlineData("empty-output", "the merged output's name is empty")]
+    public void A_shard_whose_file_or_manifest_was_altered_is_refused_naming_it(string alteration, string expected)
+    {
+        var (folder, _, shards) = ThreeShards("cli-merge-altered");
+        var manifestPath = shards[1] + ".job.json";
+        var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(manifestPath))!;
+        var text = File.ReadAllText(shards[1]);
+        string[] given = shards.ToArray();
+        string output = Path.Combine(folder, "merged.csv");
+        // Edits that keep the file's size, so that the size check cannot be what notices them.
+        switch (alteration)
+        {
+            case "header-edited": File.WriteAllText(shards[1], "ID" + text[2..]); break;
+            case "rows-joined":
+                var end = System.Text.RegularExpressions.Regex.Match(text, ",(length|eos),\n");
+                File.WriteAllText(shards[1], ReplaceAt(text, end.Index + end.Length - 1, ' '));
+                break;
+            case "row-split": File.WriteAllText(shards[1], ReplaceAt(text, text.IndexOf("row ", StringComparison.Ordinal) + 3, '\n')); break;
+            case "manifest-rows": manifest["shard"]!["rows"] = 5; manifest["partial"]!["rows"] = 5; break;
+            case "manifest-rule": manifest["shard"]!["assignment"] = "round-robin"; break;
+            case "manifest-index": manifest["shard"]!["index"] = 3; break;
+            case "manifest-not-json": File.WriteAllText(manifestPath, "{\"format\": \"mlnetgpt-job\", \"version\": 2, "); break;
+            case "folder": given[1] = folder; break;
+            case "empty-name": given[1] = ""; break;
+            case "empty-output": output = ""; break;
+        }
+        if (alteration.StartsWith("manifest-", StringComparison.Ordinal) && alteration != "manifest-not-json")
+            File.WriteAllText(manifestPath, manifest.ToJsonString());
+        var (code, _, stderr) = CliProcess.Run(["merge", output, .. given]);
+        Assert.Equal(1, code);
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.Contains(expected.Replace("{0}", shards[0]).Replace("{1}", shards[1]).Replace("{folder}", folder), lines[0]);
+        Assert.False(File.Exists(Path.Combine(folder, "merged.csv")));
+    }
+
+    private static string ReplaceAt(string text, int index, char replacement) => text[..index] + replacement + text[(index + 1)..];
+
+    [Fact]
+    public void Merge_without_shards_is_a_usage_error()
+    {
+        var (code, _, stderr) = CliProcess.Run("merge", "out.csv");
+        Assert.Equal(1, code);
+        Assert.StartsWith("mlnetgpt: error: ", stderr);
+        Assert.Contains("(see 'mlnetgpt merge --help')", stderr);
+    }
+
     [Fact]
     public void The_merged_output_may_not_overwrite_a_shard()
     {

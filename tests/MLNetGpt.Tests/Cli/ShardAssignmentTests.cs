@@ -101,6 +101,7 @@ public sealed class ShardAssignmentTests
     [InlineData("auto", "slurm-list", "--shard auto: the Slurm array (ids 1 to 6, step 1, 3 tasks, this task 5) is not a regular range")]
     [InlineData("auto/5", "slurm", "--shard auto/5: the Slurm array has 4 tasks (SLURM_ARRAY_TASK_COUNT), not 5")]
     [InlineData("auto", "slurm-bad", "--shard auto: SLURM_ARRAY_TASK_ID is 'seven', not a whole number")]
+    [InlineData("auto", "slurm-huge", "--shard auto: the Slurm array has 20000 tasks; at most 10000 shards (merge reads every shard at once).")]
     [InlineData("auto", "slurm-partial", "--shard auto: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; give --shard K/N")]
     public void A_shard_that_cannot_be_read_is_refused_naming_the_option_and_the_value(string text, string environment, string expected)
     {
@@ -111,6 +112,7 @@ public sealed class ShardAssignmentTests
             "slurm-list" => Environment(("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_MAX", "6"), ("SLURM_ARRAY_TASK_COUNT", "3")),
             "slurm-bad" => Environment(("SLURM_ARRAY_TASK_ID", "seven"), ("SLURM_ARRAY_TASK_MIN", "0"), ("SLURM_ARRAY_TASK_MAX", "3"), ("SLURM_ARRAY_TASK_COUNT", "4")),
             "slurm-partial" => Environment(("SLURM_ARRAY_TASK_ID", "1")),
+            "slurm-huge" => Environment(("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_MIN", "0"), ("SLURM_ARRAY_TASK_MAX", "19999"), ("SLURM_ARRAY_TASK_COUNT", "20000")),
             _ => Environment(),
         };
         var error = Assert.Throws<UsageException>(() => ShardAssignment.Parse(text, variables));
