@@ -20,6 +20,9 @@ internal sealed record BatchRequest
     public bool Quiet { get; init; }
     public bool ReportMemory { get; init; }
 
+    /// <summary>The shard of the input this run processes (<c>--shard K/N</c>); null: the whole input.</summary>
+    public ShardAssignment? Shard { get; init; }
+
     /// <summary>The error column's name; null: <c>error</c>, or <c>COMMAND_error</c> when the input already has an <c>error</c> column.</summary>
     public string? ErrorColumn { get; init; }
 
@@ -31,15 +34,24 @@ internal sealed record BatchRequest
     public string OutputColumn { get; init; } = "completion";
     public GenerationOptions Generation { get; init; } = new();
 
-    // score
+    /// <summary>With <c>--json-columns</c>: the schema's top-level properties, one added column each.</summary>
+    public IReadOnlyList<string>? JsonColumns { get; init; }
+
+    // score, classify
     public string? TextColumn { get; init; }
+
+    // classify
+    public IReadOnlyList<string> Labels { get; init; } = [];
+    public bool LengthNormalized { get; init; }
+    public bool Probabilities { get; init; }
 }
 
 /// <summary>
-/// The batch jobs behind <c>generate</c> and <c>score</c>: a streaming CSV view, the library's
-/// ML.NET pipeline (GenerateText or ScoreText), and an output file that gains one row per input
-/// row, in input order. Every check that can refuse the job (output paths, the lock, the whole input's
-/// structure, a resumed job's identity, the model) runs before the first row is generated.
+/// The batch jobs behind <c>generate</c>, <c>score</c> and <c>classify</c>: a streaming CSV view, the
+/// library's ML.NET pipeline (GenerateText, ScoreText or ClassifyText), and an output file that gains
+/// one row per input row (per row of its shard, for a sharded job), in input order. Every check that
+/// can refuse the job (output paths, the lock, the whole input's structure, a resumed job's identity,
+/// the model) runs before the first row is generated.
 /// </summary>
 internal static class BatchJob
 {
@@ -62,7 +74,10 @@ internal static class BatchJob
             ? PromptBuilder.ForTemplate(header.Columns, request.Template)
             : PromptBuilder.ForColumn(header.Columns, promptColumn!, "--prompt-column");
         string errorColumn = ErrorColumn(request, header, "generate");
-        CheckNewColumns(header, [(request.OutputColumn, "--output-column"), ("finish_reason", "the finish_reason column"), (errorColumn, "--error-column")]);
+        var json = request.JsonColumns is { } properties ? new JsonColumns([.. properties]) : null;
+        var jsonColumns = json?.Properties ?? [];
+        CheckNewColumns(header, [(request.OutputColumn, "--output-column"), .. jsonColumns.Select(c => (c, "--json-columns")),
+            ("finish_reason", "the finish_reason column"), (errorColumn, "--error-column")]);
         var g = request.Generation;
         var options = new Dictionary<string, string?>
         {
@@ -84,7 +99,8 @@ internal static class BatchJob
             ["--seed"] = JobManifest.Canonical(g.Seed),
             ["--greedy"] = g.DoSample == false ? "given" : null,
         };
-        var job = new JobShape("generate", header, [request.OutputColumn, "finish_reason", errorColumn], input, null, options);
+        AddConstraint(options, g.Constraint, json is not null);
+        var job = new JobShape("generate", header, [request.OutputColumn, .. jsonColumns, "finish_reason", errorColumn], input, null, options);
         return Run(request, paths, job, ml =>
             ml.Transforms.Text.GenerateText(new GenerateTextOptions
             {
@@ -99,9 +115,79 @@ internal static class BatchJob
                 Chat = request.Chat,
                 SystemPrompt = request.SystemPrompt,
             }),
-            getters => [OutputValue.Of(getters.Text("__completion")), OutputValue.Of(getters.Text("__finish")), OutputValue.Missing],
+            getters =>
+            {
+                string completion = getters.Text("__completion"), finish = getters.Text("__finish");
+                if (json is null) return [OutputValue.Of(completion), OutputValue.Of(finish), OutputValue.Missing];
+                var (values, problem) = json.Split(completion);
+                var error = problem is null ? OutputValue.Missing
+                    : OutputValue.Of($"line {getters.Value<long>(CsvSourceView.LineColumn)}: the completion {problem} (finish_reason {finish}), so its --json-columns are empty");
+                return [OutputValue.Of(completion), .. values, OutputValue.Of(finish), error];
+            },
             getters => getters.VectorLength("__completion_Tokens"));
     }
+
+    /// <summary>The constraint in the manifest, under the option that expresses it (--choices-file records its choices as --choices: the file's name is not the job).</summary>
+    private static void AddConstraint(Dictionary<string, string?> options, OutputConstraint? constraint, bool jsonColumns)
+    {
+        options["--choices"] = constraint?.Kind == OutputConstraintKind.Choices ? JobManifest.Canonical(constraint.ChoiceList) : null;
+        options["--regex"] = constraint?.Kind == OutputConstraintKind.Regex ? constraint.Pattern : null;
+        options["--json-schema"] = constraint?.Kind == OutputConstraintKind.JsonSchema ? constraint.Schema : null;
+        options["--json-columns"] = jsonColumns ? "given" : null;
+    }
+
+    public static int Classify(BatchRequest request)
+    {
+        var paths = OutputPaths.For(request.Output);
+        paths.Check(request.Input);
+        var header = InputHeader.Read(request.Input);
+        string? textColumn = request.Template is null ? request.TextColumn ?? DefaultTextColumn(header.Columns) : null;
+        var input = request.Template is not null
+            ? PromptBuilder.ForTemplate(header.Columns, request.Template)
+            : PromptBuilder.ForColumn(header.Columns, textColumn!, "--text-column").Called("text");
+        string errorColumn = ErrorColumn(request, header, "classify");
+        var labels = request.Labels.ToArray();
+        var probabilityColumns = request.Probabilities ? labels.Select(ProbabilityColumn).ToArray() : [];
+        CheckNewColumns(header, [("label", "the label column"), ("label_probability", "the label_probability column"),
+            .. probabilityColumns.Select((c, i) => (c, $"--probabilities (the label '{labels[i]}')")), (errorColumn, "--error-column")]);
+        var options = new Dictionary<string, string?>
+        {
+            ["--text-column"] = textColumn,
+            ["--template"] = request.Template,
+            ["--labels"] = JobManifest.Canonical(labels),
+            ["--length-normalized"] = request.LengthNormalized ? "given" : null,
+            ["--probabilities"] = request.Probabilities ? "given" : null,
+            ["--error-column"] = errorColumn,
+        };
+        var job = new JobShape("classify", header, ["label", "label_probability", .. probabilityColumns, errorColumn], input, null, options);
+        return Run(request, paths, job, ml =>
+            // The stage's template is only "{input}": the CLI renders prompts itself, the same way generate does.
+            ml.Transforms.Text.ClassifyText(new ClassifyTextOptions
+            {
+                OutputColumnName = "__label",
+                InputColumnName = CsvSourceView.InputColumn,
+                ScoreColumnName = "__score",
+                Labels = labels,
+                Template = "{input}",
+                LengthNormalized = request.LengthNormalized,
+                ModelFolder = request.ModelFolder,
+                BatchSize = request.BatchSize,
+                Device = request.Device,
+                IntraOpThreads = request.Threads,
+            }),
+            getters =>
+            {
+                // The stage's key values are 1-based positions in the label list (0 would mean missing; it never writes one).
+                int predicted = (int)getters.Value<uint>("__label") - 1;
+                var scores = getters.Vector<float>("__score");
+                return [OutputValue.Of(labels[predicted]), OutputValue.Of(scores[predicted]), .. probabilityColumns.Select((_, i) => OutputValue.Of(scores[i])),
+                    OutputValue.Missing];
+            },
+            getters => 0);
+    }
+
+    /// <summary>A label's probability column: <c>p_</c> and the label without its edge spaces (" yes" gives <c>p_yes</c>).</summary>
+    internal static string ProbabilityColumn(string label) => "p_" + label.Trim();
 
     public static int Score(BatchRequest request)
     {
@@ -154,6 +240,8 @@ internal static class BatchJob
         foreach (var temporary in paths.Temporaries) File.Delete(temporary);
 
         var input = InputFile.Scan(request.Input);
+        var shard = request.Shard ?? new ShardAssignment(0, 1);
+        long rows = shard.RowsOf(input.Rows);
         var layout = new OutputLayout(request.Format, job.Header.Columns, job.Header.Raw, job.NewColumns, job.Header.ByteOrderMark, job.Header.Terminator);
         job.Options["--format"] = layout.Shape.Format;
         job.Options["--device"] = request.Device.ToString();
@@ -166,12 +254,13 @@ internal static class BatchJob
             Options = job.Options,
             Output = layout.Shape,
             Partial = new PartialPrefix(0, 0, ""),
+            Shard = request.Shard is null ? null : new ShardRecord(shard.Index, shard.Count, ShardAssignment.Scheme, input.Rows, rows),
         };
-        using var resumeFrom = request.Resume ? ResumePoint.Check(paths, layout, manifest, input) : null;
+        using var resumeFrom = request.Resume ? ResumePoint.Check(paths, layout, manifest, rows) : null;
         if (!request.Resume && File.Exists(paths.Partial)) throw InterruptedRunInTheWay(paths, layout);
 
         // The model opens before anything is written: a model that does not load leaves no files behind.
-        var view = new CsvSourceView(request.Input, job.Input, job.SecondInput, resumeFrom?.State.Rows ?? 0);
+        var view = new CsvSourceView(request.Input, job.Input, job.SecondInput, shard, resumeFrom?.State.Rows ?? 0);
         var ml = new MLContext();
         ml.Log += (_, e) =>
         {
@@ -199,7 +288,8 @@ internal static class BatchJob
             (model as IDisposable)?.Dispose();
             throw;
         }
-        using var progress = ProgressReporter.Create(request.Quiet, input.Rows, writer.ExistingRows, job.Command);
+        string label = request.Shard is null ? job.Command : $"{job.Command} (shard {shard})";
+        using var progress = ProgressReporter.Create(request.Quiet, rows, writer.ExistingRows, label);
         string? fatal = null;
         bool completed = false;
         try
@@ -217,8 +307,15 @@ internal static class BatchJob
                     if (fatal is not null) break;
                     string raw = getters.Text(CsvSourceView.RawColumn);
                     var fields = request.Format == OutputFormat.Jsonl ? CsvReader.ParseFields(raw) : new string[getters.Value<int>(CsvSourceView.FieldsColumn)];
-                    writer.Write(new CsvRecord(fields, raw, getters.Value<long>(CsvSourceView.LineColumn)), values(getters));
-                    progress.Row(false, tokens(getters));
+                    var computed = values(getters);
+                    bool failed = computed[^1].Text is not null;
+                    if (failed && request.FailFast)
+                    {
+                        fatal = computed[^1].Text;
+                        break;
+                    }
+                    writer.Write(new CsvRecord(fields, raw, getters.Value<long>(CsvSourceView.LineColumn)), computed);
+                    progress.Row(failed, tokens(getters));
                 }
                 fatal ??= WriteRejected(view, writer, progress, job.NewColumns.Length, before: long.MaxValue, request.FailFast);
             }
@@ -255,7 +352,7 @@ internal static class BatchJob
             return Interrupted;
         }
         if (!request.Quiet)
-            Console.Error.WriteLine($"mlnetgpt: {job.Command}: {progress.Done} rows ({progress.Failed} failed{(writer.ExistingRows > 0 ? $", {writer.ExistingRows} resumed" : "")}) " +
+            Console.Error.WriteLine($"mlnetgpt: {label}: {progress.Done} rows ({progress.Failed} failed{(writer.ExistingRows > 0 ? $", {writer.ExistingRows} resumed" : "")}) " +
                 $"in {progress.Elapsed.TotalSeconds:F1} s, {progress.Rates(withEta: false)} -> {writer.OutputPath}");
         return progress.Failed > 0 ? RowsFailed : Success;
     }
@@ -290,7 +387,7 @@ internal static class BatchJob
 
         public void Dispose() => _hash?.Dispose();
 
-        public static ResumePoint Check(OutputPaths paths, OutputLayout layout, JobManifest job, InputFile input)
+        public static ResumePoint Check(OutputPaths paths, OutputLayout layout, JobManifest job, long inputRows)
         {
             if (!File.Exists(paths.Partial))
                 throw new UsageException($"--resume: there is no interrupted run to continue ('{paths.Partial}' does not exist" +
@@ -312,8 +409,9 @@ internal static class BatchJob
             {
                 if (PartialFile.Hash(paths.Partial, hash, recorded.Partial.Bytes, state.CompleteBytes) != recorded.Partial.Sha256)
                     throw new UsageException($"--resume: the finished rows were changed in '{paths.Partial}' since mlnetgpt wrote them. Delete it to start over.");
-                if (state.Rows > input.Rows)
-                    throw new UsageException($"--resume: '{paths.Partial}' holds {state.Rows} rows, more than the input's {input.Rows}. Delete it to start over.");
+                if (state.Rows > inputRows)
+                    throw new UsageException($"--resume: '{paths.Partial}' holds {state.Rows} rows, more than the {inputRows} " +
+                        $"{(job.Shard is null ? "of the input" : $"of shard {job.Shard}")}. Delete it to start over.");
             }
             catch
             {
@@ -337,6 +435,10 @@ internal static class BatchJob
         }
         return null;
     }
+
+    private static string DefaultTextColumn(string[] header) =>
+        header.Contains("text") ? "text"
+        : throw new UsageException($"name the text with --text-column or --template (the input has no 'text' column; columns: {string.Join(", ", header)}).");
 
     private static string DefaultPromptColumn(string[] header) =>
         header.Contains("prompt") ? "prompt"
@@ -387,6 +489,13 @@ internal static class BatchJob
             T value = default;
             Get<T>(name)(ref value);
             return value;
+        }
+
+        public T[] Vector<T>(string name)
+        {
+            VBuffer<T> value = default;
+            Get<VBuffer<T>>(name)(ref value);
+            return value.DenseValues().ToArray();
         }
 
         public int VectorLength(string name)

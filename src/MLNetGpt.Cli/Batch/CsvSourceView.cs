@@ -12,7 +12,8 @@ internal sealed record RejectedRow(long Index, CsvRecord Record, string Error);
 /// A streaming ML.NET view of a CSV file for the batch jobs: the model input (built by a
 /// <see cref="PromptBuilder"/>) plus the row's index, physical line, exact text and field count, which
 /// pass through the pipeline so the output can repeat each input row byte for byte. Rows whose input
-/// cannot be built are diverted to <see cref="Rejected"/> instead. When <see cref="Stop"/> is set, the
+/// cannot be built are diverted to <see cref="Rejected"/> instead. A sharded job's view holds only its
+/// shard's rows (the index stays the row's index in the whole input). When <see cref="Stop"/> is set, the
 /// view ends early, so the pipeline finishes the rows it already read.
 /// </summary>
 internal sealed class CsvSourceView : IDataView
@@ -27,13 +28,16 @@ internal sealed class CsvSourceView : IDataView
     private readonly string _path;
     private readonly PromptBuilder _input;
     private readonly PromptBuilder? _secondInput;
+    private readonly ShardAssignment _shard;
     private readonly long _skip;
 
-    public CsvSourceView(string path, PromptBuilder input, PromptBuilder? secondInput, long skip)
+    /// <summary>A view of <paramref name="shard"/>'s rows of the file, after the first <paramref name="skip"/> of them (a resumed job's finished rows).</summary>
+    public CsvSourceView(string path, PromptBuilder input, PromptBuilder? secondInput, ShardAssignment shard, long skip)
     {
         _path = path;
         _input = input;
         _secondInput = secondInput;
+        _shard = shard;
         _skip = skip;
         var builder = new DataViewSchema.Builder();
         builder.AddColumn(RowColumn, NumberDataViewType.Int64);
@@ -71,12 +75,15 @@ internal sealed class CsvSourceView : IDataView
         private readonly CsvReader _reader;
         private long _position = -1;
         private long _index = -1;
+        private long _taken;
+        private readonly ShardMap _shards;
         private CsvRecord? _record;
         private string? _input, _secondInput;
 
         public Cursor(CsvSourceView view)
         {
             _view = view;
+            _shards = new ShardMap(view._shard.Count);
             _reader = new CsvReader(view._path, _hash);
             _reader.Read();   // the header
         }
@@ -97,7 +104,7 @@ internal sealed class CsvSourceView : IDataView
                     return false;
                 }
                 _index++;
-                if (_index < _view._skip) continue;
+                if (_shards.ShardOf(_index) != _view._shard.Index || _taken++ < _view._skip) continue;
                 var (input, error) = _view._input.Build(record.Fields, record.Line);
                 string? second = null;
                 if (error is null && _view._secondInput is not null) (second, error) = _view._secondInput.Build(record.Fields, record.Line);

@@ -8,14 +8,16 @@ namespace MLNetGpt.Cli.Batch;
 /// <summary>
 /// The job manifest, <c>OUTPUT.partial.job.json</c>: what makes a batch job the same job, written
 /// beside the partial output before its first row, so that <c>--resume</c> continues only the job that
-/// wrote the partial (and, later, so that shards of one job can be recognised as such).
+/// wrote the partial, and kept as <c>OUTPUT.job.json</c> when a shard completes, so that <c>merge</c>
+/// recognises the shards of one job and checks that each is whole.
 /// </summary>
 /// <remarks>
-/// <para>Format <c>mlnetgpt-job</c>, version 1: one JSON object (UTF-8, indented) with these members.</para>
+/// <para>Format <c>mlnetgpt-job</c>, version 2: one JSON object (UTF-8, indented) with these members.</para>
 /// <list type="bullet">
-/// <item><c>format</c>: <c>"mlnetgpt-job"</c>; <c>version</c>: 1. A reader refuses other versions.</item>
+/// <item><c>format</c>: <c>"mlnetgpt-job"</c>; <c>version</c>: 2. A reader takes versions 1 and 2 and
+///   refuses others.</item>
 /// <item><c>tool</c>: mlnetgpt's informational version (with its commit, when built from git).</item>
-/// <item><c>command</c>: <c>generate</c> or <c>score</c>.</item>
+/// <item><c>command</c>: <c>generate</c>, <c>score</c> or <c>classify</c>.</item>
 /// <item><c>input</c>: <c>path</c> (full path, for information only: a moved input with the same
 ///   content is the same input), <c>bytes</c> and <c>sha256</c> (lower-case hex) of the whole file.</item>
 /// <item><c>model</c>: <c>path</c> (full path of the folder) and <c>files</c>, every file under it
@@ -35,13 +37,19 @@ namespace MLNetGpt.Cli.Batch;
 /// <item><c>partial</c>: what the partial output holds for sure: its first <c>bytes</c> bytes, which
 ///   hold the header and <c>rows</c> finished rows and hash to <c>sha256</c>. Rewritten when a run starts
 ///   or resumes and when it stops early in an orderly way (Ctrl+C, --fail-fast); after a crash the partial
-///   may hold more rows than recorded, never fewer.</item>
+///   may hold more rows than recorded, never fewer. In a completed shard's <c>OUTPUT.job.json</c> it
+///   describes the whole output file.</item>
+/// <item><c>shard</c> (version 2): null for a job without <c>--shard</c>; else <c>index</c> and
+///   <c>count</c> (<c>--shard K/N</c>), <c>assignment</c> (the rule that gives each row its shard,
+///   <c>"splitmix64"</c>, see <see cref="ShardAssignment"/>), <c>input_rows</c> (the rows of the whole
+///   input) and <c>rows</c> (this shard's share of them).</item>
 /// </list>
+/// <para>History: version 1 had no <c>shard</c>; it is read as a job without one.</para>
 /// </remarks>
 internal sealed record JobManifest
 {
     public const string FormatName = "mlnetgpt-job";
-    public const int CurrentVersion = 1;
+    public const int CurrentVersion = 2;
 
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -59,6 +67,7 @@ internal sealed record JobManifest
     public required IReadOnlyDictionary<string, string?> Options { get; init; }
     public required OutputShape Output { get; init; }
     public required PartialPrefix Partial { get; init; }
+    public ShardRecord? Shard { get; init; }
 
     /// <summary>This build of mlnetgpt, as the manifest records it.</summary>
     public static string ToolVersion { get; } =
@@ -75,8 +84,8 @@ internal sealed record JobManifest
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("format", out var format) || format.GetString() != FormatName)
                 throw new UsageException($"'{path}' is not an mlnetgpt job manifest.");
             int version = root.TryGetProperty("version", out var v) && v.TryGetInt32(out int number) ? number : 0;
-            if (version != CurrentVersion)
-                throw new UsageException($"the job manifest '{path}' has version {version}; this mlnetgpt ({ToolVersion}) reads version {CurrentVersion}.");
+            if (version is < 1 or > CurrentVersion)
+                throw new UsageException($"the job manifest '{path}' has version {version}; this mlnetgpt ({ToolVersion}) reads versions 1 to {CurrentVersion}.");
             manifest = root.Deserialize<JobManifest>(Json);
         }
         catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or NotSupportedException or InvalidOperationException)
@@ -107,7 +116,13 @@ internal sealed record JobManifest
     /// user can act on ("--seed was 42, now 7"); empty when they are the same job. The partial's
     /// progress is not compared: it is state, not identity.
     /// </summary>
-    public IReadOnlyList<string> DifferencesFrom(JobManifest recorded)
+    public IReadOnlyList<string> DifferencesFrom(JobManifest recorded) => DifferencesFrom(recorded, compareShardIndex: true);
+
+    /// <summary>
+    /// As <see cref="DifferencesFrom(JobManifest)"/>; without <paramref name="compareShardIndex"/> two
+    /// shards of one job are the same job (merge), but a different shard count or rule is not.
+    /// </summary>
+    public IReadOnlyList<string> DifferencesFrom(JobManifest recorded, bool compareShardIndex)
     {
         var differences = new List<string>();
         if (recorded.Tool != Tool) differences.Add($"mlnetgpt was {recorded.Tool}, now {Tool}");
@@ -122,6 +137,9 @@ internal sealed record JobManifest
             string? before = recorded.Options.GetValueOrDefault(key), now = Options.GetValueOrDefault(key);
             if (before != now) differences.Add($"{key} was {Show(before)}, now {Show(now)}");
         }
+        if (recorded.Shard?.Count != Shard?.Count || recorded.Shard?.Assignment != Shard?.Assignment
+            || (compareShardIndex && recorded.Shard?.Index != Shard?.Index))
+            differences.Add($"--shard was {Show(recorded.Shard?.ToString())}, now {Show(Shard?.ToString())}");
         if (differences.Count == 0 && recorded.Output != Output)
             differences.Add($"the output was {recorded.Output}, now {Output}");
         return differences;
@@ -196,3 +214,11 @@ internal sealed record OutputShape(string Format, IReadOnlyList<string> Columns,
 
 /// <summary>The part of the partial output known to be complete: its first <see cref="Bytes"/> bytes.</summary>
 internal sealed record PartialPrefix(long Bytes, long Rows, string Sha256);
+
+/// <summary>A sharded job's part: shard <see cref="Index"/> of <see cref="Count"/> under the rule <see cref="Assignment"/>.</summary>
+internal sealed record ShardRecord(int Index, int Count, string Assignment, long InputRows, long Rows)
+{
+    public ShardAssignment Shard => new(Index, Count);
+
+    public override string ToString() => Assignment == ShardAssignment.Scheme ? $"{Index}/{Count}" : $"{Index}/{Count} ({Assignment})";
+}

@@ -14,10 +14,10 @@ internal enum OutputFormat
 }
 
 /// <summary>
-/// One computed output value: text, a number (a JSON number in JSONL, its invariant text in CSV), or
-/// missing (empty in CSV, null in JSONL).
+/// One computed output value: text, a JSON value such as a number (written as it is in JSONL, as its
+/// text in CSV), or missing (empty in CSV, null in JSONL).
 /// </summary>
-internal readonly record struct OutputValue(string? Text, bool IsNumber = false)
+internal readonly record struct OutputValue(string? Text, bool IsJson = false)
 {
     public static OutputValue Missing => default;
 
@@ -28,7 +28,10 @@ internal readonly record struct OutputValue(string? Text, bool IsNumber = false)
 
     public static OutputValue Of(float value) => new(value.ToString("R", CultureInfo.InvariantCulture), float.IsFinite(value));
 
-    public static OutputValue Of(int value) => new(value.ToString(CultureInfo.InvariantCulture), IsNumber: true);
+    public static OutputValue Of(int value) => new(value.ToString(CultureInfo.InvariantCulture), IsJson: true);
+
+    /// <summary>A JSON value that is not a string (number, boolean, object, array) as compact JSON text.</summary>
+    public static OutputValue Json(string compactJson) => new(compactJson, IsJson: true);
 }
 
 /// <summary>The files of one job: the output, and what is kept beside it while the job is unfinished.</summary>
@@ -40,8 +43,11 @@ internal sealed record OutputPaths(string Output, string Partial, string Manifes
         return new OutputPaths(full, full + ".partial", full + ".partial.job.json", full + ".lock");
     }
 
+    /// <summary>A completed shard's manifest, kept beside its output for <c>merge</c>.</summary>
+    public string CompletedManifest => Output + ".job.json";
+
     /// <summary>Temporary files a crash may leave behind (each is written whole and renamed into place).</summary>
-    public IEnumerable<string> Temporaries => [Partial + ".tmp", Manifest + ".tmp"];
+    public IEnumerable<string> Temporaries => [Partial + ".tmp", Manifest + ".tmp", CompletedManifest + ".tmp"];
 
     /// <summary>
     /// Finds every output path problem before anything is generated: an output that is a folder or
@@ -52,7 +58,8 @@ internal sealed record OutputPaths(string Output, string Partial, string Manifes
     {
         if (Path.GetFullPath(input) == Output) throw new UsageException("the output file must not be the input file.");
         if (Directory.Exists(Output)) throw new UsageException($"--output '{Output}' is a folder; give the path of the file to write.");
-        foreach (var (path, role) in new[] { (Partial, "the partial output"), (Manifest, "the job manifest"), (Lock, "the output lock") }.Concat(Temporaries.Select(t => (t, "a temporary file"))))
+        foreach (var (path, role) in new[] { (Partial, "the partial output"), (Manifest, "the job manifest"), (Lock, "the output lock"),
+            (CompletedManifest, "a shard's manifest") }.Concat(Temporaries.Select(t => (t, "a temporary file"))))
             if (Directory.Exists(path)) throw new UsageException($"'{path}' is a folder, but mlnetgpt keeps {role} there; move it away.");
         var directory = Path.GetDirectoryName(Output)!;
         try
@@ -120,7 +127,7 @@ internal sealed record OutputLayout(OutputFormat Format, string[] InputColumns, 
                 json.WritePropertyName(NewColumns[i]);
                 var value = values[i];
                 if (value.Text is null) json.WriteNullValue();
-                else if (value.IsNumber) json.WriteRawValue(value.Text);
+                else if (value.IsJson) json.WriteRawValue(value.Text);
                 else json.WriteStringValue(value.Text);
             }
             json.WriteEndObject();
@@ -246,12 +253,23 @@ internal sealed class OutputWriter : IDisposable
         RowsWritten++;
     }
 
-    /// <summary>Forces the finished file to disk and moves it into place; the manifest goes with the partial.</summary>
+    /// <summary>
+    /// Forces the finished file to disk and moves it into place; the manifest goes with the partial.
+    /// A shard's manifest is kept as <c>OUTPUT.job.json</c>, now describing the whole output (its size
+    /// and SHA-256), so <c>merge</c> can tell a whole shard from one that was cut or edited. It is written
+    /// before the output moves into place: a crash in between leaves a manifest whose hash the old output
+    /// does not match, which merge refuses, never a stale pair that looks whole.
+    /// </summary>
     public void Complete()
     {
         _stream!.Flush(flushToDisk: true);
         _stream.Dispose();
         _stream = null;
+        if (_manifest.Shard is not null)
+            (_manifest with { Partial = new PartialPrefix(Bytes, ExistingRows + RowsWritten, Convert.ToHexStringLower(_hash.GetCurrentHash())) })
+                .WriteAtomically(_paths.CompletedManifest);
+        else
+            File.Delete(_paths.CompletedManifest);
         File.Move(_paths.Partial, _paths.Output, overwrite: true);
         File.Delete(_paths.Manifest);
         _hash.Dispose();

@@ -27,12 +27,7 @@ internal static class PartialFile
             throw new UsageException($"--resume: '{path}' does not start with the header this job writes; it is not this job's output, or it was edited. " +
                 "Delete it to start over.");
 
-        // The CSV reader's own rules: a quote opens a quoted field only at the start of a field, and
-        // inside one a doubled quote is a quote; elsewhere a quote is an ordinary character.
-        byte[] terminator = layout.TerminatorBytes;
-        bool csv = layout.Format == OutputFormat.Csv;
-        bool inQuotes = false, quotePending = false, atFieldStart = true;
-        int matched = 0;
+        var boundary = new RowBoundary(layout.TerminatorBytes, layout.Format == OutputFormat.Csv);
         long rows = 0, complete = header.Length, offset = header.Length;
         var buffer = new byte[1 << 16];
         int read;
@@ -40,36 +35,9 @@ internal static class PartialFile
         {
             for (int i = 0; i < read; i++, offset++)
             {
-                byte b = buffer[i];
-                if (inQuotes)
-                {
-                    if (!quotePending)
-                    {
-                        quotePending = b == '"';
-                        continue;
-                    }
-                    quotePending = false;
-                    if (b == '"') continue;
-                    inQuotes = false;
-                }
-                if (csv && b == '"' && atFieldStart)
-                {
-                    inQuotes = true;
-                    atFieldStart = false;
-                    matched = 0;
-                    continue;
-                }
-                if (b == terminator[matched])
-                {
-                    if (++matched < terminator.Length) continue;
-                    rows++;
-                    complete = offset + 1;
-                    matched = 0;
-                    atFieldStart = true;
-                    continue;
-                }
-                matched = b == terminator[0] ? 1 : 0;
-                atFieldStart = b == ',';
+                if (!boundary.EndsRow(buffer[i])) continue;
+                rows++;
+                complete = offset + 1;
             }
         }
         return new PartialState(rows, complete, offset);
@@ -94,4 +62,52 @@ internal static class PartialFile
     }
 
     private static FileStream OpenRead(string path) => new(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+}
+
+/// <summary>
+/// Finds where output rows end, byte by byte: at the line terminator outside quotes. The CSV reader's
+/// own rules apply: a quote opens a quoted field only at the start of a field, and inside one a doubled
+/// quote is a quote; elsewhere a quote is an ordinary character. JSONL rows end at every line feed
+/// (JSON strings escape theirs). Feed it the bytes after the header.
+/// </summary>
+internal struct RowBoundary(byte[] terminator, bool csv)
+{
+    private readonly byte[] _terminator = terminator;
+    private readonly bool _csv = csv;
+    private bool _inQuotes, _quotePending;
+    private bool _atFieldStart = true;
+    private int _matched;
+
+    /// <summary>Whether <paramref name="b"/> is the last byte of a row.</summary>
+    public bool EndsRow(byte b)
+    {
+        if (_inQuotes)
+        {
+            if (!_quotePending)
+            {
+                _quotePending = b == '"';
+                return false;
+            }
+            _quotePending = false;
+            if (b == '"') return false;
+            _inQuotes = false;
+        }
+        if (_csv && b == '"' && _atFieldStart)
+        {
+            _inQuotes = true;
+            _atFieldStart = false;
+            _matched = 0;
+            return false;
+        }
+        if (b == _terminator[_matched])
+        {
+            if (++_matched < _terminator.Length) return false;
+            _matched = 0;
+            _atFieldStart = true;
+            return true;
+        }
+        _matched = b == _terminator[0] ? 1 : 0;
+        _atFieldStart = b == ',';
+        return false;
+    }
 }

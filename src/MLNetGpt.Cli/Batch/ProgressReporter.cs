@@ -41,7 +41,9 @@ internal abstract class ProgressReporter : IDisposable
         double seconds = Math.Max(Elapsed.TotalSeconds, 1e-6);
         double rowsPerSecond = Done / seconds;
         string eta = withEta && Total > 0 && rowsPerSecond > 0 ? $", ETA {Format(TimeSpan.FromSeconds((Total - Resumed - Done) / rowsPerSecond))}" : "";
-        return $"{rowsPerSecond:F1} rows/s, {Tokens / seconds:F0} tokens/s{eta}";
+        // classify counts no tokens; "0 tokens/s" would read as a stall.
+        string tokens = Tokens > 0 ? $", {Tokens / seconds:F0} tokens/s" : "";
+        return $"{rowsPerSecond:F1} rows/s{tokens}{eta}";
     }
 
     public string Count() => Total > 0 ? $"{Resumed + Done}/{Total} rows ({100.0 * (Resumed + Done) / Total:F1}%)" : $"{Resumed + Done} rows";

@@ -13,6 +13,8 @@ internal static class CommandLine
         var root = new RootCommand("mlnetgpt: GPT text generation and scoring for CSV files, through an ML.NET pipeline (MLNetGpt).");
         root.Add(GenerateCommand());
         root.Add(ScoreCommand());
+        root.Add(ClassifyCommand.Build());
+        root.Add(MergeCommand.Build());
         root.Add(CompleteCommand.Build());
         root.Add(InfoCommand.Build());
         root.Add(QuantizeCommand.Build());
@@ -147,7 +149,7 @@ internal static class CommandLine
         private static string Unescape(string text) => text.Replace("\\n", "\n").Replace("\\t", "\t");
     }
 
-    private static Option<string?> ErrorColumnOption() => new("--error-column")
+    internal static Option<string?> ErrorColumnOption() => new("--error-column")
     {
         Description = "Name of the added error column. Default: 'error', or 'COMMAND_error' when the input already has an 'error' column " +
             "(as a generate output does), so outputs chain without editing.",
@@ -167,6 +169,7 @@ internal static class CommandLine
         var errorColumn = ErrorColumnOption();
         var common = new CommonFlags();
         var flags = new GenerationFlags();
+        var constraints = new ConstraintFlags();
         command.Add(input);
         command.Add(output);
         command.Add(promptColumn);
@@ -176,6 +179,7 @@ internal static class CommandLine
         command.Add(outputColumn);
         command.Add(errorColumn);
         flags.AddTo(command);
+        constraints.AddTo(command);
         common.AddTo(command);
         command.SetAction(p => Program.Guard(() =>
         {
@@ -183,7 +187,10 @@ internal static class CommandLine
                 throw new UsageException("give --prompt-column or --template, not both.");
             if (p.GetValue(system) is not null && !p.GetValue(chat))
                 throw new UsageException("--system needs --chat (a system message is part of a chat conversation).");
-            return BatchJob.Generate(common.Read(p, p.GetValue(input)!, p.GetValue(output)!, flags.Read(p)) with
+            var (constraint, jsonColumns) = constraints.Read(p);
+            var generation = flags.Read(p);
+            generation.Constraint = constraint;
+            return BatchJob.Generate(common.Read(p, p.GetValue(input)!, p.GetValue(output)!, generation) with
             {
                 PromptColumn = p.GetValue(promptColumn),
                 Template = p.GetValue(template),
@@ -191,6 +198,7 @@ internal static class CommandLine
                 SystemPrompt = p.GetValue(system),
                 OutputColumn = p.GetValue(outputColumn)!,
                 ErrorColumn = p.GetValue(errorColumn),
+                JsonColumns = jsonColumns,
             });
         }));
         return command;
@@ -221,7 +229,7 @@ internal static class CommandLine
     }
 
     /// <summary>Options every batch job takes.</summary>
-    private sealed class CommonFlags
+    internal sealed class CommonFlags
     {
         private readonly Option<string?> _model = ModelOption();
         private readonly Option<int?> _batchSize = WholeNumber("--batch-size", "Rows processed together (does not change seeded results). Default: 8.");
@@ -232,12 +240,18 @@ internal static class CommandLine
         private readonly Option<bool> _failFast = new("--fail-fast") { Description = "Stop at the first row that fails instead of recording it in the error column." };
         private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "No progress output (warnings and errors still show)." };
         private readonly Option<bool> _reportMemory = new("--report-memory") { Description = "Print the peak working set at the end.", Hidden = true };
+        private readonly Option<string?> _shard = new("--shard")
+        {
+            Description = "Process shard K of N of the input rows (0 <= K < N; rows go to shards by a hash of their index), for 'mlnetgpt merge' to join. " +
+                "auto: K and N from a Slurm job array (SLURM_ARRAY_TASK_ID, _MIN, _COUNT); auto/N: K from SLURM_ARRAY_TASK_ID or Kubernetes' JOB_COMPLETION_INDEX.",
+            HelpName = "K/N|auto|auto/N",
+        };
 
         public CommonFlags() => _format.AcceptOnlyFromAmong("csv", "jsonl");
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { _model, _batchSize, _device, _threads, _format, _resume, _failFast, _quiet, _reportMemory })
+            foreach (var option in new Option[] { _model, _batchSize, _device, _threads, _format, _resume, _failFast, _quiet, _reportMemory, _shard })
                 command.Add(option);
         }
 
@@ -249,6 +263,7 @@ internal static class CommandLine
             if (input.Length == 0) throw new UsageException("the input file name is empty.");
             if (output.Length == 0) throw new UsageException("--output is empty; give the path of the file to write.");
             var device = ReadDevice(p, _device);
+            var shard = p.GetValue(_shard) is { } text ? ShardAssignment.Parse(text, Environment.GetEnvironmentVariables()) : null;
             string model = ResolveModel(p.GetValue(_model));
             return new BatchRequest
             {
@@ -264,6 +279,7 @@ internal static class CommandLine
                 Quiet = p.GetValue(_quiet),
                 ReportMemory = p.GetValue(_reportMemory),
                 Generation = generation,
+                Shard = shard,
             };
         }
     }

@@ -20,11 +20,13 @@ internal static class HelpText
         """;
 
     private const string Files = """
-        Files beside the output (all but the output are removed when the job completes):
+        Files beside the output (removed when the job completes, but for the output and a shard's OUTPUT.job.json):
           OUTPUT.partial           the rows written so far; moved to OUTPUT only when every row is there
           OUTPUT.partial.job.json  the job manifest: input (size, SHA-256), model, every option that changes
                                    results; --resume continues only the same job
           OUTPUT.lock              the running job's process id and start time; a second run is refused
+          OUTPUT.job.json          with --shard only, kept when the shard completes: its manifest, which
+                                   'mlnetgpt merge' reads to check the shards are one whole job
         """;
 
     public static void Configure(RootCommand root)
@@ -54,9 +56,28 @@ internal static class HelpText
                 """
                 Added columns (after every input column, which is kept byte for byte):
                   completion     the generated text (renamed with --output-column)
-                  finish_reason  eos, stop_string or length
+                  PROPERTY       with --json-schema and --json-columns: one column per top-level property
+                                 of the schema (empty, with a message in error, if the row's output is
+                                 not a complete object)
+                  finish_reason  eos, stop_string, length, or constraint (the output is complete and
+                                 nothing more may follow)
                   error          why the row could not be generated (empty otherwise; see --error-column)
                 """, ModelDefaults(), Files, ExitCodes),
+            "classify" => string.Join(Environment.NewLine + Environment.NewLine,
+                """
+                Added columns (after every input column, which is kept byte for byte):
+                  label              the most likely label, as given (with its leading space, if any)
+                  label_probability  its probability, normalised over the label set
+                  p_LABEL            with --probabilities: each label's probability (LABEL without edge spaces)
+                  error              why the row could not be classified (see --error-column)
+                """, Files, ExitCodes),
+            "merge" => string.Join(Environment.NewLine + Environment.NewLine,
+                """
+                Checks before anything is written: every shard completed (SHARD.job.json beside it, no
+                SHARD.partial), all from one job (same input, model, options and shard count), every shard
+                index once. While merging, each shard's size and SHA-256 are checked against its manifest.
+                Rows are written in input order: the output equals the unsharded job's, byte for byte.
+                """, "Exit codes: 0 success, 1 a shard is missing, unfinished, duplicated, changed or from another job (nothing is written), 130 interrupted."),
             "score" => string.Join(Environment.NewLine + Environment.NewLine,
                 """
                 Added columns (after every input column, which is kept byte for byte):

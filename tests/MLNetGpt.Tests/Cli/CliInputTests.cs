@@ -102,6 +102,7 @@ public sealed class CliInputTests
     [InlineData("partial-is-folder", "is a folder")]
     [InlineData("manifest-is-folder", "is a folder")]
     [InlineData("lock-is-folder", "is a folder")]
+    [InlineData("shard-manifest-is-folder", "is a folder, but mlnetgpt keeps a shard's manifest there")]
     public void Output_path_problems_are_found_before_anything_is_generated(string problem, string expected)
     {
         var folder = Fixtures.TempFolder("cli-output-path");
@@ -114,6 +115,7 @@ public sealed class CliInputTests
             "output-unwritable" => output,
             "partial-is-folder" => partial,
             "manifest-is-folder" => manifest,
+            "shard-manifest-is-folder" => output + ".job.json",
             _ => lockFile,
         };
         bool immutable = false;

@@ -64,7 +64,7 @@ public sealed class CliVoiceTests
     [InlineData("generat", "unknown command 'generat'; did you mean 'generate'?")]
     [InlineData("scroe", "unknown command 'scroe'; did you mean 'score'?")]
     [InlineData("infos", "unknown command 'infos'; did you mean 'info'?")]
-    [InlineData("translate", "unknown command 'translate' (commands: generate, score, complete, info")]
+    [InlineData("translate", "unknown command 'translate' (commands: generate, score, classify, merge, complete, info")]
     public void An_unknown_command_is_named_with_the_closest_command(string typed, string expected)
     {
         var line = SingleErrorLine(CliProcess.Run(typed, "x.csv"));
@@ -106,7 +106,7 @@ public sealed class CliVoiceTests
         Assert.DoesNotContain(AppContext.BaseDirectory.TrimEnd('/'), text);
         Assert.DoesNotContain(Fixtures.DefaultModel, text);
         Assert.Contains("Default: the model's, else 20.", text);
-        Assert.Contains("finish_reason  eos, stop_string or length", text);
+        Assert.Contains("finish_reason  eos, stop_string, length, or constraint", text);
         Assert.Contains("130  interrupted", text);
         Assert.Contains("OUTPUT.partial.job.json", text);
 

@@ -31,7 +31,8 @@ public sealed class JobManifestTests
         using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path));
         var root = json.RootElement;
         Assert.Equal("mlnetgpt-job", root.GetProperty("format").GetString());
-        Assert.Equal(1, root.GetProperty("version").GetInt32());
+        Assert.Equal(2, root.GetProperty("version").GetInt32());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, root.GetProperty("shard").ValueKind);
         Assert.Equal(1234, root.GetProperty("input").GetProperty("bytes").GetInt64());
         Assert.Equal("42", root.GetProperty("options").GetProperty("--seed").GetString());
         Assert.Equal(System.Text.Json.JsonValueKind.Null, root.GetProperty("options").GetProperty("--max-new-tokens").ValueKind);
@@ -68,11 +69,37 @@ public sealed class JobManifestTests
     public void A_manifest_of_another_version_is_refused_naming_both_versions()
     {
         var path = Path.Combine(Fixtures.TempFolder("manifest-version"), "job.json");
-        File.WriteAllText(path, "{\"format\": \"mlnetgpt-job\", \"version\": 2}");
+        File.WriteAllText(path, "{\"format\": \"mlnetgpt-job\", \"version\": 3}");
         var error = Assert.Throws<UsageException>(() => JobManifest.Read(path));
-        Assert.Contains("has version 2", error.Message);
-        Assert.Contains("reads version 1", error.Message);
+        Assert.Contains("has version 3", error.Message);
+        Assert.Contains("reads versions 1 to 2", error.Message);
         File.WriteAllText(path, "{\"format\": \"mlnetgpt-job\", \"version\": ");
         Assert.Contains($"cannot read the job manifest '{path}'", Assert.Throws<UsageException>(() => JobManifest.Read(path)).Message);
+    }
+
+    [Fact]
+    public void A_version_1_manifest_reads_as_a_job_without_shards()
+    {
+        var path = Path.Combine(Fixtures.TempFolder("manifest-v1"), "out.csv.partial.job.json");
+        Sample().WriteAtomically(path);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        json["version"] = 1;
+        json.Remove("shard");
+        File.WriteAllText(path, json.ToJsonString());
+        var read = JobManifest.Read(path);
+        Assert.Null(read.Shard);
+        Assert.Empty(read.DifferencesFrom(Sample()));
+    }
+
+    [Fact]
+    public void Shards_of_one_job_differ_only_in_their_index_and_a_resume_names_the_shard()
+    {
+        var zero = Sample() with { Shard = new ShardRecord(0, 3, ShardAssignment.Scheme, 10, 4) };
+        var one = zero with { Shard = new ShardRecord(1, 3, ShardAssignment.Scheme, 10, 3) };
+        Assert.Empty(one.DifferencesFrom(zero, compareShardIndex: false));
+        Assert.Equal(["--shard was 0/3, now 1/3"], one.DifferencesFrom(zero));
+        var ofTwo = zero with { Shard = new ShardRecord(1, 2, ShardAssignment.Scheme, 10, 5) };
+        Assert.Equal(["--shard was 0/3, now 1/2"], ofTwo.DifferencesFrom(zero, compareShardIndex: false));
+        Assert.Equal(["--shard was 0/3, now not given"], Sample().DifferencesFrom(zero));
     }
 }
