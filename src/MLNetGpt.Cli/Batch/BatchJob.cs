@@ -10,6 +10,7 @@ internal sealed record BatchRequest
 {
     public required string Input { get; init; }
     public required string Output { get; init; }
+    public string? Variant { get; init; }
     public required string ModelFolder { get; init; }
     public OutputFormat Format { get; init; }
     public int BatchSize { get; init; } = 8;
@@ -107,6 +108,7 @@ internal static class BatchJob
                 OutputColumnName = "__completion",
                 InputColumnName = CsvSourceView.InputColumn,
                 ModelFolder = request.ModelFolder,
+                Variant = request.Variant,
                 Generation = request.Generation,
                 BatchSize = request.BatchSize,
                 Device = request.Device,
@@ -171,6 +173,7 @@ internal static class BatchJob
                 Template = "{input}",
                 LengthNormalized = request.LengthNormalized,
                 ModelFolder = request.ModelFolder,
+                Variant = request.Variant,
                 BatchSize = request.BatchSize,
                 Device = request.Device,
                 IntraOpThreads = request.Threads,
@@ -215,6 +218,7 @@ internal static class BatchJob
                 LogLikelihoodColumnName = "__loglikelihood",
                 TokenCountColumnName = "__tokens",
                 ModelFolder = request.ModelFolder,
+                Variant = request.Variant,
                 BatchSize = request.BatchSize,
                 Device = request.Device,
                 IntraOpThreads = request.Threads,
@@ -245,6 +249,7 @@ internal static class BatchJob
         var layout = new OutputLayout(request.Format, job.Header.Columns, job.Header.Raw, job.NewColumns, job.Header.ByteOrderMark, job.Header.Terminator);
         job.Options["--format"] = layout.Shape.Format;
         job.Options["--device"] = request.Device.ToString();
+        job.Options["--variant"] = request.Variant;
         var manifest = new JobManifest
         {
             Tool = JobManifest.ToolVersion,

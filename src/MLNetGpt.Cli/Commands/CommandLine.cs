@@ -43,6 +43,12 @@ internal static class CommandLine
         return given;
     }
 
+    internal static Option<string?> VariantOption() => new("--variant")
+    {
+        Description = "For an onnx-community model folder (decoders under onnx/): the precision to open, e.g. fp32, fp16, q4, int8 " +
+            "(default: fp32 on the CPU, fp16 on CUDA, else the first that exists; 'info' lists them).",
+    };
+
     internal static Option<string> DeviceOption() => new("--device")
     {
         Description = "cpu, cuda or cuda:N (CUDA needs CUDA 13.x and cuDNN 9; falls back to the CPU with a warning).",
@@ -234,6 +240,7 @@ internal static class CommandLine
         private readonly Option<string?> _model = ModelOption();
         private readonly Option<int?> _batchSize = WholeNumber("--batch-size", "Rows processed together (does not change seeded results). Default: 8.");
         private readonly Option<string> _device = DeviceOption();
+        private readonly Option<string?> _variant = VariantOption();
         private readonly Option<int?> _threads = WholeNumber("--threads", "CPU threads for ONNX Runtime (does not change results). Default: ONNX Runtime's choice.");
         private readonly Option<string> _format = new("--format") { Description = "Output format: csv or jsonl (computed numbers as JSON numbers).", DefaultValueFactory = _ => "csv" };
         private readonly Option<bool> _resume = new("--resume") { Description = "Continue an interrupted run of the same job from OUTPUT.partial (refused if the input, model or an option that changes results differs)." };
@@ -251,7 +258,7 @@ internal static class CommandLine
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { _model, _batchSize, _device, _threads, _format, _resume, _failFast, _quiet, _reportMemory, _shard })
+            foreach (var option in new Option[] { _model, _variant, _batchSize, _device, _threads, _format, _resume, _failFast, _quiet, _reportMemory, _shard })
                 command.Add(option);
         }
 
@@ -270,6 +277,7 @@ internal static class CommandLine
                 Input = input,
                 Output = output,
                 ModelFolder = model,
+                Variant = p.GetValue(_variant) is { } variant && variant.Trim().Length == 0 ? throw new UsageException("--variant is empty; give a precision such as fp32 or q4.") : p.GetValue(_variant),
                 Format = p.GetValue(_format) == "jsonl" ? OutputFormat.Jsonl : OutputFormat.Csv,
                 BatchSize = batch,
                 Device = device,

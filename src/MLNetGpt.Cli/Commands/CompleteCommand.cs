@@ -16,9 +16,11 @@ internal static class CompleteCommand
         var prompt = new Argument<string>("PROMPT") { Description = "The prompt text (\\n for a newline)." };
         var model = CommandLine.ModelOption();
         var device = CommandLine.DeviceOption();
+        var variant = CommandLine.VariantOption();
         var flags = new CommandLine.GenerationFlags();
         command.Add(prompt);
         command.Add(model);
+        command.Add(variant);
         command.Add(device);
         flags.AddTo(command);
         command.SetAction(p => Program.Guard(() =>
@@ -30,6 +32,7 @@ internal static class CompleteCommand
             using var gpt = GptModel.Open(CommandLine.ResolveModel(p.GetValue(model)), new GptModelOptions
             {
                 GpuDeviceId = target.GpuDeviceId,
+                Variant = p.GetValue(variant),
                 Log = BatchJob.Warn,
             });
             using var cancellation = new CancellationTokenSource();

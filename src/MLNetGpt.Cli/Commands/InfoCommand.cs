@@ -12,18 +12,21 @@ internal static class InfoCommand
         var command = new Command("info", "Describe a model folder: layout, shapes, tokenizer, context length, execution providers.");
         var model = CommandLine.ModelOption();
         var device = CommandLine.DeviceOption();
+        var variant = CommandLine.VariantOption();
         command.Add(model);
+        command.Add(variant);
         command.Add(device);
         command.SetAction(p => Program.Guard(() =>
         {
             var target = CommandLine.ReadDevice(p, device);
             var notes = new List<string>();
-            using var gpt = GptModel.Open(CommandLine.ResolveModel(p.GetValue(model)), new GptModelOptions { GpuDeviceId = target.GpuDeviceId, Log = notes.Add });
+            using var gpt = GptModel.Open(CommandLine.ResolveModel(p.GetValue(model)), new GptModelOptions { GpuDeviceId = target.GpuDeviceId, Variant = p.GetValue(variant), Log = notes.Add });
             var i = gpt.Info;
             var lines = new (string, string)[]
             {
                 ("folder", i.Folder),
                 ("layout", $"{i.Layout} ({string.Join(", ", i.ModelFiles)})"),
+                ("variants", i.Variants.Count == 0 ? "none (one decoder)" : $"{string.Join(", ", i.Variants)}; opened: {i.Variant}"),
                 ("layers", i.LayerCount.ToString()),
                 ("heads", $"{i.AttentionHeadCount} attention, {i.KeyValueHeadCount} key/value, head size {i.HeadSize}"),
                 ("vocabulary", i.VocabularySize.ToString()),
@@ -33,7 +36,7 @@ internal static class InfoCommand
                 ("special tokens", $"bos {i.BosTokenId?.ToString() ?? "none"}, eos [{string.Join(", ", i.EosTokenIds)}], pad {i.PadTokenId}"),
                 ("tokenizer", i.TokenizerSource),
                 ("chat template", i.HasChatTemplate ? $"{string.Join(", ", i.ChatTemplateNames)} ({gpt.ChatTemplate?.Source ?? "no default"})" : "none"),
-                ("defaults", Describe(i.Defaults)),
+                ("defaults", i.Defaults.ToJson() is var json && json == "{}" ? "library defaults" : json),
                 ("running on", i.ExecutionProvider),
                 ("ONNX Runtime providers", string.Join(", ", OrtEnv.Instance().GetAvailableProviders()) + " (listed by the native library; CUDA also needs CUDA 13.x and cuDNN 9)"),
             };
@@ -42,17 +45,5 @@ internal static class InfoCommand
             return BatchJob.Success;
         }));
         return command;
-    }
-
-    private static string Describe(GenerationOptions o)
-    {
-        var parts = new List<string>();
-        if (o.MaxNewTokens is int max) parts.Add($"max_new_tokens {max}");
-        if (o.DoSample is bool sample) parts.Add(sample ? "sampling" : "greedy");
-        if (o.Temperature is float t) parts.Add($"temperature {t}");
-        if (o.TopK is int k) parts.Add($"top_k {k}");
-        if (o.TopP is float p) parts.Add($"top_p {p}");
-        if (o.RepetitionPenalty is float r) parts.Add($"repetition_penalty {r}");
-        return parts.Count == 0 ? "library defaults" : string.Join(", ", parts);
     }
 }

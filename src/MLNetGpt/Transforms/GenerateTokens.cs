@@ -43,6 +43,7 @@ public abstract class GenerationStageOptions : GptModelStageOptions
         ContinuousBatching = ContinuousBatching,
         Device = Device,
         IntraOpThreads = IntraOpThreads,
+        Variant = Variant,
         FinishReasonColumnName = FinishReasonColumnName,
         LogProbabilitiesColumnName = LogProbabilitiesColumnName,
         Storage = Storage,

@@ -32,6 +32,9 @@ public abstract class GptModelStageOptions
         set => _intraOpThreads = value is null || value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), value, "IntraOpThreads must be 1 or more.");
     }
 
+    /// <summary>For an onnx-community folder, the precision to open (see <see cref="GptModelOptions.Variant"/>); null picks one for the device.</summary>
+    public string? Variant { get; set; }
+
     /// <summary>How a saved pipeline keeps the model folder.</summary>
     public ModelStorage Storage { get; set; } = ModelStorage.Reference;
 }

@@ -40,6 +40,9 @@ public abstract class GptModelTransformerBase : GptTransformerBase
     /// <summary>Intra-op threads given in the options.</summary>
     public int? IntraOpThreads { get; private protected set; }
 
+    /// <summary>The onnx-community precision given in the options, or null.</summary>
+    public string? Variant { get; private protected set; }
+
     /// <summary>Rows processed together.</summary>
     public int BatchSize { get; private protected set; }
 
@@ -52,7 +55,7 @@ public abstract class GptModelTransformerBase : GptTransformerBase
     private protected void OpenModel(IHostEnvironment env)
     {
         Device = DeviceOverride ?? DeviceOf(env);
-        _handle = new ModelHandle(Source.Folder!, Device, IntraOpThreads, Warn);
+        _handle = new ModelHandle(Source.Folder!, Device, IntraOpThreads, Variant, Warn);
     }
 
     /// <summary>Takes the settings every model stage has from <paramref name="options"/>.</summary>
@@ -63,10 +66,12 @@ public abstract class GptModelTransformerBase : GptTransformerBase
         BatchSize = options.BatchSize;
         DeviceOverride = options.Device;
         IntraOpThreads = options.IntraOpThreads;
+        Variant = options.Variant;
     }
 
     /// <summary>Writes the settings every model stage has.</summary>
-    private protected void WriteModelSettings(StageSettingsWriter w) => w.Int("batch_size", BatchSize).Device(DeviceOverride).Int("intra_op_threads", IntraOpThreads);
+    private protected void WriteModelSettings(StageSettingsWriter w) =>
+        w.Int("batch_size", BatchSize).Device(DeviceOverride).Int("intra_op_threads", IntraOpThreads).String("variant", Variant);
 
     /// <summary>Reads the settings every model stage has.</summary>
     private protected void ReadModelSettings(StageSettingsReader r)
@@ -75,6 +80,7 @@ public abstract class GptModelTransformerBase : GptTransformerBase
         if (BatchSize < 1) throw new FormatException($"{StageName} in the saved pipeline: 'batch_size' must be 1 or more, but is {BatchSize}.");
         DeviceOverride = r.Device();
         IntraOpThreads = r.Int("intra_op_threads");
+        Variant = r.String("variant");
     }
 
     /// <summary>Gives up this stage's reference to the model (see the remarks: the stage stays usable).</summary>

@@ -10,9 +10,9 @@ internal static class ModelCache
     private static readonly Dictionary<string, (GptModel Model, int References)> Models = new(StringComparer.Ordinal);
     private static readonly object Gate = new();
 
-    public static ModelLease Acquire(string folder, GptDevice device, int? threads, Action<string> log)
+    public static ModelLease Acquire(string folder, GptDevice device, int? threads, string? variant, Action<string> log)
     {
-        string key = $"{folder}|{device}|{device.FallbackToCpu}|{threads}";
+        string key = $"{folder}|{device}|{device.FallbackToCpu}|{threads}|{variant}";
         lock (Gate)
         {
             if (Models.TryGetValue(key, out var entry))
@@ -25,6 +25,7 @@ internal static class ModelCache
                 GpuDeviceId = device.GpuDeviceId,
                 FallbackToCpu = device.FallbackToCpu,
                 IntraOpThreads = threads,
+                Variant = variant,
                 Log = log,
             });
             Models[key] = (model, 1);
@@ -81,18 +82,20 @@ internal sealed class ModelHandle : IDisposable
     private readonly string _folder;
     private readonly GptDevice _device;
     private readonly int? _threads;
+    private readonly string? _variant;
     private readonly Action<string> _log;
     private readonly object _gate = new();
     private ModelLease? _held;
 
     /// <summary>Opens (or shares) the model now, so a bad folder fails when the stage is created.</summary>
-    public ModelHandle(string folder, GptDevice device, int? threads, Action<string> log)
+    public ModelHandle(string folder, GptDevice device, int? threads, string? variant, Action<string> log)
     {
         _folder = folder;
         _device = device;
         _threads = threads;
+        _variant = variant;
         _log = log;
-        _held = ModelCache.Acquire(folder, device, threads, log);
+        _held = ModelCache.Acquire(folder, device, threads, variant, log);
     }
 
     /// <summary>The model the handle holds (taking the hold again after <see cref="Dispose"/>).</summary>
@@ -100,7 +103,7 @@ internal sealed class ModelHandle : IDisposable
     {
         get
         {
-            lock (_gate) return (_held ??= ModelCache.Acquire(_folder, _device, _threads, _log)).Model;
+            lock (_gate) return (_held ??= ModelCache.Acquire(_folder, _device, _threads, _variant, _log)).Model;
         }
     }
 
@@ -109,8 +112,8 @@ internal sealed class ModelHandle : IDisposable
     {
         lock (_gate)
         {
-            _held ??= ModelCache.Acquire(_folder, _device, _threads, _log);
-            return ModelCache.Acquire(_folder, _device, _threads, _log);
+            _held ??= ModelCache.Acquire(_folder, _device, _threads, _variant, _log);
+            return ModelCache.Acquire(_folder, _device, _threads, _variant, _log);
         }
     }
 

@@ -1,3 +1,4 @@
+using Microsoft.ML;
 using MLNetGpt.Tests.Infrastructure;
 using Xunit;
 
@@ -60,5 +61,32 @@ public sealed class OnnxCommunityLayoutTests
         var error = Assert.Throws<GptModelException>(() => GptModel.Open(folder, new GptModelOptions { Variant = "fp16" }));
         Assert.Contains("no 'fp16' variant under onnx/", error.Message);
         Assert.Contains("fp32, q4", error.Message);
+    }
+
+    [Fact]
+    public void A_stages_variant_opens_that_precision_and_survives_save_and_load()
+    {
+        var ml = new Microsoft.ML.MLContext(seed: 1);
+        var data = ml.Data.LoadFromEnumerable(new[] { new PromptRow { Prompt = "In the beginning" } });
+        var model = ml.Transforms.Text.GenerateText(new GenerateTextOptions
+        {
+            OutputColumnName = "Completion", InputColumnName = "Prompt", ModelFolder = Fixtures.Folder("tiny-onnx-community"), Variant = "q4",
+            Generation = new GenerationOptions { MaxNewTokens = 3 },
+        }).Fit(data);
+        var stage = model.OfType<GenerateTokensTransformer>().Single();
+        Assert.Equal("q4", stage.ModelInfo.Variant);
+        var zip = Path.Combine(Fixtures.TempFolder("variant-zip"), "model.zip");
+        ml.Model.Save(model, data.Schema, zip);
+        model.Dispose();
+        var loaded = (Microsoft.ML.Data.TransformerChain<Microsoft.ML.ITransformer>)ml.Model.Load(zip, out _);
+        var reloaded = loaded.OfType<GenerateTokensTransformer>().Single();
+        Assert.Equal("q4", reloaded.Variant);
+        Assert.Equal("q4", reloaded.ModelInfo.Variant);
+        loaded.Dispose();
+    }
+
+    public sealed class PromptRow
+    {
+        public string Prompt { get; set; } = "";
     }
 }
