@@ -60,18 +60,30 @@ internal static class Report
         public int RunsFor(string model) => RunsGiven ?? (model == "gpt2-small" ? 1 : Runs);
     }
 
-    public static int Run(string[] args)
+    /// <summary>Everything one run measured: written beside the report, and read back by <c>--from</c> to render it again.</summary>
+    private sealed class RunRecord
     {
-        string root = FindRoot();
+        public string[] Args { get; set; } = [];
+        public DateTime Date { get; set; }
+        public double Minutes { get; set; }
+        public List<Row> Rows { get; set; } = [];
+        public List<Bandwidth.Result> Bandwidth { get; set; } = [];
+        public Dictionary<string, Precisions.PerplexityResult> Perplexity { get; set; } = [];
+        public LlamaFiles.IdsCheck? Ids { get; set; }
+        public PrefixBench.Result? Prefix { get; set; }
+        public Continuous.Result? Continuous { get; set; }
+    }
+
+    private static Options? Parse(string[] args)
+    {
         bool quick = args.Contains("--quick");
-        var subjectFilter = Value(args, "--subjects")?.Split(',');
         var sections = Value(args, "--sections")?.Split(',') ?? Sections;
         foreach (var s in sections.Where(s => !Sections.Contains(s)))
         {
             Console.Error.WriteLine($"bench: unknown section '{s}'; sections are {string.Join(", ", Sections)}");
-            return 1;
+            return null;
         }
-        var options = new Options(
+        return new Options(
             quick,
             int.Parse(Value(args, "--threads") ?? Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture)),
             quick ? 1 : 2,
@@ -79,13 +91,33 @@ internal static class Report
             int.Parse(Value(args, "--rounds") ?? "2"),
             (Value(args, "--batches") ?? (quick ? "1,8" : "1,4,8,16,32")).Split(',').Select(int.Parse).ToArray(),
             (Value(args, "--models") ?? "default,gpt2-small").Split(','),
-            subjectFilter,
+            Value(args, "--subjects")?.Split(','),
             sections,
             32,
             int.Parse(Value(args, "--timeout") ?? "180"));
-        bool partial = subjectFilter is not null || Value(args, "--sections") is not null || quick || Value(args, "--models") is not null || Value(args, "--batches") is not null;
+    }
+
+    private static bool IsPartial(string[] args) =>
+        new[] { "--subjects", "--sections", "--models", "--batches" }.Any(o => Value(args, o) is not null) || args.Contains("--quick");
+
+    public static int Run(string[] args)
+    {
+        string root = FindRoot();
+        if (Value(args, "--from") is string from)
+        {
+            // Renders a recorded run again (after a change to the report's text) without measuring anything.
+            var record = JsonSerializer.Deserialize<RunRecord>(File.ReadAllText(from), new JsonSerializerOptions { PropertyNameCaseInsensitive = true })!;
+            var recorded = Parse(record.Args)!;
+            string target = Value(args, "--out") ?? (IsPartial(record.Args) ? Path.Combine(root, "artifacts", "benchmarks-partial.md") : Path.Combine(root, "docs", "benchmarks.md"));
+            var recordedModels = PrepareModels(root, recorded);
+            Write(target, Markdown(recordedModels, record, recorded), Chart(recordedModels, record.Rows), null);
+            return 0;
+        }
+        var options = Parse(args);
+        if (options is null) return 1;
+        bool quick = options.Quick;
         // A partial rerun never overwrites the full report unless asked to.
-        string output = Value(args, "--out") ?? (partial ? Path.Combine(root, "artifacts", "benchmarks-partial.md") : Path.Combine(root, "docs", "benchmarks.md"));
+        string output = Value(args, "--out") ?? (IsPartial(args) ? Path.Combine(root, "artifacts", "benchmarks-partial.md") : Path.Combine(root, "docs", "benchmarks.md"));
         var started = Stopwatch.StartNew();
 
         var models = PrepareModels(root, options);
@@ -183,14 +215,30 @@ internal static class Report
         }
         Probe();
 
-        var markdown = Markdown(models, rows, bandwidth, perplexity, ids, prefix, continuous, options, args, started.Elapsed);
+        var run = new RunRecord
+        {
+            Args = args, Date = DateTime.UtcNow, Minutes = started.Elapsed.TotalMinutes, Rows = rows, Bandwidth = bandwidth, Perplexity = perplexity,
+            Ids = ids, Prefix = prefix, Continuous = continuous,
+        };
+        Write(output, Markdown(models, run, options), Chart(models, rows), run);
+        return 0;
+    }
+
+    private static void Write(string output, string markdown, string chart, RunRecord? run)
+    {
         Directory.CreateDirectory(Path.GetDirectoryName(output)!);
         File.WriteAllText(output, markdown);
-        File.WriteAllText(Path.ChangeExtension(output, ".svg"), Chart(models, rows));
-        File.WriteAllText(Path.ChangeExtension(output, ".json"), JsonSerializer.Serialize(new { rows, bandwidth, perplexity, ids, prefix, continuous }, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(Path.ChangeExtension(output, ".svg"), chart);
+        // The measurements themselves stay in artifacts/ (never committed), for --from.
+        if (run is not null)
+        {
+            string json = Path.Combine(FindRoot(), "artifacts", Path.GetFileNameWithoutExtension(output) + "-run.json");
+            Directory.CreateDirectory(Path.GetDirectoryName(json)!);
+            File.WriteAllText(json, JsonSerializer.Serialize(run, new JsonSerializerOptions { WriteIndented = true }));
+            Console.Error.WriteLine($"bench: measurements in {json}");
+        }
         Console.WriteLine(markdown);
-        Console.Error.WriteLine($"bench: wrote {output}, {Path.ChangeExtension(output, ".svg")} in {started.Elapsed.TotalMinutes:F1} minutes");
-        return 0;
+        Console.Error.WriteLine($"bench: wrote {output} and {Path.ChangeExtension(output, ".svg")}");
     }
 
     private static List<ModelSpec> PrepareModels(string root, Options options)
@@ -394,13 +442,13 @@ internal static class Report
 
     private static string Loads(Measurement m) => m.LoadAverage.Length == 0 ? "-" : string.Join(" / ", m.LoadAverage.Select(l => l.ToString("F1", CultureInfo.InvariantCulture)));
 
-    private static string Markdown(List<ModelSpec> models, List<Row> rows, List<Bandwidth.Result> bandwidth, Dictionary<string, Precisions.PerplexityResult> perplexity,
-        LlamaFiles.IdsCheck? ids, PrefixBench.Result? prefix, Continuous.Result? continuous, Options options, string[] args, TimeSpan elapsed)
+    private static string Markdown(List<ModelSpec> models, RunRecord run, Options options)
     {
+        var (rows, bandwidth, perplexity, ids, prefix, continuous) = (run.Rows, run.Bandwidth, run.Perplexity, run.Ids, run.Prefix, run.Continuous);
         var md = new StringBuilder();
         md.AppendLine("# Benchmarks");
         md.AppendLine();
-        md.AppendLine($"Generated by `dotnet run -c Release --project bench/MLNetGpt.Bench -- all{(args.Length > 0 ? " " + string.Join(' ', args) : "")}` on {DateTime.UtcNow:yyyy-MM-dd} in {elapsed.TotalMinutes:F0} minutes.");
+        md.AppendLine($"Generated by `dotnet run -c Release --project bench/MLNetGpt.Bench -- all{(run.Args.Length > 0 ? " " + string.Join(' ', run.Args) : "")}` on {run.Date:yyyy-MM-dd} in {run.Minutes:F0} minutes.");
         md.AppendLine($"Machine: {CpuName()}, {Environment.ProcessorCount} cores, {MemoryGiB():F0} GiB, {RuntimeName()}; ONNX Runtime 1.31 CPU execution provider, llama.cpp through LLamaSharp 0.30.0's CPU backend; {options.Threads} threads for every subject.");
         md.AppendLine();
         md.AppendLine($"Method. Greedy decoding, {options.NewTokens} new tokens per row (end-of-sequence disabled so every subject generates the same number), equal-length prompts (16 tokens \"short\", 128 \"long\"),");
@@ -554,8 +602,10 @@ internal static class Report
         md.AppendLine("![tokens/s against batch size, and by precision](benchmarks.svg)");
         md.AppendLine();
         md.AppendLine("Reproduce: `dotnet run -c Release --project bench/MLNetGpt.Bench -- all`. Options: `--quick` (batches 1 and 8, one run per process), `--models default|gpt2-small`,");
-        md.AppendLine("`--subjects engine,llama` (keys or families: pipeline, engine, plain, genai, engine-int8, engine-int4, genai-int8, genai-int4, llama-f32/f16/q8_0/q4_0),");
+        md.AppendLine("`--subjects engine,llama` (keys, or a key standing for itself and its variants: pipeline, engine, plain, genai, engine-int8, engine-int4, genai-int8, genai-int4,");
+        md.AppendLine("llama-f32, llama-q8_0, llama-q4_0, and the -nospin variants of engine, engine-int4, llama-f32, llama-q4_0),");
         md.AppendLine("`--sections throughput,bandwidth,perplexity,ids,prefix,continuous`, `--batches 1,8`, `--runs N`, `--rounds N`, `--timeout SECONDS` (per process); a filtered run writes artifacts/benchmarks-partial.md unless `--out` says otherwise.");
+        md.AppendLine("The measurements are kept in artifacts/benchmarks-run.json; `all --from artifacts/benchmarks-run.json` renders the report from them again.");
         md.AppendLine("The GPT-2-small-shaped model, its int8/int4 copies and its GGUF files are made on first use into artifacts/ (tools/make_bench_model.py and tools/make_gguf.py need Debian's python3-torch, python3-onnx and python3-numpy).");
         md.AppendLine("Other modes: `bandwidth THREADS REPS`, `prefix MODEL ROWS BATCH RUNS THREADS`, `profile MODEL BATCH PROMPT_TOKENS STEPS THREADS`, `micro` (BenchmarkDotNet, decoding controls).");
         return md.ToString();
@@ -635,7 +685,7 @@ internal static class Report
         foreach (var (name, value, goal) in targets)
         {
             bool share = name.Contains("share", StringComparison.Ordinal);
-            string shown = share ? F(100 * value, "F0") + "%" : F(value, "F2") + "x";
+            string shown = double.IsNaN(value) ? "-" : share ? F(100 * value, "F0") + "%" : F(value, "F2") + "x";
             string goalText = share ? $">= {100 * goal:F0}%" : $">= {goal:F1}x";
             md.AppendLine($"| {name} | {goalText} | {shown} | {(double.IsNaN(value) ? "-" : value >= goal ? "yes" : "no")} |");
         }
