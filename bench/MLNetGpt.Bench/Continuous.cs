@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics;
 using System.Diagnostics;
 
 namespace MLNetGpt.Bench;
@@ -65,52 +64,5 @@ internal static class Continuous
         result.ContinuousRowsPerSecond = continuousRuns.ToArray();
         result.IdenticalOutputs = identical;
         return result;
-    }
-}
-
-/// <summary>Memory bandwidth: the physical limit of batch-1 decoding, which reads every weight once per token.</summary>
-internal static class Bandwidth
-{
-    /// <summary>
-    /// Best of several passes reading a 1 GiB array with <paramref name="threads"/> threads (GB/s,
-    /// 1e9 bytes): 256-bit loads into eight independent accumulators, so the loop is bound by
-    /// memory, not by add latency or bounds checks.
-    /// </summary>
-    public static unsafe double Measure(int threads)
-    {
-        const long length = 1L << 28;                      // 256 Mi floats = 1 GiB
-        float* data = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(length * sizeof(float)), 64);
-        try
-        {
-            long chunk = length / threads;
-            Parallel.For(0, threads, t => new Span<float>(data + t * chunk, (int)Math.Min(chunk, int.MaxValue)).Fill(1f));
-            double best = 0;
-            for (int pass = 0; pass < 7; pass++)
-            {
-                var sums = new float[threads];
-                var clock = Stopwatch.StartNew();
-                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => sums[t] = Sum(data + t * chunk, chunk));
-                double seconds = clock.Elapsed.TotalSeconds;
-                if (sums.Sum() < 0) Console.Write("");
-                best = Math.Max(best, (double)length * sizeof(float) / seconds / 1e9);
-            }
-            return best;
-        }
-        finally
-        {
-            System.Runtime.InteropServices.NativeMemory.AlignedFree(data);
-        }
-    }
-
-    private static unsafe float Sum(float* p, long count)
-    {
-        var a0 = Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0; var a4 = a0; var a5 = a0; var a6 = a0; var a7 = a0;
-        float* end = p + count - 63;
-        for (; p < end; p += 64)
-        {
-            a0 += Vector256.Load(p); a1 += Vector256.Load(p + 8); a2 += Vector256.Load(p + 16); a3 += Vector256.Load(p + 24);
-            a4 += Vector256.Load(p + 32); a5 += Vector256.Load(p + 40); a6 += Vector256.Load(p + 48); a7 += Vector256.Load(p + 56);
-        }
-        return Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
     }
 }

@@ -9,7 +9,11 @@ using MLNetGpt.Bench;
 // Child modes (the report runs each measurement in a fresh process, so peak memory is its own):
 //   one SUBJECT MODEL BATCH PROMPT_TOKENS NEW_TOKENS ROWS RUNS THREADS
 //   continuous MODEL ROWS BATCH RUNS THREADS
-//   bandwidth THREADS
+//   bandwidth THREADS [REPETITIONS]   (read-only and triad passes over 256 MiB-1 GiB buffers, THREADS and 1 thread)
+//   perplexity MODEL VERSES.txt THREADS   (corpus perplexity of one verse per line)
+//   llama-ids MODEL GGUF PROMPTS PROMPT_TOKENS NEW_TOKENS THREADS   (greedy ids of llama.cpp against the engine)
+//   prefix MODEL ROWS BATCH RUNS THREADS   (shared 256-token head: PrefixCaching on against off)
+//   constraints MODEL BATCH RUNS THREADS   (structured-output constraints at GPT-2's vocabulary against the model's decode step)
 //   micro            (BenchmarkDotNet micro-benchmarks of the decoding controls and of structured-output constraints)
 //   profile MODEL BATCH PROMPT_TOKENS STEPS THREADS   (engine step against the leanest ONNX Runtime loop)
 //   gpu MODEL [MODEL...]   (the CUDA path on a machine with an NVIDIA GPU: correctness against the CPU, throughput)
@@ -39,7 +43,19 @@ switch (mode)
         Console.WriteLine(JsonSerializer.Serialize(Continuous.Measure(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]))));
         return 0;
     case "bandwidth":
-        Console.WriteLine(Bandwidth.Measure(int.Parse(args[1])).ToString("F2"));
+        Console.WriteLine(JsonSerializer.Serialize(Bandwidth.Measure(int.Parse(args[1]), args.Length > 2 ? int.Parse(args[2]) : 5)));
+        return 0;
+    case "perplexity":
+        Console.WriteLine(JsonSerializer.Serialize(Precisions.Perplexity(args[1], args[2], int.Parse(args[3]))));
+        return 0;
+    case "llama-ids":
+        Console.WriteLine(JsonSerializer.Serialize(LlamaFiles.CompareGreedyIds(Report.FindRoot(), args[1], args[2], int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]), int.Parse(args[6]))));
+        return 0;
+    case "prefix":
+        Console.WriteLine(JsonSerializer.Serialize(PrefixBench.Measure(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]))));
+        return 0;
+    case "constraints":
+        Console.WriteLine(JsonSerializer.Serialize(ConstraintCost.Measure(Report.FindRoot(), args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]))));
         return 0;
     case "profile":
         Profile.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]));
@@ -59,6 +75,6 @@ switch (mode)
     case "all":
         return Report.Run(args[1..]);
     default:
-        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth or micro");
+        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, choose or micro");
         return 1;
 }

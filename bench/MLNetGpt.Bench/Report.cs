@@ -8,34 +8,245 @@ namespace MLNetGpt.Bench;
 /// <summary>Runs every measurement in child processes and writes docs/benchmarks.md and docs/benchmarks.svg.</summary>
 internal static class Report
 {
-    private static readonly string[] Subjects = ["pipeline", "engine", "plain", "genai"];
-    private static readonly Dictionary<string, string> SubjectNames = new()
-    {
-        ["pipeline"] = "ML.NET pipeline (GenerateText)",
-        ["engine"] = "MLNetGpt engine (GptModel)",
-        ["plain"] = "plain ONNX Runtime loop",
-        ["genai"] = "ONNX Runtime GenAI 0.18",
-    };
+    /// <summary>A measured subject: who runs it (this bench, GenAiRunner, LlamaRunner) and on which precision of the model.</summary>
+    private sealed record Subject(string Key, string Name, string Label, string Runner, string Precision, string Color, bool NoSpin = false);
 
-    private sealed record ModelSpec(string Name, string Folder, string Description);
+    private static readonly Subject[] AllSubjects =
+    [
+        new("pipeline", "ML.NET pipeline (GenerateText)", "pipeline", "self", "fp32", "#d62728"),
+        new("engine", "MLNetGpt engine (GptModel)", "engine", "self", "fp32", "#1f77b4"),
+        new("plain", "plain ONNX Runtime loop", "plain ORT", "self", "fp32", "#7f7f7f"),
+        new("genai", "ONNX Runtime GenAI 0.18", "ORT GenAI", "genai", "fp32", "#2ca02c"),
+        new("engine-int8", "MLNetGpt engine, int8", "engine int8", "self", "int8", "#6baed6"),
+        new("engine-int4", "MLNetGpt engine, int4", "engine int4", "self", "int4", "#08306b"),
+        new("genai-int8", "ONNX Runtime GenAI 0.18, int8", "GenAI int8", "genai", "int8", "#74c476"),
+        new("genai-int4", "ONNX Runtime GenAI 0.18, int4", "GenAI int4", "genai", "int4", "#00441b"),
+        new("llama-f32", "llama.cpp (LLamaSharp 0.30), f32", "llama f32", "llama", "f32", "#fdae6b"),
+        new("llama-f16", "llama.cpp (LLamaSharp 0.30), f16", "llama f16", "llama", "f16", "#fd8d3c"),
+        new("llama-q8_0", "llama.cpp (LLamaSharp 0.30), q8_0", "llama q8_0", "llama", "q8_0", "#d94801"),
+        new("llama-q4_0", "llama.cpp (LLamaSharp 0.30), q4_0", "llama q4_0", "llama", "q4_0", "#7f2704"),
+        // The same, with waiting threads asleep instead of spinning: ONNX Runtime's allow_spinning 0, and
+        // OMP_WAIT_POLICY=passive for the OpenMP build of ggml in LLamaSharp's CPU backend. On a host whose
+        // other work preempts one of the two threads, a spinning partner burns the time slice the other needs,
+        // and a 2-thread llama.cpp step took ten times as long as a 1-thread one.
+        new("engine-nospin", "MLNetGpt engine, no spin-waiting", "engine nospin", "self", "fp32", "#9ecae1", true),
+        new("engine-int4-nospin", "MLNetGpt engine, int4, no spin-waiting", "engine int4 nospin", "self", "int4", "#4292c6", true),
+        new("llama-f32-nospin", "llama.cpp (LLamaSharp 0.30), f32, no spin-waiting", "llama f32 nospin", "llama", "f32", "#fdd0a2", true),
+        new("llama-q4_0-nospin", "llama.cpp (LLamaSharp 0.30), q4_0, no spin-waiting", "llama q4_0 nospin", "llama", "q4_0", "#a63603", true),
+    ];
+
+    private static readonly string[] GridSubjects = ["pipeline", "engine", "plain", "genai"];
+    private static readonly string[] QuantizedSubjects = ["engine-int8", "engine-int4", "genai-int8", "genai-int4"];
+    // f16 is made (q8_0 and q4_0 are quantized from it) but not timed: it adds minutes to the run and no comparison.
+    private static readonly string[] LlamaSubjects = ["llama-f32", "llama-q8_0", "llama-q4_0"];
+    private static readonly string[] NoSpinSubjects = ["engine-nospin", "engine-int4-nospin", "llama-f32-nospin", "llama-q4_0-nospin"];
+    private static readonly string[] Sections = ["throughput", "bandwidth", "perplexity", "ids", "prefix", "continuous"];
+
+    private sealed record ModelSpec(string Name, string Folder, string Description)
+    {
+        public Dictionary<string, string> Folders { get; } = new();          // fp32, int8, int4
+        public Dictionary<string, GptModelInfo> Infos { get; } = new();
+        public Dictionary<string, string> Gguf { get; } = new();             // f32, f16, q8_0, q4_0
+        public Dictionary<string, string> GgufTensorTypes { get; } = new();
+        public string? GgufError { get; set; }
+    }
 
     private sealed record Row(string Model, string Prompt, Workload Workload, Dictionary<string, Measurement> Results);
+
+    private sealed record Options(bool Quick, int Threads, int Runs, int? RunsGiven, int Rounds, int[] Batches, string[] Models, string[]? SubjectFilter, string[] Sections,
+        int NewTokens, int TimeoutSeconds)
+    {
+        // A run of the GPT-2-small-shaped model takes seconds: one per process there (two rounds still interleave two).
+        public int RunsFor(string model) => RunsGiven ?? (model == "gpt2-small" ? 1 : Runs);
+    }
+
+    /// <summary>Everything one run measured: written beside the report, and read back by <c>--from</c> to render it again.</summary>
+    private sealed class RunRecord
+    {
+        public string[] Args { get; set; } = [];
+        public DateTime Date { get; set; }
+        public double Minutes { get; set; }
+        public List<Row> Rows { get; set; } = [];
+        public List<Bandwidth.Result> Bandwidth { get; set; } = [];
+        public Dictionary<string, Precisions.PerplexityResult> Perplexity { get; set; } = [];
+        public LlamaFiles.IdsCheck? Ids { get; set; }
+        public PrefixBench.Result? Prefix { get; set; }
+        public Continuous.Result? Continuous { get; set; }
+    }
+
+    private static Options? Parse(string[] args)
+    {
+        bool quick = args.Contains("--quick");
+        var sections = Value(args, "--sections")?.Split(',') ?? Sections;
+        foreach (var s in sections.Where(s => !Sections.Contains(s)))
+        {
+            Console.Error.WriteLine($"bench: unknown section '{s}'; sections are {string.Join(", ", Sections)}");
+            return null;
+        }
+        return new Options(
+            quick,
+            int.Parse(Value(args, "--threads") ?? Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture)),
+            quick ? 1 : 2,
+            Value(args, "--runs") is string runs ? int.Parse(runs) : null,
+            int.Parse(Value(args, "--rounds") ?? "2"),
+            (Value(args, "--batches") ?? (quick ? "1,8" : "1,4,8,16,32")).Split(',').Select(int.Parse).ToArray(),
+            (Value(args, "--models") ?? "default,gpt2-small").Split(','),
+            Value(args, "--subjects")?.Split(','),
+            sections,
+            32,
+            int.Parse(Value(args, "--timeout") ?? "180"));
+    }
+
+    private static bool IsPartial(string[] args) =>
+        new[] { "--subjects", "--sections", "--models", "--batches" }.Any(o => Value(args, o) is not null) || args.Contains("--quick");
 
     public static int Run(string[] args)
     {
         string root = FindRoot();
-        bool quick = args.Contains("--quick");
-        string output = Value(args, "--out") ?? Path.Combine(root, "docs", "benchmarks.md");
-        int threads = int.Parse(Value(args, "--threads") ?? Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture));
-        int runs = int.Parse(Value(args, "--runs") ?? (quick ? "2" : "3"));
-        int[] batches = (Value(args, "--batches") ?? (quick ? "1,8" : "1,4,8,16,32")).Split(',').Select(int.Parse).ToArray();
-        string[] wanted = (Value(args, "--models") ?? "default,gpt2-small").Split(',');
-        const int newTokens = 32;
+        if (Value(args, "--from") is string from)
+        {
+            // Renders a recorded run again (after a change to the report's text) without measuring anything.
+            var record = JsonSerializer.Deserialize<RunRecord>(File.ReadAllText(from), new JsonSerializerOptions { PropertyNameCaseInsensitive = true })!;
+            var recorded = Parse(record.Args)!;
+            string target = Value(args, "--out") ?? (IsPartial(record.Args) ? Path.Combine(root, "artifacts", "benchmarks-partial.md") : Path.Combine(root, "docs", "benchmarks.md"));
+            var recordedModels = PrepareModels(root, recorded);
+            Write(target, Markdown(recordedModels, record, recorded), Chart(recordedModels, record.Rows), null);
+            return 0;
+        }
+        var options = Parse(args);
+        if (options is null) return 1;
+        bool quick = options.Quick;
+        // A partial rerun never overwrites the full report unless asked to.
+        string output = Value(args, "--out") ?? (IsPartial(args) ? Path.Combine(root, "artifacts", "benchmarks-partial.md") : Path.Combine(root, "docs", "benchmarks.md"));
+        var started = Stopwatch.StartNew();
 
+        var models = PrepareModels(root, options);
+        string self = typeof(Report).Assembly.Location;
+        string genai = Path.Combine(root, "bench", "GenAiRunner", "bin", "Release", "net10.0", "GenAiRunner.dll");
+        if (!File.Exists(genai)) Exec("dotnet", ["build", Path.Combine(root, "bench", "GenAiRunner"), "-c", "Release", "-v", "q"], out _);
+        string threadsText = options.Threads.ToString(CultureInfo.InvariantCulture);
+
+        var bandwidth = new List<Bandwidth.Result>();
+        void Probe()
+        {
+            if (!options.Sections.Contains("bandwidth")) return;
+            Console.Error.WriteLine($"bench: memory bandwidth (read-only and triad, {string.Join("/", Bandwidth.SizesMiB)} MiB, {options.Threads} and 1 threads)...");
+            Exec("dotnet", [self, "bandwidth", threadsText, quick ? "3" : "5"], out string text);
+            try
+            {
+                bandwidth.Add(JsonSerializer.Deserialize<Bandwidth.Result>(text.Trim().Split('\n').Last())!);
+            }
+            catch (JsonException e)
+            {
+                Console.Error.WriteLine($"bench: the bandwidth probe printed no result: {e.Message}");
+            }
+        }
+        Probe();
+
+        var rows = new List<Row>();
+        if (options.Sections.Contains("throughput"))
+            foreach (var model in models)
+                rows.AddRange(Throughput(model, options, self, genai, root));
+
+        var perplexity = new Dictionary<string, Precisions.PerplexityResult>();
+        var defaultModel = models.FirstOrDefault(m => m.Name == "default");
+        if (options.Sections.Contains("perplexity") && defaultModel is not null)
+        {
+            string verses = Path.Combine(root, "tests", "MLNetGpt.Tests", "Fixtures", "kjv-heldout.txt");
+            foreach (var (precision, folder) in defaultModel.Folders)
+            {
+                Console.Error.WriteLine($"bench: held-out perplexity, default model {precision}...");
+                Exec("dotnet", [self, "perplexity", folder, verses, threadsText], out string json);
+                try
+                {
+                    perplexity[precision] = JsonSerializer.Deserialize<Precisions.PerplexityResult>(json.Trim().Split('\n').Last())!;
+                }
+                catch (JsonException e)
+                {
+                    Console.Error.WriteLine($"bench: perplexity of {folder} printed no result: {e.Message}");
+                }
+            }
+        }
+
+        LlamaFiles.IdsCheck? ids = null;
+        var small = models.FirstOrDefault(m => m.Name == "gpt2-small");
+        if (options.Sections.Contains("ids") && small is not null && small.Gguf.TryGetValue("f32", out var f32))
+        {
+            Console.Error.WriteLine("bench: greedy ids of llama.cpp (f32 GGUF) against the engine (ONNX fp32)...");
+            Exec("dotnet", [self, "llama-ids", small.Folder, f32, "4", "16", options.NewTokens.ToString(CultureInfo.InvariantCulture), threadsText], out string json);
+            try
+            {
+                ids = JsonSerializer.Deserialize<LlamaFiles.IdsCheck>(json.Trim().Split('\n').Last());
+            }
+            catch (JsonException e)
+            {
+                ids = new LlamaFiles.IdsCheck { Error = e.Message };
+            }
+        }
+
+        PrefixBench.Result? prefix = null;
+        if (options.Sections.Contains("prefix") && small is not null)
+        {
+            Console.Error.WriteLine("bench: shared 256-token prompt head, prefix caching on and off...");
+            Exec("dotnet", [self, "prefix", small.Folder, "16", "8", quick ? "1" : "2", threadsText], out string json);
+            try
+            {
+                prefix = JsonSerializer.Deserialize<PrefixBench.Result>(json.Trim().Split('\n').Last());
+            }
+            catch (JsonException e)
+            {
+                Console.Error.WriteLine($"bench: the prefix workload printed no result: {e.Message}");
+            }
+        }
+
+        Continuous.Result? continuous = null;
+        if (options.Sections.Contains("continuous") && defaultModel is not null)
+        {
+            Console.Error.WriteLine("bench: continuous batching on mixed lengths...");
+            Exec("dotnet", [self, "continuous", defaultModel.Folder, quick ? "64" : "128", "16", quick ? "2" : "3", threadsText], out string json);
+            try
+            {
+                continuous = JsonSerializer.Deserialize<Continuous.Result>(json.Trim().Split('\n').Last());
+            }
+            catch (JsonException e)
+            {
+                Console.Error.WriteLine($"bench: the continuous workload printed no result: {e.Message}");
+            }
+        }
+        Probe();
+
+        var run = new RunRecord
+        {
+            Args = args, Date = DateTime.UtcNow, Minutes = started.Elapsed.TotalMinutes, Rows = rows, Bandwidth = bandwidth, Perplexity = perplexity,
+            Ids = ids, Prefix = prefix, Continuous = continuous,
+        };
+        Write(output, Markdown(models, run, options), Chart(models, rows), run);
+        return 0;
+    }
+
+    private static void Write(string output, string markdown, string chart, RunRecord? run)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(output)!);
+        File.WriteAllText(output, markdown);
+        File.WriteAllText(Path.ChangeExtension(output, ".svg"), chart);
+        // The measurements themselves stay in artifacts/ (never committed), for --from.
+        if (run is not null)
+        {
+            string json = Path.Combine(FindRoot(), "artifacts", Path.GetFileNameWithoutExtension(output) + "-run.json");
+            Directory.CreateDirectory(Path.GetDirectoryName(json)!);
+            File.WriteAllText(json, JsonSerializer.Serialize(run, new JsonSerializerOptions { WriteIndented = true }));
+            Console.Error.WriteLine($"bench: measurements in {json}");
+        }
+        Console.WriteLine(markdown);
+        Console.Error.WriteLine($"bench: wrote {output} and {Path.ChangeExtension(output, ".svg")}");
+    }
+
+    private static List<ModelSpec> PrepareModels(string root, Options options)
+    {
         var models = new List<ModelSpec>();
-        if (wanted.Contains("default"))
+        if (options.Models.Contains("default"))
             models.Add(new ModelSpec("default", Path.Combine(root, "models", "mlnetgpt-kjv"), "the embedded default model (6 layers, width 192, fp16-stored weights run in fp32)"));
-        if (wanted.Contains("gpt2-small"))
+        if (options.Models.Contains("gpt2-small"))
         {
             string folder = Path.Combine(root, "artifacts", "models", "gpt2-small-random");
             if (!File.Exists(Path.Combine(folder, "model.onnx")))
@@ -48,77 +259,146 @@ internal static class Report
             else
                 Console.Error.WriteLine("bench: skipping gpt2-small: tools/make_bench_model.py needs Debian's python3-torch and python3-onnx (see tools/README.md).");
         }
-
-        string self = typeof(Report).Assembly.Location;
-        string genai = Path.Combine(root, "bench", "GenAiRunner", "bin", "Release", "net10.0", "GenAiRunner.dll");
-        if (!File.Exists(genai)) Exec("dotnet", ["build", Path.Combine(root, "bench", "GenAiRunner"), "-c", "Release", "-v", "q"], out _);
-
-        Console.Error.WriteLine($"bench: memory bandwidth with {threads} threads...");
-        Exec("dotnet", [self, "bandwidth", threads.ToString(CultureInfo.InvariantCulture)], out string bandwidthText);
-        double bandwidth = double.Parse(bandwidthText.Trim(), CultureInfo.InvariantCulture);
-
-        var rows = new List<Row>();
+        bool WantsAny(IEnumerable<string> keys) => keys.Any(k => Wanted(options, k));
         foreach (var model in models)
         {
-            using var gpt = GptModel.Open(model.Folder);
-            string genaiFolder = GenAiFolder(model.Folder, gpt.Info, threads);
-            foreach (var (promptName, promptTokens) in new[] { ("short", 16), ("long", 128) })
+            model.Folders["fp32"] = model.Folder;
+            if (WantsAny(AllSubjects.Where(s => s.Precision.StartsWith("int", StringComparison.Ordinal)).Select(s => s.Key)) ||
+                (options.Sections.Contains("perplexity") && model.Name == "default"))
+                foreach (int bits in new[] { 8, 4 })
+                    model.Folders[$"int{bits}"] = Precisions.Quantized(root, model.Folder, bits);
+            foreach (var (precision, folder) in model.Folders)
             {
-                foreach (int batch in batches)
-                {
-                    // The GPT-2-small-shaped model's long-prompt prefill costs seconds per batch: batches 1 and 8 only.
-                    if (model.Name == "gpt2-small" && promptName == "long" && batch is not (1 or 8) && !quick) continue;
-                    int rowCount = model.Name == "default" ? Math.Max(16, batch * 4) : Math.Max(4, batch * 2);
-                    var workload = new Workload(model.Folder, batch, promptTokens, newTokens, rowCount, runs, threads);
-                    string promptsFile = Path.Combine(genaiFolder, $"prompts-{promptTokens}-{rowCount}.json");
-                    File.WriteAllText(promptsFile, JsonSerializer.Serialize(Prompts.Make(gpt, rowCount, promptTokens)));
-                    var results = new Dictionary<string, Measurement>();
-                    foreach (var subject in Subjects)
-                    {
-                        Console.Error.WriteLine($"bench: {model.Name} {promptName} prompts, batch {batch}: {subject}...");
-                        string[] command = subject == "genai"
-                            ? [genai, genaiFolder, promptsFile, batch.ToString(CultureInfo.InvariantCulture), newTokens.ToString(CultureInfo.InvariantCulture), runs.ToString(CultureInfo.InvariantCulture)]
-                            : [self, "one", subject, model.Folder, batch.ToString(CultureInfo.InvariantCulture), promptTokens.ToString(CultureInfo.InvariantCulture),
-                               newTokens.ToString(CultureInfo.InvariantCulture), rowCount.ToString(CultureInfo.InvariantCulture), runs.ToString(CultureInfo.InvariantCulture),
-                               threads.ToString(CultureInfo.InvariantCulture)];
-                        int code = Exec("dotnet", command, out string json);
-                        Measurement m;
-                        try
-                        {
-                            m = JsonSerializer.Deserialize<Measurement>(json.Trim().Split('\n').Last())!;
-                        }
-                        catch (Exception e)
-                        {
-                            m = new Measurement { Subject = subject, Error = $"exit {code}: {e.Message}: {json.Trim()[..Math.Min(200, json.Trim().Length)]}" };
-                        }
-                        results[subject] = m;
-                        Console.Error.WriteLine($"bench:   {Summary(m)}");
-                    }
-                    rows.Add(new Row(model.Name, promptName, workload, results));
-                }
+                using var gpt = GptModel.Open(folder);
+                model.Infos[precision] = gpt.Info;
+            }
+            if (model.Name == "gpt2-small" && (WantsAny(AllSubjects.Where(s => s.Runner == "llama").Select(s => s.Key)) || options.Sections.Contains("ids")))
+            {
+                var (files, types, error) = LlamaFiles.Make(root, model.Folder, options.Threads);
+                foreach (var (k, v) in files) model.Gguf[k] = v;
+                foreach (var (k, v) in types) model.GgufTensorTypes[k] = v;
+                model.GgufError = error;
             }
         }
-
-        Continuous.Result? continuous = null;
-        if (models.Any(m => m.Name == "default"))
-        {
-            Console.Error.WriteLine("bench: continuous batching on mixed lengths...");
-            Exec("dotnet", [self, "continuous", models.First(m => m.Name == "default").Folder, quick ? "64" : "128", "16", runs.ToString(CultureInfo.InvariantCulture),
-                threads.ToString(CultureInfo.InvariantCulture)], out string json);
-            continuous = JsonSerializer.Deserialize<Continuous.Result>(json.Trim().Split('\n').Last());
-        }
-
-        var markdown = Markdown(models, rows, bandwidth, continuous, threads, runs, newTokens, args);
-        Directory.CreateDirectory(Path.GetDirectoryName(output)!);
-        File.WriteAllText(output, markdown);
-        File.WriteAllText(Path.ChangeExtension(output, ".svg"), Chart(models, rows));
-        Console.WriteLine(markdown);
-        Console.Error.WriteLine($"bench: wrote {output} and {Path.ChangeExtension(output, ".svg")}");
-        return 0;
+        return models;
     }
 
-    private static string Summary(Measurement m) => m.Error is not null ? $"error: {m.Error}"
-        : $"{Stats.Median(m.TokensPerSecond):F1} tokens/s [{m.TokensPerSecond.Min():F1}-{m.TokensPerSecond.Max():F1}], peak {m.PeakWorkingSetBytes / 1048576} MB";
+    private static bool Wanted(Options options, string key) =>
+        options.SubjectFilter is null || options.SubjectFilter.Any(f => key == f || key.StartsWith(f + "-", StringComparison.Ordinal));
+
+    /// <summary>The subjects measured for one workload: the fp32 grid everywhere, the quantized and llama.cpp subjects at short prompts, batches 1 and 8.</summary>
+    private static List<Subject> SubjectsFor(ModelSpec model, string prompt, int batch, Options options)
+    {
+        var keys = new List<string>(GridSubjects);
+        if (prompt == "short" && batch is 1 or 8)
+        {
+            keys.AddRange(QuantizedSubjects);
+            if (model.Gguf.Count > 0) keys.AddRange(LlamaSubjects.Concat(NoSpinSubjects));
+        }
+        return keys.Where(k => Wanted(options, k)).Select(k => AllSubjects.Single(s => s.Key == k)).ToList();
+    }
+
+    private static IEnumerable<Row> Throughput(ModelSpec model, Options options, string self, string genai, string root)
+    {
+        using var gpt = GptModel.Open(model.Folder);
+        var genaiFolders = model.Folders.ToDictionary(f => f.Key, f => GenAiFolder(f.Value, model.Infos[f.Key], options.Threads));
+        foreach (var (promptName, promptTokens) in new[] { ("short", 16), ("long", 128) })
+        {
+            foreach (int batch in options.Batches)
+            {
+                // The GPT-2-small-shaped model's long-prompt prefill costs seconds per batch: batches 1 and 8 only.
+                if (model.Name == "gpt2-small" && promptName == "long" && batch is not (1 or 8) && !options.Quick) continue;
+                var subjects = SubjectsFor(model, promptName, batch, options);
+                if (subjects.Count == 0) continue;
+                int rowCount = model.Name == "default" ? Math.Max(16, batch * 4) : Math.Max(4, batch * 2);
+                var workload = new Workload(model.Folder, batch, promptTokens, options.NewTokens, rowCount, options.RunsFor(model.Name), options.Threads);
+                string promptsFile = Path.Combine(Path.GetTempPath(), "mlnetgpt-bench-genai", $"prompts-{model.Name}-{promptTokens}-{rowCount}.json");
+                Directory.CreateDirectory(Path.GetDirectoryName(promptsFile)!);
+                File.WriteAllText(promptsFile, JsonSerializer.Serialize(Prompts.Make(gpt, rowCount, promptTokens)));
+                var rounds = subjects.ToDictionary(s => s.Key, _ => new List<Measurement>());
+                // Interleaved: every subject once per round, each round starting further along the list,
+                // so slow drift in the machine's load hits every subject alike.
+                for (int round = 0; round < options.Rounds; round++)
+                {
+                    int shift = round * subjects.Count / options.Rounds;
+                    foreach (var subject in subjects.Skip(shift).Concat(subjects.Take(shift)))
+                    {
+                        Console.Error.WriteLine($"bench: {model.Name} {promptName} prompts, batch {batch}, round {round + 1}/{options.Rounds}: {subject.Key}...");
+                        var m = MeasureOne(subject, model, workload, promptsFile, genaiFolders, self, genai, root, options.TimeoutSeconds);
+                        rounds[subject.Key].Add(m);
+                        Console.Error.WriteLine($"bench:   {Summary(m)}");
+                    }
+                }
+                yield return new Row(model.Name, promptName, workload, rounds.ToDictionary(r => r.Key, r => Merge(r.Key, r.Value)));
+            }
+        }
+    }
+
+    private static Measurement MeasureOne(Subject subject, ModelSpec model, Workload w, string promptsFile, Dictionary<string, string> genaiFolders,
+        string self, string genai, string root, int timeoutSeconds)
+    {
+        string I(int value) => value.ToString(CultureInfo.InvariantCulture);
+        string[] command;
+        switch (subject.Runner)
+        {
+            case "genai":
+                command = [genai, genaiFolders[subject.Precision], promptsFile, I(w.Batch), I(w.NewTokens), I(w.Runs)];
+                break;
+            case "llama":
+                if (!model.Gguf.TryGetValue(subject.Precision, out var gguf))
+                    return new Measurement { Subject = subject.Key, Error = model.GgufError ?? $"no {subject.Precision} GGUF file" };
+                command = [LlamaFiles.Runner(root), "run", gguf, promptsFile, I(w.Batch), I(w.NewTokens), I(w.Runs), I(w.Threads)];
+                break;
+            default:
+                string baseSubject = subject.Key.Split('-')[0];   // engine-int4-nospin runs "engine" on the int4 folder
+                command = [self, "one", baseSubject, model.Folders[subject.Precision], I(w.Batch), I(w.PromptTokens), I(w.NewTokens), I(w.Rows), I(w.Runs), I(w.Threads)];
+                break;
+        }
+        double load = Load.Now();
+        var environment = subject.NoSpin ? new Dictionary<string, string> { [Subjects.NoSpinVariable] = "1", ["OMP_WAIT_POLICY"] = "passive" } : null;
+        int code = Exec("dotnet", command, out string json, timeoutSeconds, environment);
+        if (code == TimedOut)
+            return new Measurement { Subject = subject.Key, Error = $"no result within {timeoutSeconds} s (load {load:F1} at the start)", LoadAverage = [load] };
+        Measurement m;
+        try
+        {
+            m = JsonSerializer.Deserialize<Measurement>(json.Trim().Split('\n').Last())!;
+        }
+        catch (Exception e)
+        {
+            m = new Measurement { Subject = subject.Key, Error = $"exit {code}: {e.Message}: {json.Trim()[..Math.Min(200, json.Trim().Length)]}" };
+        }
+        m.Subject = subject.Key;
+        m.LoadAverage = [load];
+        return m;
+    }
+
+    /// <summary>One measurement from its rounds: every run's rate, the median of the rounds' latencies, the largest peak.</summary>
+    private static Measurement Merge(string subject, List<Measurement> rounds)
+    {
+        var ok = rounds.Where(r => r.Error is null).ToList();
+        if (ok.Count == 0) return new Measurement { Subject = subject, Error = rounds.First().Error, LoadAverage = rounds.SelectMany(r => r.LoadAverage).ToArray() };
+        double? MedianOf(Func<Measurement, double?> pick)
+        {
+            var values = ok.Select(pick).Where(v => v is double d && !double.IsNaN(d)).Select(v => v!.Value).ToList();
+            return values.Count == 0 ? null : Stats.Median(values);
+        }
+        return new Measurement
+        {
+            Subject = subject,
+            TokensPerSecond = ok.SelectMany(r => r.TokensPerSecond).ToArray(),
+            RowsPerSecond = ok.SelectMany(r => r.RowsPerSecond).ToArray(),
+            TimeToFirstTokenMs = MedianOf(r => r.TimeToFirstTokenMs),
+            StepP50Ms = MedianOf(r => r.StepP50Ms),
+            StepP95Ms = MedianOf(r => r.StepP95Ms),
+            PeakWorkingSetBytes = ok.Max(r => r.PeakWorkingSetBytes),
+            LoadAverage = rounds.SelectMany(r => r.LoadAverage).ToArray(),
+            Error = ok.Count < rounds.Count ? $"{rounds.Count - ok.Count} of {rounds.Count} rounds failed: {rounds.First(r => r.Error is not null).Error}" : null,
+        };
+    }
+
+    private static string Summary(Measurement m) => m.Error is not null && m.TokensPerSecond.Length == 0 ? $"error: {m.Error}"
+        : $"{Stats.Median(m.TokensPerSecond):F1} tokens/s [{m.TokensPerSecond.Min():F1}-{m.TokensPerSecond.Max():F1}], step p50 {m.StepP50Ms:F2} ms, peak {m.PeakWorkingSetBytes / 1048576} MB, load {m.LoadAverage.FirstOrDefault():F2}";
 
     /// <summary>A folder ONNX Runtime GenAI can load: our model file (linked, not copied) and a genai_config.json of type "decoder".</summary>
     private static string GenAiFolder(string folder, GptModelInfo info, int threads)
@@ -153,61 +433,152 @@ internal static class Report
         return target;
     }
 
-    private static string Markdown(List<ModelSpec> models, List<Row> rows, double bandwidth, Continuous.Result? continuous, int threads, int runs, int newTokens, string[] args)
+    private static double Tps(Row? row, string subject) =>
+        row is not null && row.Results.TryGetValue(subject, out var m) && m.TokensPerSecond.Length > 0 ? Stats.Median(m.TokensPerSecond) : double.NaN;
+
+    private static string F(double value, string format = "F1") => double.IsNaN(value) ? "-" : value.ToString(format, CultureInfo.InvariantCulture);
+
+    private static string Ratio(Row? row, string a, string b) => F(Tps(row, a) / Tps(row, b), "F2");
+
+    private static string Loads(Measurement m) => m.LoadAverage.Length == 0 ? "-" : string.Join(" / ", m.LoadAverage.Select(l => l.ToString("F1", CultureInfo.InvariantCulture)));
+
+    private static string Markdown(List<ModelSpec> models, RunRecord run, Options options)
     {
+        var (rows, bandwidth, perplexity, ids, prefix, continuous) = (run.Rows, run.Bandwidth, run.Perplexity, run.Ids, run.Prefix, run.Continuous);
         var md = new StringBuilder();
         md.AppendLine("# Benchmarks");
         md.AppendLine();
-        md.AppendLine($"Generated by `dotnet run -c Release --project bench/MLNetGpt.Bench -- all{(args.Length > 0 ? " " + string.Join(' ', args) : "")}` on {DateTime.UtcNow:yyyy-MM-dd}.");
-        md.AppendLine($"Machine: {CpuName()}, {Environment.ProcessorCount} cores, {MemoryGiB():F0} GiB, {RuntimeName()}; ONNX Runtime 1.31 CPU execution provider, {threads} intra-op threads for every subject.");
-        md.AppendLine($"Memory bandwidth measured in the same run: **{bandwidth:F1} GB/s** (best of 7 passes summing 1 GiB with {threads} threads).");
+        md.AppendLine($"Generated by `dotnet run -c Release --project bench/MLNetGpt.Bench -- all{(run.Args.Length > 0 ? " " + string.Join(' ', run.Args) : "")}` on {run.Date:yyyy-MM-dd} in {run.Minutes:F0} minutes.");
+        md.AppendLine($"Machine: {CpuName()}, {Environment.ProcessorCount} cores, {MemoryGiB():F0} GiB, {RuntimeName()}; ONNX Runtime 1.31 CPU execution provider, llama.cpp through LLamaSharp 0.30.0's CPU backend; {options.Threads} threads for every subject.");
         md.AppendLine();
-        md.AppendLine($"Every figure is the median of {runs} runs after a warm-up, with the range [min-max] of tokens/s. Greedy decoding, {newTokens} new tokens per row");
-        md.AppendLine("(end-of-sequence disabled so every subject generates the same number), equal-length prompts (16 tokens \"short\", 128 \"long\"),");
-        md.AppendLine("four batches of rows per measurement on the default model (16 rows at batch 1), two on the GPT-2-small-shaped one (four rows at batch 1; long prompts at batches 1 and 8 only). Each measurement runs in its own process; \"peak\" is that process's peak working set.");
-        md.AppendLine("TTFT is the prefill step of a batch; step latency is one decode step for the whole batch. Timings on this shared 2-core machine are noisy: compare ratios within a row.");
+        md.AppendLine($"Method. Greedy decoding, {options.NewTokens} new tokens per row (end-of-sequence disabled so every subject generates the same number), equal-length prompts (16 tokens \"short\", 128 \"long\"),");
+        md.AppendLine("four batches of rows per measurement on the default model (16 rows at batch 1), two on the GPT-2-small-shaped one (four rows at batch 1; long prompts at batches 1 and 8 only).");
+        md.AppendLine($"Every measurement runs in its own process; the subjects of one workload are **interleaved**: {options.Rounds} rounds, each subject once per round, each round starting further along the list (A B C D, then C D A B), {options.RunsFor("default")} timed run(s) after a warm-up per process on the default model, {options.RunsFor("gpt2-small")} on the GPT-2-small-shaped one; a process with no result within {options.TimeoutSeconds} s is stopped and shown as such.");
+        md.AppendLine("A figure is the median over all timed runs of all rounds with the range [min-max]; \"load\" is the 1-minute load average (/proc/loadavg) when each of the subject's processes started (2 cores: above 2 means other work was waiting for the CPUs).");
+        md.AppendLine("TTFT is the prefill step of a batch; step latency is one decode step for the whole batch; \"peak\" is the largest peak working set of the subject's processes. This machine is shared with other work: compare ratios within a table, and read the load column.");
         md.AppendLine();
+
+        double bound = BandwidthSection(md, bandwidth, options.Threads);
         foreach (var model in models)
         {
+            var modelRows = rows.Where(r => r.Model == model.Name).ToList();
+            if (modelRows.Count == 0) continue;
             md.AppendLine($"## {model.Name}: {model.Description}");
             md.AppendLine();
-            md.AppendLine("| prompts | batch | subject | tokens/s | rows/s | TTFT ms | step p50 / p95 ms | peak MB |");
-            md.AppendLine("|---|---:|---|---:|---:|---:|---:|---:|");
-            foreach (var row in rows.Where(r => r.Model == model.Name))
-            {
-                foreach (var subject in Subjects)
+            md.AppendLine("| prompts | batch | subject | tokens/s | rows/s | TTFT ms | step p50 / p95 ms | peak MB | load |");
+            md.AppendLine("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+            foreach (var row in modelRows)
+                foreach (var subject in AllSubjects.Where(s => row.Results.ContainsKey(s.Key)))
                 {
-                    var m = row.Results[subject];
-                    if (m.Error is not null)
+                    var m = row.Results[subject.Key];
+                    if (m.TokensPerSecond.Length == 0)
                     {
-                        md.AppendLine($"| {row.Prompt} | {row.Workload.Batch} | {SubjectNames[subject]} | error: {m.Error.Replace('|', '/')} | | | | |");
+                        md.AppendLine($"| {row.Prompt} | {row.Workload.Batch} | {subject.Name} | error: {m.Error?.Replace('|', '/').ReplaceLineEndings(" ")} | | | | | {Loads(m)} |");
                         continue;
                     }
                     string ttft = m.TimeToFirstTokenMs is double t ? t.ToString("F1") : "-";
                     string steps = m.StepP50Ms is double p50 ? $"{p50:F1} / {m.StepP95Ms:F1}" : "-";
-                    md.AppendLine($"| {row.Prompt} | {row.Workload.Batch} | {SubjectNames[subject]} | {Stats.Median(m.TokensPerSecond):F1} [{m.TokensPerSecond.Min():F1}-{m.TokensPerSecond.Max():F1}] | " +
-                                  $"{Stats.Median(m.RowsPerSecond):F2} | {ttft} | {steps} | {m.PeakWorkingSetBytes / 1048576} |");
+                    md.AppendLine($"| {row.Prompt} | {row.Workload.Batch} | {subject.Name} | {Stats.Median(m.TokensPerSecond):F1} [{m.TokensPerSecond.Min():F1}-{m.TokensPerSecond.Max():F1}] | " +
+                                  $"{Stats.Median(m.RowsPerSecond):F2} | {ttft} | {steps} | {m.PeakWorkingSetBytes / 1048576} | {Loads(m)} |");
                 }
-            }
             md.AppendLine();
-            md.AppendLine("Ratios of median tokens/s (same run):");
+            md.AppendLine("Ratios of median tokens/s, fp32 (same run):");
             md.AppendLine();
             md.AppendLine("| prompts | batch | pipeline / GenAI | engine / GenAI | pipeline / engine | plain loop / engine |");
             md.AppendLine("|---|---:|---:|---:|---:|---:|");
-            foreach (var row in rows.Where(r => r.Model == model.Name))
+            foreach (var row in modelRows)
                 md.AppendLine($"| {row.Prompt} | {row.Workload.Batch} | {Ratio(row, "pipeline", "genai")} | {Ratio(row, "engine", "genai")} | {Ratio(row, "pipeline", "engine")} | {Ratio(row, "plain", "engine")} |");
             md.AppendLine();
 
-            long weightBytes = WeightBytes(model.Folder);
-            var batchOne = rows.FirstOrDefault(r => r.Model == model.Name && r.Prompt == "short" && r.Workload.Batch == 1);
-            if (batchOne is not null && batchOne.Results["engine"].StepP50Ms is double step)
+            var precisionRows = modelRows.Where(r => r.Results.ContainsKey("engine-int4") || r.Results.ContainsKey("engine-int8")).ToList();
+            if (precisionRows.Count > 0)
             {
-                double bound = bandwidth * 1e9 / weightBytes;
-                double achieved = 1000.0 / step;
-                md.AppendLine($"**Physical limit, batch 1.** Decoding one token reads every weight once: {weightBytes / 1e6:F0} MB (fp32 at run time). At {bandwidth:F1} GB/s that allows at most " +
-                              $"**{bound:F0} tokens/s**. The engine's median decode step is {step:F2} ms, i.e. **{achieved:F0} tokens/s = {100 * achieved / bound:F0}% of the bound**.");
+                md.AppendLine("Quantized weights (GptQuantizer: MatMulNBits, block 32, asymmetric, accuracy level 4), ratios of median tokens/s in the same interleaved runs:");
+                md.AppendLine();
+                md.AppendLine("| prompts | batch | engine fp32 | engine int8 | engine int4 | int8 / fp32 | int4 / fp32 | GenAI int8 | GenAI int4 | engine / GenAI, int8 | engine / GenAI, int4 |");
+                md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+                foreach (var row in precisionRows)
+                    md.AppendLine($"| {row.Prompt} | {row.Workload.Batch} | {F(Tps(row, "engine"))} | {F(Tps(row, "engine-int8"))} | {F(Tps(row, "engine-int4"))} | {Ratio(row, "engine-int8", "engine")} | " +
+                                  $"{Ratio(row, "engine-int4", "engine")} | {F(Tps(row, "genai-int8"))} | {F(Tps(row, "genai-int4"))} | {Ratio(row, "engine-int8", "genai-int8")} | {Ratio(row, "engine-int4", "genai-int4")} |");
                 md.AppendLine();
             }
+
+            var llamaRows = modelRows.Where(r => r.Results.Keys.Any(k => k.StartsWith("llama-", StringComparison.Ordinal))).ToList();
+            if (llamaRows.Count > 0)
+            {
+                md.AppendLine("Against llama.cpp on the same weights (GGUF written by tools/make_gguf.py; q8_0 and q4_0 by llama.cpp's quantizer with its default recipe), ratios of median tokens/s:");
+                md.AppendLine();
+                md.AppendLine("| prompts | batch | llama f32 | llama q8_0 | llama q4_0 | engine fp32 / llama f32 | engine int8 / llama q8_0 | engine int4 / llama q4_0 |");
+                md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+                foreach (var row in llamaRows)
+                    md.AppendLine($"| {row.Prompt} | {row.Workload.Batch} | {F(Tps(row, "llama-f32"))} | {F(Tps(row, "llama-q8_0"))} | {F(Tps(row, "llama-q4_0"))} | " +
+                                  $"{Ratio(row, "engine", "llama-f32")} | {Ratio(row, "engine-int8", "llama-q8_0")} | {Ratio(row, "engine-int4", "llama-q4_0")} |");
+                md.AppendLine();
+                if (llamaRows.Any(r => r.Results.Keys.Any(k => k.EndsWith("-nospin", StringComparison.Ordinal))))
+                {
+                    md.AppendLine("The same workloads with waiting threads asleep instead of spinning (ONNX Runtime's `session.intra_op.allow_spinning` 0; `OMP_WAIT_POLICY=passive` for the OpenMP build of ggml in LLamaSharp's CPU backend), 2 threads, interleaved with the rest.");
+                    md.AppendLine("On this shared host another process often holds one of the two cores; a spinning thread then burns the time slice its partner needs, which hit llama.cpp's default much harder than ONNX Runtime's.");
+                    md.AppendLine();
+                    md.AppendLine("| prompts | batch | engine fp32 | llama f32 | engine int4 | llama q4_0 | engine / llama, fp32 | engine int4 / llama q4_0 |");
+                    md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+                    foreach (var row in llamaRows)
+                        md.AppendLine($"| {row.Prompt} | {row.Workload.Batch} | {F(Tps(row, "engine-nospin"))} | {F(Tps(row, "llama-f32-nospin"))} | {F(Tps(row, "engine-int4-nospin"))} | {F(Tps(row, "llama-q4_0-nospin"))} | " +
+                                      $"{Ratio(row, "engine-nospin", "llama-f32-nospin")} | {Ratio(row, "engine-int4-nospin", "llama-q4_0-nospin")} |");
+                    md.AppendLine();
+                }
+                if (model.GgufTensorTypes.Count > 0)
+                    md.AppendLine("GGUF tensor types (read back from each file's header): " + string.Join("; ", model.GgufTensorTypes.Select(t => $"{t.Key}: {t.Value}")) +
+                                  ". llama.cpp's q4_0 recipe keeps the tied embedding/lm_head in q6_K, so its file reads more bytes per token than a pure 4-bit one.");
+                md.AppendLine();
+            }
+
+            BoundSection(md, model, modelRows, bound);
+            if (model.Name == "gpt2-small") TargetsSection(md, modelRows, model, bound);
+        }
+
+        if (perplexity.Count > 0)
+        {
+            md.AppendLine("## Perplexity per precision");
+            md.AppendLine();
+            var first = perplexity.Values.First();
+            md.AppendLine($"The default model on {first.Verses} held-out KJV verses (tests/MLNetGpt.Tests/Fixtures/kjv-heldout.txt, chapters the training never saw), {first.Tokens:N0} scored tokens; corpus perplexity = exp(mean negative log-likelihood), scored by the engine (GptModel.Score).");
+            md.AppendLine();
+            md.AppendLine("| precision | perplexity | vs fp32 |");
+            md.AppendLine("|---|---:|---:|");
+            double fp32 = perplexity.TryGetValue("fp32", out var p) ? p.Perplexity : double.NaN;
+            foreach (var (precision, result) in perplexity)
+                md.AppendLine($"| {precision} | {result.Perplexity:F3} | {(result.Perplexity / fp32 - 1).ToString("+0.00%;-0.00%", CultureInfo.InvariantCulture)} |");
+            md.AppendLine();
+        }
+
+        if (ids is not null || models.Any(m => m.GgufError is not null))
+        {
+            md.AppendLine("## llama.cpp: same weights, same ids");
+            md.AppendLine();
+            var small = models.FirstOrDefault(m => m.Name == "gpt2-small");
+            if (small?.GgufError is not null) md.AppendLine($"GGUF files could not be made: {small.GgufError}.");
+            if (ids?.Error is not null) md.AppendLine($"The greedy-ids check failed: {ids.Error}.");
+            else if (ids is not null)
+                md.AppendLine($"Greedy ids of llama.cpp on the f32 GGUF against the engine (ONNX Runtime, fp32) on {ids.Prompts} prompts of 16 tokens, {options.NewTokens} new tokens each: " +
+                              $"**{ids.Equal} of {ids.Positions} positions equal** ({ids.EqualPrefix} before the first difference).");
+            md.AppendLine("llama.cpp's GPT-2 graph has no output bias, so it runs on the GPT-2-small-shaped model only: the default model's lm_head carries a bias for its vocabulary remap and cannot be converted exactly.");
+            md.AppendLine();
+        }
+
+        if (prefix is not null)
+        {
+            md.AppendLine("## Shared prompt head (prefix caching)");
+            md.AppendLine();
+            md.AppendLine($"GPT-2-small shape, {prefix.Rows} rows of a shared {prefix.HeadTokens}-token head plus {prefix.RowTokens} tokens of their own, {prefix.NewTokens} new tokens, batch {prefix.Batch}, greedy; load {prefix.LoadAverage:F1} at the start.");
+            md.AppendLine();
+            md.AppendLine("| GenerationOptions.PrefixCaching | rows/s (median [range]) | vs off |");
+            md.AppendLine("|---|---:|---:|");
+            double off = Stats.Median(prefix.UncachedRowsPerSecond);
+            foreach (var (name, values) in new[] { ("false", prefix.UncachedRowsPerSecond), ("true", prefix.CachedRowsPerSecond) })
+                md.AppendLine($"| {name} | {Stats.Median(values):F3} [{values.Min():F3}-{values.Max():F3}] | {Stats.Median(values) / off:F2}x |");
+            md.AppendLine();
+            md.AppendLine($"Outputs identical with and without: **{(prefix.IdenticalOutputs ? "yes" : "NO")}**.");
+            md.AppendLine();
         }
 
         if (continuous is not null)
@@ -228,34 +599,155 @@ internal static class Report
             md.AppendLine($"Outputs identical in every mode and run: **{(continuous.IdenticalOutputs ? "yes" : "NO")}**.");
             md.AppendLine();
         }
-        md.AppendLine("![tokens/s against batch size](benchmarks.svg)");
+        md.AppendLine("![tokens/s against batch size, and by precision](benchmarks.svg)");
         md.AppendLine();
-        md.AppendLine("Reproduce: `dotnet run -c Release --project bench/MLNetGpt.Bench -- all` (add `--quick` for batches 1 and 8 only; `--models default` to skip the");
-        md.AppendLine("GPT-2-small-shaped model, which `tools/make_bench_model.py` makes on first use with Debian's python3-torch). Micro-benchmarks of the decoding");
-        md.AppendLine("controls: `dotnet run -c Release --project bench/MLNetGpt.Bench -- micro`.");
+        md.AppendLine("Reproduce: `dotnet run -c Release --project bench/MLNetGpt.Bench -- all`. Options: `--quick` (batches 1 and 8, one run per process), `--models default|gpt2-small`,");
+        md.AppendLine("`--subjects engine,llama` (keys, or a key standing for itself and its variants: pipeline, engine, plain, genai, engine-int8, engine-int4, genai-int8, genai-int4,");
+        md.AppendLine("llama-f32, llama-q8_0, llama-q4_0, and the -nospin variants of engine, engine-int4, llama-f32, llama-q4_0),");
+        md.AppendLine("`--sections throughput,bandwidth,perplexity,ids,prefix,continuous`, `--batches 1,8`, `--runs N`, `--rounds N`, `--timeout SECONDS` (per process); a filtered run writes artifacts/benchmarks-partial.md unless `--out` says otherwise.");
+        md.AppendLine("The measurements are kept in artifacts/benchmarks-run.json; `all --from artifacts/benchmarks-run.json` renders the report from them again.");
+        md.AppendLine("The GPT-2-small-shaped model, its int8/int4 copies and its GGUF files are made on first use into artifacts/ (tools/make_bench_model.py and tools/make_gguf.py need Debian's python3-torch, python3-onnx and python3-numpy).");
+        md.AppendLine("Other modes: `bandwidth THREADS REPS`, `prefix MODEL ROWS BATCH RUNS THREADS`, `profile MODEL BATCH PROMPT_TOKENS STEPS THREADS`, `micro` (BenchmarkDotNet, decoding controls).");
         return md.ToString();
     }
 
-    private static string Ratio(Row row, string a, string b)
+    /// <summary>The probe's table; returns the bound: the highest read-only reading at the engine's thread count.</summary>
+    private static double BandwidthSection(StringBuilder md, List<Bandwidth.Result> results, int threads)
     {
-        var x = row.Results[a];
-        var y = row.Results[b];
-        if (x.Error is not null || y.Error is not null) return "-";
-        return $"{Stats.Median(x.TokensPerSecond) / Stats.Median(y.TokensPerSecond):F2}";
+        var readings = results.SelectMany(r => r.Readings).ToList();
+        if (readings.Count == 0) return double.NaN;
+        md.AppendLine("## Memory bandwidth");
+        md.AppendLine();
+        md.AppendLine($"Probe (bench `bandwidth` mode), run at the start and at the end: buffers of {string.Join(", ", Bandwidth.SizesMiB)} MiB (far above the last-level cache), a read-only pass (256-bit loads into eight accumulators)");
+        md.AppendLine("and a triad pass (a = b + s * c, counted as 3 arrays moved), with the engine's threads and with 1, repetitions interleaved. Load average " +
+                      string.Join(" and ", results.Select(r => r.LoadAverage.ToString("F1", CultureInfo.InvariantCulture))) + " when the probes started.");
+        md.AppendLine();
+        md.AppendLine("| pass | threads | readings | median GB/s | max GB/s | max per size (MiB: GB/s) |");
+        md.AppendLine("|---|---:|---:|---:|---:|---|");
+        foreach (var group in readings.GroupBy(r => (r.Kind, r.Threads)).OrderBy(g => g.Key.Kind).ThenByDescending(g => g.Key.Threads))
+        {
+            var sizes = string.Join(", ", group.GroupBy(r => r.SizeMiB).OrderBy(g => g.Key).Select(g => $"{g.Key}: {g.Max(r => r.GBps):F1}"));
+            md.AppendLine($"| {group.Key.Kind} | {group.Key.Threads} | {group.Count()} | {Stats.Median(group.Select(r => r.GBps)):F1} | {group.Max(r => r.GBps):F1} | {sizes} |");
+        }
+        double bound = readings.Where(r => r.Kind == Bandwidth.Read && r.Threads == threads).Select(r => r.GBps).DefaultIfEmpty(double.NaN).Max();
+        md.AppendLine();
+        md.AppendLine($"**Bound used: {bound:F1} GB/s**, the highest read-only reading with {threads} threads in this run. Decoding reads weights, so the read-only pass is the relevant one; other work on the host");
+        md.AppendLine("can only lower a reading (it competes for the same memory channels and cores), never raise it, so the maximum is the closest to what the machine can do, and the median shows how much contention there was.");
+        md.AppendLine();
+        return bound;
+    }
+
+    private static void BoundSection(StringBuilder md, ModelSpec model, List<Row> rows, double bandwidth)
+    {
+        var batchOne = rows.FirstOrDefault(r => r.Prompt == "short" && r.Workload.Batch == 1);
+        if (batchOne is null || double.IsNaN(bandwidth)) return;
+        md.AppendLine($"**Physical limit, batch 1.** A decode step reads every weight that feeds a computation once (embedding tables only gathered are not counted; fp16-stored weights count as the fp32 ONNX Runtime computes with). At {bandwidth:F1} GB/s:");
+        md.AppendLine();
+        md.AppendLine("| subject | MB read per token | bound tokens/s | median decode step ms | decode steps/s | % of bound |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|");
+        foreach (var subject in AllSubjects.Where(s => batchOne.Results.ContainsKey(s.Key) && s.Key != "pipeline"))
+        {
+            var m = batchOne.Results[subject.Key];
+            if (m.StepP50Ms is not double step) continue;
+            long bytes = subject.Runner == "llama"
+                ? (model.Gguf.TryGetValue(subject.Precision, out var gguf) ? new FileInfo(gguf).Length : 0)
+                : model.Folders.TryGetValue(subject.Precision, out var folder) ? Precisions.BytesReadPerToken(folder) : 0;
+            if (bytes == 0) continue;
+            double bound = bandwidth * 1e9 / bytes, achieved = 1000.0 / step;
+            md.AppendLine($"| {subject.Name} | {bytes / 1e6:F0}{(subject.Runner == "llama" ? " (file)" : "")} | {bound:F0} | {step:F2} | {achieved:F0} | {100 * achieved / bound:F0}% |");
+        }
+        md.AppendLine();
+    }
+
+    private static void TargetsSection(StringBuilder md, List<Row> rows, ModelSpec model, double bandwidth)
+    {
+        Row? Find(int batch) => rows.FirstOrDefault(r => r.Prompt == "short" && r.Workload.Batch == batch);
+        var one = Find(1);
+        var eight = Find(8);
+        double boundShare = double.NaN;
+        if (one is not null && one.Results.TryGetValue("engine-int4", out var int4) && int4.StepP50Ms is double step && model.Folders.TryGetValue("int4", out var folder))
+            boundShare = 1000.0 / step / (bandwidth * 1e9 / Precisions.BytesReadPerToken(folder));
+        var targets = new (string Name, double Value, double Goal)[]
+        {
+            ("engine int4 / engine fp32, batch 1", Tps(one, "engine-int4") / Tps(one, "engine"), 3.5),
+            ("engine int8 / engine fp32, batch 1", Tps(one, "engine-int8") / Tps(one, "engine"), 2.0),
+            ("engine int4 / llama.cpp q4_0, batch 1", Tps(one, "engine-int4") / Tps(one, "llama-q4_0"), 1.2),
+            ("engine int4 / llama.cpp q4_0, batch 8", Tps(eight, "engine-int4") / Tps(eight, "llama-q4_0"), 1.3),
+            ("engine int4 batch-1 decode, share of its bandwidth bound", boundShare, 0.5),
+            ("(no spin-waiting, both) engine int4 / engine fp32, batch 1", Tps(one, "engine-int4-nospin") / Tps(one, "engine-nospin"), 3.5),
+            ("(no spin-waiting, both) engine int4 / llama.cpp q4_0, batch 1", Tps(one, "engine-int4-nospin") / Tps(one, "llama-q4_0-nospin"), 1.2),
+            ("(no spin-waiting, both) engine int4 / llama.cpp q4_0, batch 8", Tps(eight, "engine-int4-nospin") / Tps(eight, "llama-q4_0-nospin"), 1.3),
+        };
+        md.AppendLine("Targets (GPT-2-small shape, short prompts), measured as they came:");
+        md.AppendLine();
+        md.AppendLine("| target | goal | measured | met |");
+        md.AppendLine("|---|---:|---:|---|");
+        foreach (var (name, value, goal) in targets)
+        {
+            bool share = name.Contains("share", StringComparison.Ordinal);
+            string shown = double.IsNaN(value) ? "-" : share ? F(100 * value, "F0") + "%" : F(value, "F2") + "x";
+            string goalText = share ? $">= {100 * goal:F0}%" : $">= {goal:F1}x";
+            md.AppendLine($"| {name} | {goalText} | {shown} | {(double.IsNaN(value) ? "-" : value >= goal ? "yes" : "no")} |");
+        }
+        md.AppendLine();
     }
 
     private static string Chart(List<ModelSpec> models, List<Row> rows)
     {
         const int width = 520, height = 300, left = 60, bottom = 40, top = 30;
-        string[] colors = ["#d62728", "#1f77b4", "#7f7f7f", "#2ca02c"];
-        var svg = new StringBuilder($"<svg xmlns='http://www.w3.org/2000/svg' width='{width * Math.Max(1, models.Count)}' height='{height + 40}' font-family='sans-serif' font-size='11'>");
-        for (int mi = 0; mi < models.Count; mi++)
+        var panels = models.Where(m => rows.Any(r => r.Model == m.Name && r.Prompt == "short")).ToList();
+        var barModel = panels.LastOrDefault(m => rows.Any(r => r.Model == m.Name && r.Results.Keys.Any(k => k.Contains('-'))));
+        int count = panels.Count + (barModel is null ? 0 : 1);
+        var svg = new StringBuilder($"<svg xmlns='http://www.w3.org/2000/svg' width='{width * Math.Max(1, count)}' height='{height + 60}' font-family='sans-serif' font-size='11'>");
+        for (int mi = 0; mi < panels.Count; mi++)
         {
-            var data = rows.Where(r => r.Model == models[mi].Name && r.Prompt == "short").OrderBy(r => r.Workload.Batch).ToList();
-            if (data.Count == 0) continue;
-            double max = data.SelectMany(r => r.Results.Values.Where(m => m.Error is null).Select(m => Stats.Median(m.TokensPerSecond))).DefaultIfEmpty(1).Max() * 1.1;
+            var data = rows.Where(r => r.Model == panels[mi].Name && r.Prompt == "short").OrderBy(r => r.Workload.Batch).ToList();
+            var subjects = AllSubjects.Where(s => GridSubjects.Contains(s.Key) || s.Key is "engine-int8" or "engine-int4").ToList();
+            double max = data.SelectMany(r => r.Results.Values.Where(m => m.TokensPerSecond.Length > 0).Select(m => Stats.Median(m.TokensPerSecond))).DefaultIfEmpty(1).Max() * 1.1;
             int ox = mi * width;
-            svg.Append($"<text x='{ox + left}' y='18' font-size='13'>{models[mi].Name}: tokens/s vs batch size (short prompts)</text>");
+            svg.Append($"<text x='{ox + left}' y='18' font-size='13'>{panels[mi].Name}: tokens/s vs batch size (short prompts)</text>");
+            Axes(svg, ox, max);
+            double X(int i) => ox + left + 20 + i * (width - left - 60.0) / Math.Max(1, data.Count - 1);
+            for (int i = 0; i < data.Count; i++)
+                svg.Append($"<text x='{X(i) - 4:F0}' y='{height - bottom + 15}'>{data[i].Workload.Batch}</text>");
+            for (int s = 0; s < subjects.Count; s++)
+            {
+                var points = data.Select((r, i) => (i, ok: r.Results.TryGetValue(subjects[s].Key, out var m) && m.TokensPerSecond.Length > 0, m: r.Results.GetValueOrDefault(subjects[s].Key)))
+                    .Where(p => p.ok).Select(p => $"{X(p.i):F0},{height - bottom - (height - bottom - top) * Stats.Median(p.m!.TokensPerSecond) / max:F0}").ToList();
+                if (points.Count > 0) svg.Append($"<polyline fill='none' stroke='{subjects[s].Color}' stroke-width='2' points='{string.Join(' ', points)}'/>");
+                svg.Append($"<text x='{ox + left + 10 + s % 3 * 140}' y='{height + 10 + s / 3 * 14}' fill='{subjects[s].Color}'>{subjects[s].Label}</text>");
+            }
+        }
+        if (barModel is not null)
+        {
+            int ox = panels.Count * width;
+            var batches = rows.Where(r => r.Model == barModel.Name && r.Prompt == "short" && r.Results.Keys.Any(k => k.Contains('-'))).OrderBy(r => r.Workload.Batch).ToList();
+            string[] shown = ["engine", "engine-int8", "engine-int4", "genai-int4", "llama-f32", "llama-q8_0", "llama-q4_0", "engine-int4-nospin", "llama-q4_0-nospin"];
+            var subjects = shown.Select(k => AllSubjects.Single(s => s.Key == k)).Where(s => batches.Any(r => r.Results.ContainsKey(s.Key))).ToList();
+            double max = batches.SelectMany(r => subjects.Select(s => Tps(r, s.Key))).Where(v => !double.IsNaN(v)).DefaultIfEmpty(1).Max() * 1.1;
+            svg.Append($"<text x='{ox + left}' y='18' font-size='13'>{barModel.Name}: tokens/s by precision (short prompts)</text>");
+            Axes(svg, ox, max);
+            double groupWidth = (width - left - 40.0) / Math.Max(1, batches.Count);
+            double barWidth = groupWidth / (subjects.Count + 1);
+            for (int b = 0; b < batches.Count; b++)
+            {
+                double gx = ox + left + 10 + b * groupWidth;
+                svg.Append($"<text x='{gx + groupWidth / 2 - 20:F0}' y='{height - bottom + 15}'>batch {batches[b].Workload.Batch}</text>");
+                for (int s = 0; s < subjects.Count; s++)
+                {
+                    double value = Tps(batches[b], subjects[s].Key);
+                    if (double.IsNaN(value)) continue;
+                    double h = (height - bottom - top) * value / max;
+                    svg.Append($"<rect x='{gx + s * barWidth:F0}' y='{height - bottom - h:F0}' width='{barWidth - 1:F0}' height='{h:F0}' fill='{subjects[s].Color}'/>");
+                }
+            }
+            for (int s = 0; s < subjects.Count; s++)
+                svg.Append($"<text x='{ox + left + 10 + s % 3 * 140}' y='{height + 10 + s / 3 * 14}' fill='{subjects[s].Color}'>{subjects[s].Label}</text>");
+        }
+        return svg.Append("</svg>").ToString();
+
+        static void Axes(StringBuilder svg, int ox, double max)
+        {
             svg.Append($"<line x1='{ox + left}' y1='{height - bottom}' x2='{ox + width - 20}' y2='{height - bottom}' stroke='black'/>");
             svg.Append($"<line x1='{ox + left}' y1='{top}' x2='{ox + left}' y2='{height - bottom}' stroke='black'/>");
             for (int g = 0; g <= 4; g++)
@@ -264,36 +756,30 @@ internal static class Report
                 double y = height - bottom - (height - bottom - top) * g / 4.0;
                 svg.Append($"<text x='{ox + 5}' y='{y + 4:F0}'>{value:F0}</text><line x1='{ox + left}' y1='{y:F0}' x2='{ox + width - 20}' y2='{y:F0}' stroke='#eee'/>");
             }
-            double X(int i) => ox + left + 20 + i * (width - left - 60.0) / Math.Max(1, data.Count - 1);
-            for (int i = 0; i < data.Count; i++)
-                svg.Append($"<text x='{X(i) - 4:F0}' y='{height - bottom + 15}'>{data[i].Workload.Batch}</text>");
-            for (int s = 0; s < Subjects.Length; s++)
-            {
-                var points = data.Select((r, i) => (i, m: r.Results[Subjects[s]])).Where(p => p.m.Error is null)
-                    .Select(p => $"{X(p.i):F0},{height - bottom - (height - bottom - top) * Stats.Median(p.m.TokensPerSecond) / max:F0}").ToList();
-                if (points.Count > 0) svg.Append($"<polyline fill='none' stroke='{colors[s]}' stroke-width='2' points='{string.Join(' ', points)}'/>");
-                svg.Append($"<rect x='{ox + left + 10}' y='{height + 2 + s * 0}' width='0' height='0'/>");
-                svg.Append($"<text x='{ox + left + 10 + s * 115}' y='{height + 10}' fill='{colors[s]}'>{SubjectNames[Subjects[s]].Split(' ')[0] switch { "ML.NET" => "pipeline", "MLNetGpt" => "engine", "plain" => "plain ORT", _ => "ORT GenAI" }}</text>");
-            }
         }
-        return svg.Append("</svg>").ToString();
     }
 
-    private static long WeightBytes(string folder)
-    {
-        long file = Directory.GetFiles(folder, "*.onnx").Sum(f => new FileInfo(f).Length);
-        string config = File.ReadAllText(Path.Combine(folder, "config.json"));
-        return config.Contains("\"float16\"", StringComparison.Ordinal) ? file * 2 : file;
-    }
+    internal const int TimedOut = 124;
 
-    private static int Exec(string file, string[] args, out string stdout)
+    /// <summary>Runs a child process; one that outlives <paramref name="timeoutSeconds"/> is killed (with its children) and reported as <see cref="TimedOut"/>.</summary>
+    internal static int Exec(string file, string[] args, out string stdout, int timeoutSeconds = 0, Dictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args) info.ArgumentList.Add(a);
+        foreach (var (key, value) in environment ?? []) info.Environment[key] = value;
         using var process = Process.Start(info)!;
         var error = process.StandardError.ReadToEndAsync();
-        stdout = process.StandardOutput.ReadToEnd();
+        var output = process.StandardOutput.ReadToEndAsync();
+        if (timeoutSeconds > 0 && !process.WaitForExit(TimeSpan.FromSeconds(timeoutSeconds)))
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+            stdout = "";
+            Console.Error.WriteLine($"bench: {file} {string.Join(' ', args)} gave no result within {timeoutSeconds} s and was stopped");
+            return TimedOut;
+        }
         process.WaitForExit();
+        stdout = output.Result;
         if (process.ExitCode != 0) Console.Error.WriteLine($"bench: {file} {string.Join(' ', args)} exited {process.ExitCode}: {error.Result}");
         return process.ExitCode;
     }
@@ -304,7 +790,7 @@ internal static class Report
         return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 
-    private static string FindRoot()
+    internal static string FindRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "MLNetGpt.sln"))) return dir.FullName;

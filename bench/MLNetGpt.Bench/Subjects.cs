@@ -21,7 +21,15 @@ internal static class Subjects
         _ => throw new ArgumentException($"unknown subject '{subject}'"),
     };
 
-    private static GptModel Open(Workload w) => GptModel.Open(w.Model, new GptModelOptions { IntraOpThreads = w.Threads });
+    /// <summary>Set by the report for its no-spin subjects: ONNX Runtime's intra-op threads sleep instead of spinning while they wait.</summary>
+    public const string NoSpinVariable = "MLNETGPT_BENCH_NO_SPIN";
+
+    private static GptModel Open(Workload w)
+    {
+        var options = new GptModelOptions { IntraOpThreads = w.Threads };
+        if (Environment.GetEnvironmentVariable(NoSpinVariable) == "1") options.SessionConfig["session.intra_op.allow_spinning"] = "0";
+        return GptModel.Open(w.Model, options);
+    }
 
     private static Measurement Engine(Workload w)
     {

@@ -15,6 +15,8 @@ internal sealed class Measurement
     public double? StepP50Ms { get; set; }
     public double? StepP95Ms { get; set; }
     public long PeakWorkingSetBytes { get; set; }
+    /// <summary>The 1-minute load average when each process of this measurement started (one per round).</summary>
+    public double[] LoadAverage { get; set; } = [];
     public string? Error { get; set; }
 
     public static readonly JsonSerializerOptions Json = new() { WriteIndented = false };

