@@ -40,7 +40,7 @@ internal static class Report
     // f16 is made (q8_0 and q4_0 are quantized from it) but not timed: it adds minutes to the run and no comparison.
     private static readonly string[] LlamaSubjects = ["llama-f32", "llama-q8_0", "llama-q4_0"];
     private static readonly string[] NoSpinSubjects = ["engine-nospin", "engine-int4-nospin", "llama-f32-nospin", "llama-q4_0-nospin"];
-    private static readonly string[] Sections = ["throughput", "bandwidth", "perplexity", "ids", "prefix", "continuous"];
+    private static readonly string[] Sections = ["throughput", "bandwidth", "perplexity", "ids", "prefix", "constraints", "continuous"];
 
     private sealed record ModelSpec(string Name, string Folder, string Description)
     {
@@ -72,6 +72,7 @@ internal static class Report
         public LlamaFiles.IdsCheck? Ids { get; set; }
         public PrefixBench.Result? Prefix { get; set; }
         public Continuous.Result? Continuous { get; set; }
+        public ConstraintCost.Result? Constraints { get; set; }
     }
 
     private static Options? Parse(string[] args)
@@ -199,6 +200,21 @@ internal static class Report
             }
         }
 
+        ConstraintCost.Result? constraints = null;
+        if (options.Sections.Contains("constraints") && defaultModel is not null)
+        {
+            Console.Error.WriteLine("bench: structured-output constraints against the decode step...");
+            Exec("dotnet", [self, "constraints", defaultModel.Folder, "8", quick ? "2" : "5", threadsText], out string json);
+            try
+            {
+                constraints = JsonSerializer.Deserialize<ConstraintCost.Result>(json.Trim().Split('\n').Last());
+            }
+            catch (JsonException e)
+            {
+                Console.Error.WriteLine($"bench: the constraint workload printed no result: {e.Message}");
+            }
+        }
+
         Continuous.Result? continuous = null;
         if (options.Sections.Contains("continuous") && defaultModel is not null)
         {
@@ -218,7 +234,7 @@ internal static class Report
         var run = new RunRecord
         {
             Args = args, Date = DateTime.UtcNow, Minutes = started.Elapsed.TotalMinutes, Rows = rows, Bandwidth = bandwidth, Perplexity = perplexity,
-            Ids = ids, Prefix = prefix, Continuous = continuous,
+            Ids = ids, Prefix = prefix, Continuous = continuous, Constraints = constraints,
         };
         Write(output, Markdown(models, run, options), Chart(models, rows), run);
         return 0;
@@ -440,11 +456,34 @@ internal static class Report
 
     private static string Ratio(Row? row, string a, string b) => F(Tps(row, a) / Tps(row, b), "F2");
 
+    private static void ConstraintSection(StringBuilder md, ConstraintCost.Result c)
+    {
+        md.AppendLine("## Structured-output constraints");
+        md.AppendLine();
+        md.AppendLine($"The regexes and JSON schemas of the validity test (tests/MLNetGpt.Tests/Fixtures/constraint-cases.json) at GPT-2's {c.VocabularySize:N0}-token vocabulary; load {c.LoadAverage:F1} at the start.");
+        md.AppendLine("\"Build\" parses the pattern and makes the automaton; \"start visit\" walks the vocabulary trie against it for the first state (each state is walked once, then its allowed set is cached);");
+        md.AppendLine($"\"warm step\" is the per-row work of a decode step after warm-up: the cached allowed set, masking a {c.VocabularySize:N0}-wide logits row, advancing the state (median over seeded walks through allowed tokens, {c.Batch} rows).");
+        md.AppendLine($"The vocabulary's byte trie, built once per tokenizer and shared by every constraint, took {c.TrieBuildMs:F0} ms.");
+        md.AppendLine($"The decode step it is compared with: the default model, greedy, batch {c.Batch}, 16-token prompts, measured in the same process: **{c.DecodeStepMs:F2} ms** (runs {string.Join(", ", c.DecodeStepRunsMs.Select(v => v.ToString("F2", CultureInfo.InvariantCulture)))}).");
+        md.AppendLine();
+        md.AppendLine($"| kind | pattern or schema | build ms | automaton states | start visit ms | warm step µs per row | batch of {c.Batch}, share of the decode step |");
+        md.AppendLine("|---|---|---:|---:|---:|---:|---:|");
+        foreach (var k in c.Cases)
+        {
+            string text = k.Text.Length > 60 ? k.Text[..57] + "..." : k.Text;
+            md.AppendLine($"| {k.Kind} | `{text.Replace("|", "\\|")}` | {k.BuildMs:F3} | {k.StatesVisited} | {k.StartVisitMs:F2} | {k.WarmStepUsPerRow:F1} | {100 * k.WarmStepUsPerRow * c.Batch / 1000 / c.DecodeStepMs:F1}% |");
+        }
+        double worst = c.Cases.Max(k => k.WarmStepUsPerRow) * c.Batch / 1000 / c.DecodeStepMs;
+        md.AppendLine();
+        md.AppendLine($"Largest share: **{100 * worst:F1}%** of a decode step (target <= 10%).");
+        md.AppendLine();
+    }
+
     private static string Loads(Measurement m) => m.LoadAverage.Length == 0 ? "-" : string.Join(" / ", m.LoadAverage.Select(l => l.ToString("F1", CultureInfo.InvariantCulture)));
 
     private static string Markdown(List<ModelSpec> models, RunRecord run, Options options)
     {
-        var (rows, bandwidth, perplexity, ids, prefix, continuous) = (run.Rows, run.Bandwidth, run.Perplexity, run.Ids, run.Prefix, run.Continuous);
+        var (rows, bandwidth, perplexity, ids, prefix, continuous, constraints) = (run.Rows, run.Bandwidth, run.Perplexity, run.Ids, run.Prefix, run.Continuous, run.Constraints);
         var md = new StringBuilder();
         md.AppendLine("# Benchmarks");
         md.AppendLine();
@@ -581,6 +620,8 @@ internal static class Report
             md.AppendLine();
         }
 
+        if (constraints is not null) ConstraintSection(md, constraints);
+
         if (continuous is not null)
         {
             md.AppendLine("## Continuous batching");
@@ -604,10 +645,10 @@ internal static class Report
         md.AppendLine("Reproduce: `dotnet run -c Release --project bench/MLNetGpt.Bench -- all`. Options: `--quick` (batches 1 and 8, one run per process), `--models default|gpt2-small`,");
         md.AppendLine("`--subjects engine,llama` (keys, or a key standing for itself and its variants: pipeline, engine, plain, genai, engine-int8, engine-int4, genai-int8, genai-int4,");
         md.AppendLine("llama-f32, llama-q8_0, llama-q4_0, and the -nospin variants of engine, engine-int4, llama-f32, llama-q4_0),");
-        md.AppendLine("`--sections throughput,bandwidth,perplexity,ids,prefix,continuous`, `--batches 1,8`, `--runs N`, `--rounds N`, `--timeout SECONDS` (per process); a filtered run writes artifacts/benchmarks-partial.md unless `--out` says otherwise.");
+        md.AppendLine("`--sections throughput,bandwidth,perplexity,ids,prefix,constraints,continuous`, `--batches 1,8`, `--runs N`, `--rounds N`, `--timeout SECONDS` (per process); a filtered run writes artifacts/benchmarks-partial.md unless `--out` says otherwise.");
         md.AppendLine("The measurements are kept in artifacts/benchmarks-run.json; `all --from artifacts/benchmarks-run.json` renders the report from them again.");
         md.AppendLine("The GPT-2-small-shaped model, its int8/int4 copies and its GGUF files are made on first use into artifacts/ (tools/make_bench_model.py and tools/make_gguf.py need Debian's python3-torch, python3-onnx and python3-numpy).");
-        md.AppendLine("Other modes: `bandwidth THREADS REPS`, `prefix MODEL ROWS BATCH RUNS THREADS`, `profile MODEL BATCH PROMPT_TOKENS STEPS THREADS`, `micro` (BenchmarkDotNet, decoding controls).");
+        md.AppendLine("Other modes: `bandwidth THREADS REPS`, `prefix MODEL ROWS BATCH RUNS THREADS`, `constraints MODEL BATCH RUNS THREADS`, `profile MODEL BATCH PROMPT_TOKENS STEPS THREADS`, `micro` (BenchmarkDotNet, decoding controls).");
         return md.ToString();
     }
 

@@ -16,25 +16,12 @@ public sealed class ConstrainedGenerationTests
     private static readonly string[] Prompts = ["And God said,", "The LORD is my shepherd;", "In the beginning", "Blessed are the meek", "And it came to pass",
         "Hear, O Israel:", "Thus saith the LORD", "And Moses spake", "Praise ye the LORD.", "For unto us a child is born"];
 
-    private static readonly string[] Regexes =
-    [
-        @"[A-Z][a-z]{2,8}( [a-z]{2,8}){1,4}\.",
-        @"(yes|no|maybe)",
-        @"\d{3}-\d{4}",
-        @"(19|20)\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])",
-        @"[a-z]+@[a-z]+\.(com|org|net)",
-        @"\((LORD|God|Moses)\) [A-Za-z ,]{5,30}",
-    ];
+    // The cases live in a fixture file, so the bench's constraint section times the same ones.
+    private static readonly JsonElement Cases = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.Root, "constraint-cases.json"))).RootElement;
 
-    private static readonly string[] Schemas =
-    [
-        """{"type":"object","properties":{"name":{"type":"string","maxLength":12},"age":{"type":"integer","minimum":0,"maximum":120}},"required":["name","age"],"additionalProperties":false}""",
-        """{"type":"object","properties":{"tribe":{"enum":["Judah","Levi","Dan","Gad"]},"count":{"type":"integer","minimum":1,"maximum":999}},"required":["tribe","count"]}""",
-        """{"type":"array","items":{"type":"string","minLength":1,"maxLength":8},"minItems":1,"maxItems":4}""",
-        """{"type":"object","properties":{"verse":{"type":"object","properties":{"book":{"type":"string","maxLength":10},"chapter":{"type":"integer","minimum":1,"maximum":150}},"required":["book","chapter"]},"tags":{"type":"array","items":{"enum":["law","psalm","prophet"]},"maxItems":3}},"required":["verse","tags"]}""",
-        """{"type":"object","properties":{"score":{"type":"number","minimum":0,"maximum":10},"ok":{"type":"boolean"},"note":{"type":["string","null"],"maxLength":16}},"required":["score","ok","note"]}""",
-        """{"anyOf":[{"type":"object","properties":{"kind":{"const":"date"},"value":{"type":"string","format":"date"}},"required":["kind","value"]},{"type":"object","properties":{"kind":{"const":"count"},"value":{"type":"integer","minimum":-5,"maximum":5}},"required":["kind","value"]}]}""",
-    ];
+    private static readonly string[] Regexes = Cases.GetProperty("regexes").EnumerateArray().Select(e => e.GetString()!).ToArray();
+
+    private static readonly string[] Schemas = Cases.GetProperty("schemas").EnumerateArray().Select(e => JsonSerializer.Serialize(e)).ToArray();
 
     private static GptModel Open() => GptModel.Open(Fixtures.DefaultModel);
 
