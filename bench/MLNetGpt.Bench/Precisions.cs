@@ -7,17 +7,18 @@ internal static class Precisions
 {
     /// <summary>
     /// The quantized copy of <paramref name="folder"/> in artifacts/models, made once with the
-    /// library's quantizer (block 32, asymmetric, accuracy level 4: int8 dot products, the fastest
-    /// CPU kernel) into a scratch folder and moved into place only when complete.
+    /// library's quantizer (block 32 unless told, asymmetric, accuracy level 4: int8 dot products,
+    /// the fastest CPU kernel) into a scratch folder and moved into place only when complete.
     /// </summary>
-    public static string Quantized(string root, string folder, int bits)
+    public static string Quantized(string root, string folder, int bits, int blockSize = 32)
     {
-        string target = Path.Combine(root, "artifacts", "models", $"{Path.GetFileName(folder)}-int{bits}");
+        string suffix = blockSize == 32 ? $"int{bits}" : $"int{bits}-b{blockSize}";
+        string target = Path.Combine(root, "artifacts", "models", $"{Path.GetFileName(folder)}-{suffix}");
         if (File.Exists(Path.Combine(target, "model.onnx"))) return target;
         string scratch = target + ".partial";
         if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true);
-        Console.Error.WriteLine($"bench: quantizing {Path.GetFileName(folder)} to int{bits} (GptQuantizer, block 32, asymmetric, accuracy level 4)...");
-        var report = GptQuantizer.Quantize(folder, scratch, new QuantizationOptions { Bits = bits, BlockSize = 32, Symmetric = false, AccuracyLevel = 4 });
+        Console.Error.WriteLine($"bench: quantizing {Path.GetFileName(folder)} to int{bits} (GptQuantizer, block {blockSize}, asymmetric, accuracy level 4)...");
+        var report = GptQuantizer.Quantize(folder, scratch, new QuantizationOptions { Bits = bits, BlockSize = blockSize, Symmetric = false, AccuracyLevel = 4 });
         Console.Error.WriteLine($"bench:   {report.MatMulsRewritten} MatMuls, {report.BytesBefore / 1e6:F0} -> {report.BytesAfter / 1e6:F0} MB");
         if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
         Directory.Move(scratch, target);

@@ -19,6 +19,8 @@ internal static class Report
         new("genai", "ONNX Runtime GenAI 0.18", "ORT GenAI", "genai", "fp32", "#2ca02c"),
         new("engine-int8", "MLNetGpt engine, int8", "engine int8", "self", "int8", "#6baed6"),
         new("engine-int4", "MLNetGpt engine, int4", "engine int4", "self", "int4", "#08306b"),
+        // Blocks of 128 (ONNX Runtime's Python quantizer's default): a quarter of the scales and zero points to read.
+        new("engine-int4-b128", "MLNetGpt engine, int4, block 128", "engine int4 b128", "self", "int4-b128", "#3f007d"),
         new("genai-int8", "ONNX Runtime GenAI 0.18, int8", "GenAI int8", "genai", "int8", "#74c476"),
         new("genai-int4", "ONNX Runtime GenAI 0.18, int4", "GenAI int4", "genai", "int4", "#00441b"),
         new("llama-f32", "llama.cpp (LLamaSharp 0.30), f32", "llama f32", "llama", "f32", "#fdae6b"),
@@ -36,7 +38,7 @@ internal static class Report
     ];
 
     private static readonly string[] GridSubjects = ["pipeline", "engine", "plain", "genai"];
-    private static readonly string[] QuantizedSubjects = ["engine-int8", "engine-int4", "genai-int8", "genai-int4"];
+    private static readonly string[] QuantizedSubjects = ["engine-int8", "engine-int4", "engine-int4-b128", "genai-int8", "genai-int4"];
     // f16 is made (q8_0 and q4_0 are quantized from it) but not timed: it adds minutes to the run and no comparison.
     private static readonly string[] LlamaSubjects = ["llama-f32", "llama-q8_0", "llama-q4_0"];
     private static readonly string[] NoSpinSubjects = ["engine-nospin", "engine-int4-nospin", "llama-f32-nospin", "llama-q4_0-nospin"];
@@ -281,8 +283,11 @@ internal static class Report
             model.Folders["fp32"] = model.Folder;
             if (WantsAny(AllSubjects.Where(s => s.Precision.StartsWith("int", StringComparison.Ordinal)).Select(s => s.Key)) ||
                 (options.Sections.Contains("perplexity") && model.Name == "default"))
+            {
                 foreach (int bits in new[] { 8, 4 })
                     model.Folders[$"int{bits}"] = Precisions.Quantized(root, model.Folder, bits);
+                model.Folders["int4-b128"] = Precisions.Quantized(root, model.Folder, 4, blockSize: 128);
+            }
             foreach (var (precision, folder) in model.Folders)
             {
                 using var gpt = GptModel.Open(folder);
@@ -532,13 +537,13 @@ internal static class Report
             var precisionRows = modelRows.Where(r => r.Results.ContainsKey("engine-int4") || r.Results.ContainsKey("engine-int8")).ToList();
             if (precisionRows.Count > 0)
             {
-                md.AppendLine("Quantized weights (GptQuantizer: MatMulNBits, block 32, asymmetric, accuracy level 4), ratios of median tokens/s in the same interleaved runs:");
+                md.AppendLine("Quantized weights (GptQuantizer: MatMulNBits, block 32, asymmetric, accuracy level 4; \"block 128\" is the same with blocks of 128), ratios of median tokens/s in the same interleaved runs:");
                 md.AppendLine();
-                md.AppendLine("| prompts | batch | engine fp32 | engine int8 | engine int4 | int8 / fp32 | int4 / fp32 | GenAI int8 | GenAI int4 | engine / GenAI, int8 | engine / GenAI, int4 |");
-                md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+                md.AppendLine("| prompts | batch | engine fp32 | engine int8 | engine int4 | engine int4 block 128 | int8 / fp32 | int4 / fp32 | int4 block 128 / fp32 | GenAI int8 | GenAI int4 | engine / GenAI, int8 | engine / GenAI, int4 |");
+                md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
                 foreach (var row in precisionRows)
-                    md.AppendLine($"| {row.Prompt} | {row.Workload.Batch} | {F(Tps(row, "engine"))} | {F(Tps(row, "engine-int8"))} | {F(Tps(row, "engine-int4"))} | {Ratio(row, "engine-int8", "engine")} | " +
-                                  $"{Ratio(row, "engine-int4", "engine")} | {F(Tps(row, "genai-int8"))} | {F(Tps(row, "genai-int4"))} | {Ratio(row, "engine-int8", "genai-int8")} | {Ratio(row, "engine-int4", "genai-int4")} |");
+                    md.AppendLine($"| {row.Prompt} | {row.Workload.Batch} | {F(Tps(row, "engine"))} | {F(Tps(row, "engine-int8"))} | {F(Tps(row, "engine-int4"))} | {F(Tps(row, "engine-int4-b128"))} | {Ratio(row, "engine-int8", "engine")} | " +
+                                  $"{Ratio(row, "engine-int4", "engine")} | {Ratio(row, "engine-int4-b128", "engine")} | {F(Tps(row, "genai-int8"))} | {F(Tps(row, "genai-int4"))} | {Ratio(row, "engine-int8", "genai-int8")} | {Ratio(row, "engine-int4", "genai-int4")} |");
                 md.AppendLine();
             }
 
@@ -547,11 +552,11 @@ internal static class Report
             {
                 md.AppendLine("Against llama.cpp on the same weights (GGUF written by tools/make_gguf.py; q8_0 and q4_0 by llama.cpp's quantizer with its default recipe), ratios of median tokens/s:");
                 md.AppendLine();
-                md.AppendLine("| prompts | batch | llama f32 | llama q8_0 | llama q4_0 | engine fp32 / llama f32 | engine int8 / llama q8_0 | engine int4 / llama q4_0 |");
-                md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+                md.AppendLine("| prompts | batch | llama f32 | llama q8_0 | llama q4_0 | engine fp32 / llama f32 | engine int8 / llama q8_0 | engine int4 / llama q4_0 | engine int4 block 128 / llama q4_0 |");
+                md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
                 foreach (var row in llamaRows)
                     md.AppendLine($"| {row.Prompt} | {row.Workload.Batch} | {F(Tps(row, "llama-f32"))} | {F(Tps(row, "llama-q8_0"))} | {F(Tps(row, "llama-q4_0"))} | " +
-                                  $"{Ratio(row, "engine", "llama-f32")} | {Ratio(row, "engine-int8", "llama-q8_0")} | {Ratio(row, "engine-int4", "llama-q4_0")} |");
+                                  $"{Ratio(row, "engine", "llama-f32")} | {Ratio(row, "engine-int8", "llama-q8_0")} | {Ratio(row, "engine-int4", "llama-q4_0")} | {Ratio(row, "engine-int4-b128", "llama-q4_0")} |");
                 md.AppendLine();
                 if (llamaRows.Any(r => r.Results.Keys.Any(k => k.EndsWith("-nospin", StringComparison.Ordinal))))
                 {
@@ -643,7 +648,7 @@ internal static class Report
         md.AppendLine("![tokens/s against batch size, and by precision](benchmarks.svg)");
         md.AppendLine();
         md.AppendLine("Reproduce: `dotnet run -c Release --project bench/MLNetGpt.Bench -- all`. Options: `--quick` (batches 1 and 8, one run per process), `--models default|gpt2-small`,");
-        md.AppendLine("`--subjects engine,llama` (keys, or a key standing for itself and its variants: pipeline, engine, plain, genai, engine-int8, engine-int4, genai-int8, genai-int4,");
+        md.AppendLine("`--subjects engine,llama` (keys, or a key standing for itself and its variants: pipeline, engine, plain, genai, engine-int8, engine-int4 (with engine-int4-b128), genai-int8, genai-int4,");
         md.AppendLine("llama-f32, llama-q8_0, llama-q4_0, and the -nospin variants of engine, engine-int4, llama-f32, llama-q4_0),");
         md.AppendLine("`--sections throughput,bandwidth,perplexity,ids,prefix,constraints,continuous`, `--batches 1,8`, `--runs N`, `--rounds N`, `--timeout SECONDS` (per process); a filtered run writes artifacts/benchmarks-partial.md unless `--out` says otherwise.");
         md.AppendLine("The measurements are kept in artifacts/benchmarks-run.json; `all --from artifacts/benchmarks-run.json` renders the report from them again.");
@@ -708,6 +713,9 @@ internal static class Report
         double boundShare = double.NaN;
         if (one is not null && one.Results.TryGetValue("engine-int4", out var int4) && int4.StepP50Ms is double step && model.Folders.TryGetValue("int4", out var folder))
             boundShare = 1000.0 / step / (bandwidth * 1e9 / Precisions.BytesReadPerToken(folder));
+        double boundShare128 = double.NaN;
+        if (one is not null && one.Results.TryGetValue("engine-int4-b128", out var b128) && b128.StepP50Ms is double step128 && model.Folders.TryGetValue("int4-b128", out var folder128))
+            boundShare128 = 1000.0 / step128 / (bandwidth * 1e9 / Precisions.BytesReadPerToken(folder128));
         var targets = new (string Name, double Value, double Goal)[]
         {
             ("engine int4 / engine fp32, batch 1", Tps(one, "engine-int4") / Tps(one, "engine"), 3.5),
@@ -715,6 +723,10 @@ internal static class Report
             ("engine int4 / llama.cpp q4_0, batch 1", Tps(one, "engine-int4") / Tps(one, "llama-q4_0"), 1.2),
             ("engine int4 / llama.cpp q4_0, batch 8", Tps(eight, "engine-int4") / Tps(eight, "llama-q4_0"), 1.3),
             ("engine int4 batch-1 decode, share of its bandwidth bound", boundShare, 0.5),
+            ("(block 128) engine int4 / engine fp32, batch 1", Tps(one, "engine-int4-b128") / Tps(one, "engine"), 3.5),
+            ("(block 128) engine int4 / llama.cpp q4_0, batch 1", Tps(one, "engine-int4-b128") / Tps(one, "llama-q4_0"), 1.2),
+            ("(block 128) engine int4 / llama.cpp q4_0, batch 8", Tps(eight, "engine-int4-b128") / Tps(eight, "llama-q4_0"), 1.3),
+            ("(block 128) engine int4 batch-1 decode, share of its bandwidth bound", boundShare128, 0.5),
             ("(no spin-waiting, both) engine int4 / engine fp32, batch 1", Tps(one, "engine-int4-nospin") / Tps(one, "engine-nospin"), 3.5),
             ("(no spin-waiting, both) engine int4 / llama.cpp q4_0, batch 1", Tps(one, "engine-int4-nospin") / Tps(one, "llama-q4_0-nospin"), 1.2),
             ("(no spin-waiting, both) engine int4 / llama.cpp q4_0, batch 8", Tps(eight, "engine-int4-nospin") / Tps(eight, "llama-q4_0-nospin"), 1.3),
@@ -763,7 +775,7 @@ internal static class Report
         {
             int ox = panels.Count * width;
             var batches = rows.Where(r => r.Model == barModel.Name && r.Prompt == "short" && r.Results.Keys.Any(k => k.Contains('-'))).OrderBy(r => r.Workload.Batch).ToList();
-            string[] shown = ["engine", "engine-int8", "engine-int4", "genai-int4", "llama-f32", "llama-q8_0", "llama-q4_0", "engine-int4-nospin", "llama-q4_0-nospin"];
+            string[] shown = ["engine", "engine-int8", "engine-int4", "engine-int4-b128", "genai-int4", "llama-f32", "llama-q8_0", "llama-q4_0", "engine-int4-nospin", "llama-q4_0-nospin"];
             var subjects = shown.Select(k => AllSubjects.Single(s => s.Key == k)).Where(s => batches.Any(r => r.Results.ContainsKey(s.Key))).ToList();
             double max = batches.SelectMany(r => subjects.Select(s => Tps(r, s.Key))).Where(v => !double.IsNaN(v)).DefaultIfEmpty(1).Max() * 1.1;
             svg.Append($"<text x='{ox + left}' y='18' font-size='13'>{barModel.Name}: tokens/s by precision (short prompts)</text>");
