@@ -158,16 +158,8 @@ internal static class Report
             string verses = Path.Combine(root, "tests", "MLNetGpt.Tests", "Fixtures", "kjv-heldout.txt");
             foreach (var (precision, folder) in defaultModel.Folders)
             {
-                Console.Error.WriteLine($"bench: held-out perplexity, default model {precision}...");
-                Exec("dotnet", [self, "perplexity", folder, verses, threadsText], out string json);
-                try
-                {
-                    perplexity[precision] = JsonSerializer.Deserialize<Precisions.PerplexityResult>(json.Trim().Split('\n').Last())!;
-                }
-                catch (JsonException e)
-                {
-                    Console.Error.WriteLine($"bench: perplexity of {folder} printed no result: {e.Message}");
-                }
+                if (Child<Precisions.PerplexityResult>($"held-out perplexity, default model {precision}", [self, "perplexity", folder, verses, threadsText], out _) is { } result)
+                    perplexity[precision] = result;
             }
         }
 
@@ -175,61 +167,27 @@ internal static class Report
         var small = models.FirstOrDefault(m => m.Name == "gpt2-small");
         if (options.Sections.Contains("ids") && small is not null && small.Gguf.TryGetValue("f32", out var f32))
         {
-            Console.Error.WriteLine("bench: greedy ids of llama.cpp (f32 GGUF) against the engine (ONNX fp32)...");
-            Exec("dotnet", [self, "llama-ids", small.Folder, f32, "4", "16", options.NewTokens.ToString(CultureInfo.InvariantCulture), threadsText], out string json);
-            try
-            {
-                ids = JsonSerializer.Deserialize<LlamaFiles.IdsCheck>(json.Trim().Split('\n').Last());
-            }
-            catch (JsonException e)
-            {
-                ids = new LlamaFiles.IdsCheck { Error = e.Message };
-            }
+            ids = Child<LlamaFiles.IdsCheck>("greedy ids of llama.cpp (f32 GGUF) against the engine (ONNX fp32)",
+                [self, "llama-ids", small.Folder, f32, "4", "16", options.NewTokens.ToString(CultureInfo.InvariantCulture), threadsText], out string? error)
+                ?? new LlamaFiles.IdsCheck { Error = error };
         }
 
         PrefixBench.Result? prefix = null;
         if (options.Sections.Contains("prefix") && small is not null)
         {
-            Console.Error.WriteLine("bench: shared 256-token prompt head, prefix caching on and off...");
-            Exec("dotnet", [self, "prefix", small.Folder, "16", "8", quick ? "1" : "2", threadsText], out string json);
-            try
-            {
-                prefix = JsonSerializer.Deserialize<PrefixBench.Result>(json.Trim().Split('\n').Last());
-            }
-            catch (JsonException e)
-            {
-                Console.Error.WriteLine($"bench: the prefix workload printed no result: {e.Message}");
-            }
+            prefix = Child<PrefixBench.Result>("shared 256-token prompt head, prefix caching on and off", [self, "prefix", small.Folder, "16", "8", quick ? "1" : "2", threadsText], out _);
         }
 
         ConstraintCost.Result? constraints = null;
         if (options.Sections.Contains("constraints") && defaultModel is not null)
         {
-            Console.Error.WriteLine("bench: structured-output constraints against the decode step...");
-            Exec("dotnet", [self, "constraints", defaultModel.Folder, "8", quick ? "2" : "5", threadsText], out string json);
-            try
-            {
-                constraints = JsonSerializer.Deserialize<ConstraintCost.Result>(json.Trim().Split('\n').Last());
-            }
-            catch (JsonException e)
-            {
-                Console.Error.WriteLine($"bench: the constraint workload printed no result: {e.Message}");
-            }
+            constraints = Child<ConstraintCost.Result>("structured-output constraints against the decode step", [self, "constraints", defaultModel.Folder, "8", quick ? "2" : "5", threadsText], out _);
         }
 
         Continuous.Result? continuous = null;
         if (options.Sections.Contains("continuous") && defaultModel is not null)
         {
-            Console.Error.WriteLine("bench: continuous batching on mixed lengths...");
-            Exec("dotnet", [self, "continuous", defaultModel.Folder, quick ? "64" : "128", "16", quick ? "2" : "3", threadsText], out string json);
-            try
-            {
-                continuous = JsonSerializer.Deserialize<Continuous.Result>(json.Trim().Split('\n').Last());
-            }
-            catch (JsonException e)
-            {
-                Console.Error.WriteLine($"bench: the continuous workload printed no result: {e.Message}");
-            }
+            continuous = Child<Continuous.Result>("continuous batching on mixed lengths", [self, "continuous", defaultModel.Folder, quick ? "64" : "128", "16", quick ? "2" : "3", threadsText], out _);
         }
         Probe();
 
@@ -240,6 +198,24 @@ internal static class Report
         };
         Write(output, Markdown(models, run, options), Chart(models, rows), run);
         return 0;
+    }
+
+    /// <summary>Runs one child mode of this bench in its own process and reads the JSON it prints last; null (and the reason) when it printed none.</summary>
+    private static T? Child<T>(string what, string[] arguments, out string? error) where T : class
+    {
+        Console.Error.WriteLine($"bench: {what}...");
+        Exec("dotnet", arguments, out string json);
+        try
+        {
+            error = null;
+            return JsonSerializer.Deserialize<T>(json.Trim().Split('\n').Last());
+        }
+        catch (JsonException e)
+        {
+            error = e.Message;
+            Console.Error.WriteLine($"bench: {what}: no result ({e.Message})");
+            return null;
+        }
     }
 
     private static void Write(string output, string markdown, string chart, RunRecord? run)
