@@ -4,6 +4,7 @@
 // PROMPTS.json: [[ids...], ...], all of one length (GenAI pads with pad_token_id otherwise).
 using System.Diagnostics;
 using System.Text.Json;
+using MLNetGpt.Bench;
 using Microsoft.ML.OnnxRuntimeGenAI;
 
 if (args.Length != 5)
@@ -55,23 +56,5 @@ for (int run = 0; run < runs; run++)
     rowsPerSecond.Add(prompts.Length / seconds);
 }
 
-static double Percentile(List<double> values, double p)
-{
-    var sorted = values.Order().ToArray();
-    if (sorted.Length == 0) return double.NaN;
-    double rank = p * (sorted.Length - 1);
-    int low = (int)Math.Floor(rank), high = (int)Math.Ceiling(rank);
-    return sorted[low] + (sorted[high] - sorted[low]) * (rank - low);
-}
-
-Console.WriteLine(JsonSerializer.Serialize(new
-{
-    Subject = "genai",
-    TokensPerSecond = tokensPerSecond,
-    RowsPerSecond = rowsPerSecond,
-    TimeToFirstTokenMs = Percentile(prefill, 0.5),
-    StepP50Ms = Percentile(steps, 0.5),
-    StepP95Ms = Percentile(steps, 0.95),
-    PeakWorkingSetBytes = Process.GetCurrentProcess().PeakWorkingSet64,
-}));
+Stats.PrintMeasurement("genai", tokensPerSecond, rowsPerSecond, prefill, steps);
 return 0;

@@ -12,6 +12,7 @@
 // PROMPTS.json: [[ids...], ...], all of one length. Token ids go in as they are: no tokenizer runs.
 using System.Diagnostics;
 using System.Text.Json;
+using MLNetGpt.Bench;
 using LLama;
 using LLama.Common;
 using LLama.Native;
@@ -148,24 +149,7 @@ static int Run(string model, int[][] prompts, int batchSize, int newTokens, int 
         tokensPerSecond.Add(generated / seconds);
         rowsPerSecond.Add(prompts.Length / seconds);
     }
-    Console.WriteLine(JsonSerializer.Serialize(new
-    {
-        Subject = "llama",
-        TokensPerSecond = tokensPerSecond,
-        RowsPerSecond = rowsPerSecond,
-        TimeToFirstTokenMs = Percentile(prefill, 0.5),
-        StepP50Ms = Percentile(steps, 0.5),
-        StepP95Ms = Percentile(steps, 0.95),
-        PeakWorkingSetBytes = Process.GetCurrentProcess().PeakWorkingSet64,
-    }));
+    Stats.PrintMeasurement("llama", tokensPerSecond, rowsPerSecond, prefill, steps);
     return 0;
 }
 
-static double Percentile(List<double> values, double p)
-{
-    var sorted = values.Order().ToArray();
-    if (sorted.Length == 0) return double.NaN;
-    double rank = p * (sorted.Length - 1);
-    int low = (int)Math.Floor(rank), high = (int)Math.Ceiling(rank);
-    return sorted[low] + (sorted[high] - sorted[low]) * (rank - low);
-}

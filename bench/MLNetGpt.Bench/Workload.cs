@@ -22,25 +22,6 @@ internal sealed class Measurement
     public static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
 }
 
-internal static class Stats
-{
-    public static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        if (sorted.Length == 0) return double.NaN;
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
-
-    public static double Percentile(IEnumerable<double> values, double p)
-    {
-        var sorted = values.Order().ToArray();
-        if (sorted.Length == 0) return double.NaN;
-        double rank = p * (sorted.Length - 1);
-        int low = (int)Math.Floor(rank), high = (int)Math.Ceiling(rank);
-        return sorted[low] + (sorted[high] - sorted[low]) * (rank - low);
-    }
-}
-
 /// <summary>Deterministic prompts of an exact token length, cut from KJV-like text.</summary>
 internal static class Prompts
 {
