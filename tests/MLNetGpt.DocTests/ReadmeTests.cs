@@ -76,7 +76,7 @@ public sealed partial class ReadmeTests
     {
         var withCode = PackageReadmes().Where(f => MarkdownCode.CSharpBlocks(f).Count > 0)
             .Select(f => Path.GetFileName(Path.GetDirectoryName(f)!)).ToList();
-        Assert.Equal(["MLNetGpt", "MLNetGpt.Cuda", "MLNetGpt.Models.Kjv"], withCode.Order(StringComparer.Ordinal));
+        Assert.Equal(["MLNetGpt", "MLNetGpt.Core", "MLNetGpt.Cuda", "MLNetGpt.Models.Kjv"], withCode.Order(StringComparer.Ordinal));
     }
 
     [GeneratedRegex(@"^\s*```\s*(csharp|cs|c#)\b", RegexOptions.Multiline | RegexOptions.IgnoreCase)]

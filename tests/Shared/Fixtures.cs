@@ -5,7 +5,8 @@ namespace MLNetGpt.Tests.Infrastructure;
 /// <summary>Paths of the committed test fixtures and the default model.</summary>
 public static class Fixtures
 {
-    public static readonly string Root = Path.Combine(AppContext.BaseDirectory, "Fixtures");
+    /// <summary>tests/Fixtures in the repository, which every test project shares.</summary>
+    public static readonly string Root = Path.Combine(SharedData.RepositoryRoot, "tests", "Fixtures");
 
     /// <summary>The random-weight GPT-2 fixtures made by tools/make_fixtures.py.</summary>
     public static readonly string[] Gpt2Names = ["tiny-gpt2-a", "tiny-gpt2-b"];

@@ -16,7 +16,7 @@ internal static class JinjaReference
 
     private static readonly Lazy<IReadOnlyDictionary<string, Snippet>> All = new(Load);
 
-    public static string Path => System.IO.Path.Combine(SharedData.RepositoryRoot, "tests", "MLNetGpt.Tests", "Chat", "Reference", "jinja-reference.json");
+    public static string Path => System.IO.Path.Combine(SharedData.RepositoryRoot, "tests", "MLNetGpt.Jinja.Tests", "Chat", "Reference", "jinja-reference.json");
 
     public static IEnumerable<string> Names() => All.Value.Keys;
 
