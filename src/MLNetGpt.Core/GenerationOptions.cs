@@ -25,6 +25,7 @@ public sealed class GenerationOptions
     private int? _topK;
     private float? _topP;
     private float? _minP;
+    private float? _typicalP;
     private float? _repetitionPenalty;
     private int? _noRepeatNgramSize;
     private int? _maxLength;
@@ -93,6 +94,18 @@ public sealed class GenerationOptions
         get => _minP;
         set => _minP = value is null || (value >= 0 && value <= 1) ? value
             : throw new ArgumentOutOfRangeException(nameof(MinP), value, "min_p must be in [0, 1].");
+    }
+
+    /// <summary>
+    /// When sampling, typical decoding (Hugging Face's <c>typical_p</c>, Meister et al. 2022): keep the tokens whose
+    /// surprise (-log p) is closest to the distribution's entropy, fewest first, until their probabilities reach this
+    /// mass, in (0, 1]. Applied after min-p. Default 1 (disabled).
+    /// </summary>
+    public float? TypicalP
+    {
+        get => _typicalP;
+        set => _typicalP = value is null || (value > 0 && value <= 1) ? value
+            : throw new ArgumentOutOfRangeException(nameof(TypicalP), value, "typical_p must be in (0, 1].");
     }
 
     /// <summary>

@@ -84,8 +84,14 @@ public sealed class GptModelInfo
     /// <summary>The chat template used when none is named (<c>default</c>, or the only one); null when there is none to choose.</summary>
     public string? ChatTemplateName { get; internal set; }
 
-    /// <summary>Decoding defaults read from <c>generation_config.json</c> or <c>genai_config.json</c>.</summary>
-    public GenerationOptions Defaults { get; internal init; } = new();
+    /// <summary>
+    /// Decoding defaults read from <c>generation_config.json</c> or <c>genai_config.json</c>: a copy on every read, so
+    /// changing it changes nothing the model does (pass options to each call instead).
+    /// </summary>
+    public GenerationOptions Defaults => ModelDefaults.Clone();
+
+    /// <summary>The model's decoding defaults, as generation reads them (never handed out).</summary>
+    internal GenerationOptions ModelDefaults { get; init; } = new();
 
     /// <inheritdoc/>
     public override string ToString() =>

@@ -88,18 +88,8 @@ internal static class BatchJob
             ["--system"] = request.SystemPrompt,
             ["--output-column"] = request.OutputColumn,
             ["--error-column"] = errorColumn,
-            ["--max-new-tokens"] = JobManifest.Canonical(g.MaxNewTokens),
-            ["--min-new-tokens"] = JobManifest.Canonical(g.MinNewTokens),
-            ["--temperature"] = JobManifest.Canonical(g.Temperature),
-            ["--top-k"] = JobManifest.Canonical(g.TopK),
-            ["--top-p"] = JobManifest.Canonical(g.TopP),
-            ["--min-p"] = JobManifest.Canonical(g.MinP),
-            ["--repetition-penalty"] = JobManifest.Canonical(g.RepetitionPenalty),
-            ["--no-repeat-ngram-size"] = JobManifest.Canonical(g.NoRepeatNgramSize),
-            ["--stop"] = JobManifest.Canonical(g.StopStrings),
-            ["--seed"] = JobManifest.Canonical(g.Seed),
-            ["--greedy"] = g.DoSample == false ? "given" : null,
         };
+        AddDecodingControls(options, g);
         AddConstraint(options, g.Constraint, json is not null);
         var job = new JobShape("generate", header, [request.OutputColumn, .. jsonColumns, "finish_reason", errorColumn], input, null, options);
         return Run(request, paths, job, ml =>
@@ -127,6 +117,23 @@ internal static class BatchJob
                 return [OutputValue.Of(completion), .. values, OutputValue.Of(finish), error];
             },
             getters => getters.VectorLength("__completion_Tokens"));
+    }
+
+    /// <summary>
+    /// Every decoding control of the library's list under its command-line flag, as canonical JSON text (a switch as
+    /// "given"), or null when not given: the list decides what identifies a job, so a new control can never be
+    /// changed on a --resume unnoticed. The constraint is recorded by <see cref="AddConstraint"/>.
+    /// </summary>
+    internal static void AddDecodingControls(Dictionary<string, string?> options, GenerationOptions generation)
+    {
+        foreach (var control in GenerationControls.All)
+        {
+            if (control.Key == "constraint") continue;
+            string key = control.Flag ?? control.Key;
+            options[key] = control.Get(generation) is not { } value ? null
+                : control.SwitchValue is null ? control.Text(value)
+                : Equals(value, control.SwitchValue) ? "given" : null;
+        }
     }
 
     /// <summary>The constraint in the manifest, under the option that expresses it (--choices-file records its choices as --choices: the file's name is not the job).</summary>

@@ -101,55 +101,76 @@ internal static class CommandLine
 
     private static string Token(ArgumentResult result) => result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
 
+    /// <summary>
+    /// The decoding flags, one per control of the library's list that the command line offers (GenerationControls):
+    /// each flag's name, value type, help text and "implies sampling" rule come from its entry there, so a new control
+    /// appears here, in the help and in a job's identity without an edit to the tool.
+    /// </summary>
     internal sealed class GenerationFlags
     {
-        public Option<int?> MaxNewTokens { get; } = WholeNumber("--max-new-tokens", "Most tokens to generate per row (> 0). Default: the model's, else 20.");
-        public Option<int?> MinNewTokens { get; } = WholeNumber("--min-new-tokens", "Tokens before an end-of-sequence token may end a row. Default: the model's, else 0.");
-        public Option<float?> Temperature { get; } = RealNumber("--temperature", "Sampling temperature (>= 0; 0 = greedy); implies sampling. Default: the model's, else 1.");
-        public Option<int?> TopK { get; } = WholeNumber("--top-k", "Sample from the k most likely tokens (0 = off); implies sampling. Default: the model's, else 50.");
-        public Option<float?> TopP { get; } = RealNumber("--top-p", "Nucleus sampling mass, in (0, 1]; implies sampling. Default: the model's, else 1 (off).");
-        public Option<float?> MinP { get; } = RealNumber("--min-p", "Drop tokens below min-p x the top probability, in [0, 1]; implies sampling. Default: the model's, else 0 (off).");
-        public Option<float?> RepetitionPenalty { get; } = RealNumber("--repetition-penalty", "> 1 discourages repeating tokens. Default: the model's, else 1 (off).");
-        public Option<int?> NoRepeatNgram { get; } = WholeNumber("--no-repeat-ngram-size", "Never repeat an n-gram of this size. Default: the model's, else 0 (off).");
-        public Option<int?> Seed { get; } = WholeNumber("--seed", "Seed: a row's output then depends only on the seed and its prompt. Default: none (different every run).");
-        public Option<string[]> Stop { get; } = new("--stop") { Description = "Stop text (repeatable; \\n for a newline); it is cut from the output.", HelpName = "TEXT" };
-        public Option<bool> Greedy { get; } = new("--greedy") { Description = "Greedy decoding, ignoring the model's sampling defaults." };
+        private readonly List<(GenerationControls.Control Control, Option Option)> _flags = [];
+
+        public GenerationFlags()
+        {
+            foreach (var control in GenerationControls.CommandLine)
+                _flags.Add((control, Create(control)));
+        }
+
+        /// <summary>The flag of the control with JSON key <paramref name="key"/> (tests).</summary>
+        internal Option this[string key] => _flags.Single(f => f.Control.Key == key).Option;
+
+        private static Option Create(GenerationControls.Control control)
+        {
+            string flag = control.Flag!;
+            if (control.SwitchValue is not null) return new Option<bool>(flag) { Description = control.Help + "." };
+            string sampling = control.ImpliesSampling ? "; implies sampling" : "";
+            string description = control.DefaultText is "none" ? $"{control.Help}{sampling}."
+                : $"{control.Help}{sampling}. Default: {(control.InGenerationConfig ? "the model's, else " : "")}{DefaultText(control)}.";
+            return control.ValueType switch
+            {
+                var t when t == typeof(int) => WholeNumber(flag, description),
+                var t when t == typeof(float) => RealNumber(flag, description),
+                var t when t == typeof(IReadOnlyList<string>) => new Option<string[]>(flag) { Description = description, HelpName = "TEXT" },
+                var t => throw new InvalidOperationException($"The control '{control.Key}' has a value of type {t.Name}, which the command line cannot take."),
+            };
+        }
+
+        private static string DefaultText(GenerationControls.Control control) =>
+            control.DefaultText ?? (control.LibraryDefault is { } value ? control.Text(value) : "unset");
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { MaxNewTokens, MinNewTokens, Temperature, TopK, TopP, MinP, RepetitionPenalty, NoRepeatNgram, Seed, Stop, Greedy })
-                command.Add(option);
+            foreach (var (_, option) in _flags) command.Add(option);
         }
 
         public GenerationOptions Read(ParseResult p)
         {
             var options = new GenerationOptions();
-            Set(() => options.MaxNewTokens = p.GetValue(MaxNewTokens), MaxNewTokens);
-            Set(() => options.MinNewTokens = p.GetValue(MinNewTokens), MinNewTokens);
-            Set(() => options.Temperature = p.GetValue(Temperature), Temperature);
-            Set(() => options.TopK = p.GetValue(TopK), TopK);
-            Set(() => options.TopP = p.GetValue(TopP), TopP);
-            Set(() => options.MinP = p.GetValue(MinP), MinP);
-            Set(() => options.RepetitionPenalty = p.GetValue(RepetitionPenalty), RepetitionPenalty);
-            Set(() => options.NoRepeatNgramSize = p.GetValue(NoRepeatNgram), NoRepeatNgram);
-            Set(() => options.StopStrings = p.GetValue(Stop) is { Length: > 0 } stops ? stops.Select(Unescape).ToArray() : null, Stop);
-            options.Seed = p.GetValue(Seed);
-            if (p.GetValue(Greedy)) options.DoSample = false;
-            else if (options.Temperature is not null || options.TopK is not null || options.TopP is not null || options.MinP is not null)
-                options.DoSample = true;
+            bool sampling = false, greedy = false;
+            foreach (var (control, option) in _flags)
+            {
+                object? value = option switch
+                {
+                    Option<bool> sw => p.GetValue(sw) ? control.SwitchValue : null,
+                    Option<int?> whole => p.GetValue(whole),
+                    Option<float?> real => p.GetValue(real),
+                    Option<string[]> texts => p.GetValue(texts) is { Length: > 0 } given ? given.Select(Unescape).ToArray() : null,
+                    _ => null,
+                };
+                if (value is null) continue;
+                try
+                {
+                    control.Set(options, value);
+                }
+                catch (ArgumentOutOfRangeException e)
+                {
+                    throw new UsageException($"{option.Name}: {e.Message.Split(" (Parameter", 2)[0].Split(Environment.NewLine)[0]}");
+                }
+                sampling |= control.ImpliesSampling;
+                greedy |= control.Key == "do_sample";
+            }
+            if (!greedy && sampling) options.DoSample = true;
             return options;
-        }
-
-        private static void Set(Action assign, Option option)
-        {
-            try
-            {
-                assign();
-            }
-            catch (ArgumentOutOfRangeException e)
-            {
-                throw new UsageException($"{option.Name}: {e.Message.Split(" (Parameter", 2)[0].Split(Environment.NewLine)[0]}");
-            }
         }
 
         private static string Unescape(string text) => text.Replace("\\n", "\n").Replace("\\t", "\t");

@@ -93,6 +93,10 @@ internal static class HelpText
         return text.TrimEnd() + Environment.NewLine;
     }
 
+    // The generation_config.json keys the command line has a flag for (from the library's list of controls).
+    private static readonly HashSet<string> Shown =
+        GenerationControls.CommandLine.Where(c => c.InGenerationConfig && c.SwitchValue is null).Select(c => c.Key).ToHashSet(StringComparer.Ordinal);
+
     /// <summary>The decoding defaults the embedded default model's generation_config.json sets (they apply unless an option overrides them).</summary>
     internal static string ModelDefaults()
     {
@@ -107,8 +111,7 @@ internal static class HelpText
                 string? shown = property.Name switch
                 {
                     "do_sample" => (samples = property.Value.ValueKind == JsonValueKind.True) ? "sampling (do_sample true)" : "greedy (do_sample false)",
-                    "temperature" or "top_k" or "top_p" or "min_p" or "repetition_penalty" or "max_new_tokens" or "min_new_tokens" or "no_repeat_ngram_size"
-                        => $"{property.Name} {property.Value.GetRawText()}",
+                    var key when Shown.Contains(key) => $"{property.Name} {property.Value.GetRawText()}",
                     _ => null,
                 };
                 if (shown is not null) settings.Add(shown);

@@ -12,75 +12,49 @@ internal sealed class DecodingSettings
     /// <summary>max_length (prompt plus output), when it is the limit in force.</summary>
     public int? MaxLength { get; private init; }
 
-    public int MinNewTokens { get; private init; }
-    public bool Sample { get; private init; }
-    public float Temperature { get; private init; }
-    public int TopK { get; private init; }
-    public float TopP { get; private init; }
-    public float MinP { get; private init; }
-    public int MinTokensToKeep { get; private init; }
-    public float RepetitionPenalty { get; private init; }
-    public int NoRepeatNgramSize { get; private init; }
+    /// <summary>The call's options with every unset control taken from the model's defaults, then the library's.</summary>
+    public GenerationOptions Options { get; private init; } = new();
+
+    public int MinNewTokens => Options.MinNewTokens!.Value;
+    public bool Sample => Options.DoSample!.Value && Temperature > 0;
+    public float Temperature => Options.Temperature!.Value;
+    public int TopK => Options.TopK!.Value;
+    public float TopP => Options.TopP!.Value;
+    public float MinP => Options.MinP!.Value;
+    public int MinTokensToKeep => Options.MinTokensToKeep!.Value;
+    public float RepetitionPenalty => Options.RepetitionPenalty!.Value;
+    public int NoRepeatNgramSize => Options.NoRepeatNgramSize!.Value;
     public int[] EosTokenIds { get; private init; } = [];
     public string[] StopStrings { get; private init; } = [];
-    public int? Seed { get; private init; }
-    public bool LogProbabilities { get; private init; }
-    public PromptOverflow PromptOverflow { get; private init; }
-    public bool IncludeEosToken { get; private init; }
-    public bool PrefixCaching { get; private init; }
-    public OutputConstraint? Constraint { get; private init; }
+    public int? Seed => Options.Seed;
+    public bool LogProbabilities => Options.ReturnLogProbabilities!.Value;
+    public PromptOverflow PromptOverflow => Options.PromptOverflow!.Value;
+    public bool IncludeEosToken => Options.IncludeEosToken!.Value;
+    public bool PrefixCaching => Options.PrefixCaching!.Value;
+    public OutputConstraint? Constraint => Options.Constraint;
 
-    /// <summary>Library defaults, as Hugging Face's GenerationConfig (the output limit is resolved separately).</summary>
-    public static readonly GenerationOptions LibraryDefaults = new()
-    {
-        MinNewTokens = 0,
-        DoSample = false,
-        Temperature = 1f,
-        TopK = 50,
-        TopP = 1f,
-        MinP = 0f,
-        MinTokensToKeep = 1,
-        RepetitionPenalty = 1f,
-        NoRepeatNgramSize = 0,
-        ReturnLogProbabilities = false,
-        PromptOverflow = MLNetGpt.PromptOverflow.TruncateLeft,
-        IncludeEosToken = false,
-        PrefixCaching = true,
-    };
+    /// <summary>Library defaults, as Hugging Face's GenerationConfig, from the list of controls (the output limit is resolved separately).</summary>
+    public static readonly GenerationOptions LibraryDefaults = GenerationControls.LibraryDefaults();
 
+    /// <summary>Resolves a call's options once: the caller's, then the model's defaults, then the library's.</summary>
     public static DecodingSettings Resolve(GenerationOptions? options, GptModelInfo model)
     {
         var given = options ?? new GenerationOptions();
-        var o = given.WithDefaults(model.Defaults).WithDefaults(LibraryDefaults);
-        float temperature = o.Temperature!.Value;
+        var resolved = given.WithDefaults(model.ModelDefaults).WithDefaults(LibraryDefaults);
         // The caller's own limit wins over the model's; within one source max_new_tokens wins over
         // max_length, as in Hugging Face.
         (int? maxNew, int? maxLength) = given.MaxNewTokens is int n ? (n, null)
             : given.MaxLength is int l ? (null, l)
-            : model.Defaults.MaxNewTokens is int mn ? (mn, null)
-            : model.Defaults.MaxLength is int ml ? ((int?)null, (int?)ml)
+            : model.ModelDefaults.MaxNewTokens is int mn ? (mn, null)
+            : model.ModelDefaults.MaxLength is int ml ? ((int?)null, (int?)ml)
             : (DefaultMaxNewTokens, null);
         return new DecodingSettings
         {
+            Options = resolved,
             MaxNewTokens = maxNew,
             MaxLength = maxLength,
-            MinNewTokens = o.MinNewTokens!.Value,
-            Sample = o.DoSample!.Value && temperature > 0,
-            Temperature = temperature,
-            TopK = o.TopK!.Value,
-            TopP = o.TopP!.Value,
-            MinP = o.MinP!.Value,
-            MinTokensToKeep = o.MinTokensToKeep!.Value,
-            RepetitionPenalty = o.RepetitionPenalty!.Value,
-            NoRepeatNgramSize = o.NoRepeatNgramSize!.Value,
-            EosTokenIds = (o.EosTokenIds ?? model.EosTokenIds).ToArray(),
-            StopStrings = (o.StopStrings ?? []).ToArray(),
-            Seed = o.Seed,
-            LogProbabilities = o.ReturnLogProbabilities!.Value,
-            PromptOverflow = o.PromptOverflow!.Value,
-            IncludeEosToken = o.IncludeEosToken!.Value,
-            PrefixCaching = o.PrefixCaching!.Value,
-            Constraint = o.Constraint,
+            EosTokenIds = (resolved.EosTokenIds ?? model.EosTokenIds).ToArray(),
+            StopStrings = (resolved.StopStrings ?? []).ToArray(),
         };
     }
 

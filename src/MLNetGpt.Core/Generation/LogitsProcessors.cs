@@ -117,6 +117,46 @@ internal static class LogitsProcessors
         RemoveBelow(scores, threshold);
     }
 
+    /// <summary>
+    /// Hugging Face <c>TypicalLogitsWarper</c> (typical decoding): tokens are ordered by how far their surprise
+    /// (-log p) lies from the distribution's entropy, closest first; the shortest such prefix whose probabilities
+    /// reach <paramref name="mass"/> is kept, with every token as close as its last one, and everything farther is
+    /// removed. The first <paramref name="minTokensToKeep"/> tokens of that order are never removed.
+    /// </summary>
+    public static void ApplyTypicalP(Span<float> scores, float mass, ref int[]? order, ref float[]? keys, int minTokensToKeep = 1)
+    {
+        if (mass >= 1f) return;
+        float max = Max(scores);
+        if (float.IsNegativeInfinity(max) || float.IsNaN(max)) return;
+        double total = 0;
+        foreach (float s in scores)
+            if (s != float.NegativeInfinity) total += Math.Exp(s - max);
+        double logTotal = max + Math.Log(total);
+        double entropy = 0;
+        foreach (float s in scores)
+            if (s != float.NegativeInfinity) entropy -= Math.Exp(s - logTotal) * (s - logTotal);
+        if (order is null || order.Length < scores.Length)
+        {
+            order = new int[scores.Length];
+            keys = new float[scores.Length];
+        }
+        int n = 0;
+        for (int i = 0; i < scores.Length; i++)
+        {
+            if (scores[i] == float.NegativeInfinity) continue;
+            keys![n] = (float)Math.Abs(logTotal - scores[i] - entropy);
+            order[n++] = i;
+        }
+        Array.Sort(keys!, order, 0, n);
+        // The first position whose cumulative probability reaches the mass (the last one if none does).
+        int last = 0;
+        double cumulative = Math.Exp(scores[order[0]] - logTotal);
+        while (cumulative < mass && last < n - 1) cumulative += Math.Exp(scores[order[++last]] - logTotal);
+        float threshold = keys![last];
+        for (int i = Math.Min(Math.Max(1, minTokensToKeep), n); i < n; i++)
+            if (keys[i] > threshold) scores[order[i]] = float.NegativeInfinity;
+    }
+
     /// <summary>Index of the largest score (the first one on ties), as greedy decoding takes.</summary>
     public static int ArgMax(ReadOnlySpan<float> scores)
     {

@@ -3,7 +3,7 @@ namespace MLNetGpt.Generation;
 /// <summary>
 /// Applies the decoding controls to one row of logits and picks the next token, in Hugging Face's
 /// order: repetition penalty, no-repeat n-gram, min-new-tokens EOS suppression; then, when sampling,
-/// temperature, top-k, top-p and min-p before the draw. Holds scratch buffers: one per thread.
+/// temperature, top-k, top-p, min-p and typical-p before the draw. Holds scratch buffers: one per thread.
 /// </summary>
 internal sealed class TokenChooser
 {
@@ -74,6 +74,7 @@ internal sealed class TokenChooser
                 LogitsProcessors.ApplyTopK(scores, s.TopK, _selection, s.MinTokensToKeep);
                 LogitsProcessors.ApplyTopP(scores, s.TopP, ref _order, ref _keys, s.MinTokensToKeep);
                 LogitsProcessors.ApplyMinP(scores, s.MinP, _selection, s.MinTokensToKeep);
+                LogitsProcessors.ApplyTypicalP(scores, s.Options.TypicalP!.Value, ref _order, ref _keys, s.MinTokensToKeep);
                 token = LogitsProcessors.Sample(scores, random.NextDouble());
             }
         }

@@ -85,7 +85,7 @@ internal sealed class DecoderSessions : IDisposable
             CacheElementType = Graph.CacheType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16 ? "float16" : "float32",
             TokenizerSource = tokenizerSource,
             ExecutionProvider = Provider,
-            Defaults = folder.Defaults,
+            ModelDefaults = folder.Defaults,
         };
     }
 

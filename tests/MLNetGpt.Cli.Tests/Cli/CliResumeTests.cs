@@ -115,6 +115,7 @@ public sealed class CliResumeTests(ITestOutputHelper log)
     [InlineData("greedy", "--greedy")]
     [InlineData("temperature", "--temperature was 0.9, now 0.7")]
     [InlineData("max-new-tokens", "--max-new-tokens was 6, now 7")]
+    [InlineData("typical-p", "--typical-p was not given, now 0.5")]
     [InlineData("format", "--format was csv, now jsonl")]
     [InlineData("output-column", "--output-column was completion, now answer")]
     public void Resume_refuses_another_job_naming_the_difference_and_leaves_the_partial_untouched(string change, string expected)
@@ -130,6 +131,7 @@ public sealed class CliResumeTests(ITestOutputHelper log)
             case "greedy": args = With(args, "--greedy"); break;
             case "temperature": args = With(args, "--temperature", "0.7"); break;
             case "max-new-tokens": args = With(args, "--max-new-tokens", "7"); break;
+            case "typical-p": args = With(args, "--typical-p", "0.5"); break;
             case "format": args = With(args, "--format", "jsonl"); break;
             case "output-column": args = With(args, "--output-column", "answer"); break;
         }

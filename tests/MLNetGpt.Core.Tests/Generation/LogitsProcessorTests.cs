@@ -49,6 +49,48 @@ public sealed class LogitsProcessorTests
         Assert.Equal(expected, Kept(scores));
     }
 
+    // Hugging Face's test_typical_dist_warper (tests/generation/test_logits_process.py), case for case.
+    [Fact]
+    public void Typical_p_keeps_the_tokens_closest_to_the_entropy_as_Hugging_Face_s_warper_does()
+    {
+        int[]? order = null;
+        float[]? keys = null;
+        float[] peaked = [MathF.Log(0.97f), MathF.Log(0.01f), MathF.Log(0.01f), MathF.Log(0.01f)];
+        LogitsProcessors.ApplyTypicalP(peaked, 0.5f, ref order, ref keys);
+        Assert.Equal([0], Kept(peaked));
+        // The most likely token is the least typical here: it is removed.
+        float[] flat = [MathF.Log(0.4f), MathF.Log(0.2f), MathF.Log(0.2f), MathF.Log(0.2f)];
+        LogitsProcessors.ApplyTypicalP(flat, 0.5f, ref order, ref keys);
+        Assert.Equal([1, 2, 3], Kept(flat));
+        Assert.Equal(MathF.Log(0.2f), flat[1]);
+
+        // A uniform distribution is left as it is.
+        float[] uniform = [0.2f, 0.2f, 0.2f, 0.2f, 0.2f];
+        LogitsProcessors.ApplyTypicalP(uniform, 0.5f, ref order, ref keys, minTokensToKeep: 3);
+        Assert.Equal(5, Kept(uniform).Length);
+
+        // Ramps: the first keeps two tokens; the extreme one would keep one, but min_tokens_to_keep = 2 keeps two.
+        float[] ramp = Enumerable.Range(0, 10).Select(i => (float)(i - 5)).ToArray();
+        LogitsProcessors.ApplyTypicalP(ramp, 0.7f, ref order, ref keys, minTokensToKeep: 2);
+        Assert.Equal(2, Kept(ramp).Length);
+        float[] extreme = Enumerable.Range(0, 10).Select(i => (i - 5) * 100f).ToArray();
+        LogitsProcessors.ApplyTypicalP(extreme, 0.7f, ref order, ref keys, minTokensToKeep: 2);
+        Assert.Equal(2, Kept(extreme).Length);
+    }
+
+    [Fact]
+    public void Typical_p_of_one_changes_nothing_and_the_option_refuses_values_outside_its_range()
+    {
+        int[]? order = null;
+        float[]? keys = null;
+        var scores = Distribution();
+        LogitsProcessors.ApplyTypicalP(scores, 1f, ref order, ref keys);
+        Assert.Equal(Distribution(), scores);
+        Assert.Equal("typical_p must be in (0, 1]. (Parameter 'TypicalP')\nActual value was 0.",
+            Assert.Throws<ArgumentOutOfRangeException>(() => new GenerationOptions { TypicalP = 0 }).Message.ReplaceLineEndings("\n"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GenerationOptions { TypicalP = 1.5f });
+    }
+
     [Fact]
     public void Top_k_keeps_k_tokens_and_every_tie_at_the_boundary()
     {

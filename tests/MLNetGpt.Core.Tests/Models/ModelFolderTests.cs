@@ -40,6 +40,21 @@ public sealed class ModelFolderTests
     }
 
     [Fact]
+    public void Changing_the_defaults_a_model_hands_out_changes_nothing_it_does()
+    {
+        using var model = GptModel.Open(Fixtures.Folder("tiny-gpt2-a"));
+        var before = model.Generate("Hello", new GenerationOptions { DoSample = false });
+        var handedOut = model.Info.Defaults;
+        handedOut.MaxNewTokens = 1;
+        handedOut.DoSample = true;
+        handedOut.Temperature = 2;
+        Assert.Equal(20, model.Info.Defaults.MaxNewTokens);
+        Assert.Null(model.Info.Defaults.Temperature);
+        Assert.Equal(before.TokenIds, model.Generate("Hello", new GenerationOptions { DoSample = false }).TokenIds);
+        Assert.Equal(20, model.Generate("Hello", new GenerationOptions { DoSample = false, EosTokenIds = [] }).TokenIds.Count);
+    }
+
+    [Fact]
     public void A_missing_folder_is_named()
     {
         var error = Assert.Throws<GptModelException>(() => GptModel.Open("/nonexistent/model-folder"));
