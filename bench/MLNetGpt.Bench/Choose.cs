@@ -9,10 +9,10 @@ internal static class Choose
     public static void Run(string folder, int calls)
     {
         using var model = GptModel.Open(folder);
-        var settings = model.Resolve(new GenerationOptions { DoSample = true, Seed = 1, MaxNewTokens = 1 });
+        var settings = model.Engine.Resolve(new GenerationOptions { DoSample = true, Seed = 1, MaxNewTokens = 1 });
         // Real logits: the next-token row after a prompt.
-        var prepared = model.Prompts.FromIds(model.Tokenizer.EncodeToIds("And the LORD said unto Moses,").ToArray(), 0, settings);
-        var backend = model.Backend;
+        var prepared = model.Engine.Prompts.FromIds(model.Tokenizer.EncodeToIds("And the LORD said unto Moses,").ToArray(), 0, settings);
+        var backend = model.Engine.Backend;
         int n = prepared.Ids.Length;
         var input = new StepInput(prepared.Ids.Select(i => (long)i).ToArray(), 1, n, Enumerable.Repeat(1L, n).ToArray(),
             Enumerable.Range(0, n).Select(i => (long)i).ToArray(), 1);

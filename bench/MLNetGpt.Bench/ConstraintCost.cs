@@ -97,13 +97,13 @@ internal static class ConstraintCost
 
         // The decode step the constraint rides on: the default model, greedy, a full batch, no constraint.
         using var gpt = GptModel.Open(model, new GptModelOptions { IntraOpThreads = threads });
-        var settings = gpt.Resolve(new GenerationOptions { MaxNewTokens = 32, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f });
-        var prompts = Prompts.Make(gpt, batch, 16).Select((p, i) => gpt.Prompts.FromIds(p, i, settings)).ToList();
+        var settings = gpt.Engine.Resolve(new GenerationOptions { MaxNewTokens = 32, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f });
+        var prompts = Prompts.Make(gpt, batch, 16).Select((p, i) => gpt.Engine.Prompts.FromIds(p, i, settings)).ToList();
         var medians = new List<double>();
         for (int run = 0; run <= runs; run++)
         {
             var timings = new List<(bool Prefill, int Rows, double Milliseconds)>();
-            using var loop = gpt.CreateLoop(settings, batch, continuous: true, (_, _) => { });
+            using var loop = gpt.Engine.CreateLoop(settings, batch, continuous: true, (_, _) => { });
             loop.StepTimings = timings;
             loop.Run(prompts.GetEnumerator(), CancellationToken.None);
             if (run > 0) medians.Add(Stats.Median(timings.Where(t => !t.Prefill && t.Rows == batch).Select(t => t.Milliseconds)));   // run 0 is the warm-up

@@ -26,13 +26,13 @@ internal static class Continuous
         var words = "And the LORD said unto Moses , speak unto the children of Israel and say unto them when ye be come into the land which I give".Split(' ');
         var prompts = Enumerable.Range(0, rows).Select(i => string.Join(' ', words.Take(2 + (i * 7) % 20))).ToList();
         var options = new GenerationOptions { MaxNewTokens = 64, DoSample = true, Temperature = 0.9f, TopK = 40, Seed = 11 };
-        var settings = model.Resolve(options);
-        var prepared = prompts.Select((p, i) => model.Prompts.FromText(p, i, settings)).ToList();
+        var settings = model.Engine.Resolve(options);
+        var prepared = prompts.Select((p, i) => model.Engine.Prompts.FromText(p, i, settings)).ToList();
 
         GenerationResult[] Run(bool continuous, bool keepFinished, out double seconds)
         {
             var results = new GenerationResult[prepared.Count];
-            using var loop = model.CreateLoop(settings, batch, continuous, (i, r) => results[i] = r);
+            using var loop = model.Engine.CreateLoop(settings, batch, continuous, (i, r) => results[i] = r);
             loop.KeepFinishedRows = keepFinished;
             var clock = Stopwatch.StartNew();
             loop.Run(prepared.GetEnumerator(), CancellationToken.None);

@@ -48,7 +48,7 @@ internal static class GpuCheck
         Check("prefill logits shape with num_logits_to_keep = 1 (CPU Run / CUDA Run / CUDA IOBinding)", () =>
         {
             var info = cpu.Info;
-            var graph = cpu.Backend.Graph;
+            var graph = cpu.Engine.Backend.Graph;
             if (graph.LogitsToKeep is null) return "the graph has no num_logits_to_keep input";
             string path = Path.Combine(info.Folder, info.ModelFiles[0]);
             const int T = 5;
@@ -171,15 +171,15 @@ internal static class GpuCheck
                         foreach (int promptTokens in new[] { 16, 128 })
                         {
                             const int newTokens = 64;
-                            var settings = model.Resolve(new GenerationOptions { MaxNewTokens = newTokens, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f });
-                            var prepared = Prompts.Make(model, batch, promptTokens).Select((p, i) => model.Prompts.FromIds(p, i, settings)).ToList();
+                            var settings = model.Engine.Resolve(new GenerationOptions { MaxNewTokens = newTokens, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f });
+                            var prepared = Prompts.Make(model, batch, promptTokens).Select((p, i) => model.Engine.Prompts.FromIds(p, i, settings)).ToList();
                             double best = 0;
                             var timings = new List<(bool Prefill, int Rows, double Milliseconds)>();
                             for (int run = 0; run < 3; run++)
                             {
                                 timings.Clear();
                                 int generated = 0;
-                                using var loop = model.CreateLoop(settings, batch, continuous: true, (_, r) => generated += r.TokenIds.Count);
+                                using var loop = model.Engine.CreateLoop(settings, batch, continuous: true, (_, r) => generated += r.TokenIds.Count);
                                 loop.StepTimings = timings;
                                 var clock = Stopwatch.StartNew();
                                 loop.Run(prepared.GetEnumerator(), CancellationToken.None);

@@ -32,13 +32,13 @@ internal static class PrefixBench
 
         List<int[]> Run(bool cached, out double seconds)
         {
-            var settings = model.Resolve(new GenerationOptions
+            var settings = model.Engine.Resolve(new GenerationOptions
             {
                 MaxNewTokens = newTokens, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f, PrefixCaching = cached,
             });
-            var prepared = prompts.Select((p, i) => model.Prompts.FromIds(p, i, settings)).ToList();
+            var prepared = prompts.Select((p, i) => model.Engine.Prompts.FromIds(p, i, settings)).ToList();
             var outputs = new int[rows][];
-            using var loop = model.CreateLoop(settings, batch, continuous: true, (i, r) => outputs[i] = r.TokenIds.ToArray());
+            using var loop = model.Engine.CreateLoop(settings, batch, continuous: true, (i, r) => outputs[i] = r.TokenIds.ToArray());
             var clock = Stopwatch.StartNew();
             loop.Run(prepared.GetEnumerator(), CancellationToken.None);
             seconds = clock.Elapsed.TotalSeconds;

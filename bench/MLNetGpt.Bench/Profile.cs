@@ -15,13 +15,13 @@ internal static class Profile
     {
         using var model = GptModel.Open(folder, new GptModelOptions { IntraOpThreads = threads });
         var prompts = Prompts.Make(model, batch, promptTokens);
-        var settings = model.Resolve(new GenerationOptions { MaxNewTokens = steps, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f });
-        var prepared = prompts.Select((p, i) => model.Prompts.FromIds(p, i, settings)).ToList();
+        var settings = model.Engine.Resolve(new GenerationOptions { MaxNewTokens = steps, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f });
+        var prepared = prompts.Select((p, i) => model.Engine.Prompts.FromIds(p, i, settings)).ToList();
         var timings = new List<(bool Prefill, int Rows, double Milliseconds)>();
         for (int round = 0; round < 3; round++)
         {
             timings.Clear();
-            using var loop = model.CreateLoop(settings, batch, continuous: true, (_, _) => { });
+            using var loop = model.Engine.CreateLoop(settings, batch, continuous: true, (_, _) => { });
             loop.StepTimings = timings;
             loop.Run(prepared.GetEnumerator(), CancellationToken.None);
         }
@@ -30,7 +30,7 @@ internal static class Profile
         var info = model.Info;
         using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = threads };
         using var session = new InferenceSession(Path.Combine(info.Folder, info.ModelFiles[0]), options);
-        var graph = model.Backend.Graph;
+        var graph = model.Engine.Backend.Graph;
         var leanSteps = new List<double>();
         for (int round = 0; round < 3; round++)
         {

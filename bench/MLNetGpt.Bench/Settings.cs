@@ -33,10 +33,10 @@ internal static class Settings
                 for (int i = 0; i < models.Length; i++)
                 {
                     var model = models[i];
-                    var settings = model.Resolve(new GenerationOptions { MaxNewTokens = steps, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f });
-                    var prepared = Prompts.Make(model, batch, promptTokens).Select((p, r) => model.Prompts.FromIds(p, r, settings)).ToList();
+                    var settings = model.Engine.Resolve(new GenerationOptions { MaxNewTokens = steps, DoSample = false, EosTokenIds = [], RepetitionPenalty = 1f });
+                    var prepared = Prompts.Make(model, batch, promptTokens).Select((p, r) => model.Engine.Prompts.FromIds(p, r, settings)).ToList();
                     var timings = new List<(bool Prefill, int Rows, double Milliseconds)>();
-                    using var loop = model.CreateLoop(settings, batch, continuous: true, (_, _) => { });
+                    using var loop = model.Engine.CreateLoop(settings, batch, continuous: true, (_, _) => { });
                     loop.StepTimings = timings;
                     loop.Run(prepared.GetEnumerator(), CancellationToken.None);
                     if (round > 0) samples[i].AddRange(timings.Where(t => !t.Prefill).Select(t => t.Milliseconds));   // round 0 warms up

@@ -35,8 +35,8 @@ internal static class Subjects
     {
         using var model = Open(w);
         var prompts = Prompts.Make(model, w.Rows, w.PromptTokens);
-        var settings = model.Resolve(Greedy(w.NewTokens));
-        var prepared = prompts.Select((p, i) => model.Prompts.FromIds(p, i, settings)).ToList();
+        var settings = model.Engine.Resolve(Greedy(w.NewTokens));
+        var prepared = prompts.Select((p, i) => model.Engine.Prompts.FromIds(p, i, settings)).ToList();
         Run(model, settings, prepared.Take(Math.Min(w.Batch, prepared.Count)).ToList(), w.Batch, null);   // warm-up
 
         var result = new Measurement { Subject = "engine" };
@@ -62,7 +62,7 @@ internal static class Subjects
     private static int Run(GptModel model, DecodingSettings settings, List<PreparedPrompt> prompts, int batch, List<(bool, int, double)>? timings)
     {
         int generated = 0;
-        using var loop = model.CreateLoop(settings, batch, continuous: true, (_, r) => generated += r.TokenIds.Count);
+        using var loop = model.Engine.CreateLoop(settings, batch, continuous: true, (_, r) => generated += r.TokenIds.Count);
         loop.StepTimings = timings;
         loop.Run(prompts.GetEnumerator(), CancellationToken.None);
         return generated;

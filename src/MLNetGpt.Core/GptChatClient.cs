@@ -94,7 +94,7 @@ public sealed class GptChatClient : IChatClient
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var request = Prepare(messages, options);
-        var result = await Task.Run(() => Model.RunOrdered([request.Prompt], request.Settings, 1, continuous: false, cancellationToken)[0], cancellationToken)
+        var result = await Task.Run(() => Model.Engine.RunOrdered([request.Prompt], request.Settings, 1, continuous: false, cancellationToken)[0], cancellationToken)
             .ConfigureAwait(false);
         string text = result.Text;
         IReadOnlyList<ParsedToolCall> calls = [];
@@ -131,7 +131,7 @@ public sealed class GptChatClient : IChatClient
         {
             ResponseId = responseId, MessageId = responseId, ModelId = ModelId, CreatedAt = request.CreatedAt,
         };
-        await foreach (var piece in Model.StreamAsync(request.Prompt, request.Settings, r => result = r, cancellationToken).ConfigureAwait(false))
+        await foreach (var piece in Model.Engine.StreamAsync(request.Prompt, request.Settings, r => result = r, cancellationToken).ConfigureAwait(false))
         {
             string text = request.Splitter is { } splitter ? splitter.Feed(piece) : piece;
             if (text.Length > 0) yield return Update([new TextContent(text)]);
@@ -194,7 +194,7 @@ public sealed class GptChatClient : IChatClient
         string text = template.RenderValues(ChatTemplateInput.Messages(conversation), ChatTemplateInput.Tools(tools), addGenerationPrompt: true, variables, now: null);
 
         var generation = ChatOptionsMapping.ToGenerationOptions(options, BaseOptions(options), ModelId);
-        var settings = Model.Resolve(generation);
+        var settings = Model.Engine.Resolve(generation);
         try
         {
             PromptPreparer.EnsureValidUnicode(text, "The rendered chat prompt");
@@ -205,7 +205,7 @@ public sealed class GptChatClient : IChatClient
         }
         // As transformers tokenizes apply_chat_template's output: add_special_tokens=False, so no BOS beyond what the template wrote.
         var ids = Model.Tokenizer.EncodeToIds(text).ToArray();
-        var prompt = Model.Prompts.FromIds(ids, 0, settings);
+        var prompt = Model.Engine.Prompts.FromIds(ids, 0, settings);
         return new Request(text, prompt, settings, format is null ? null : new ToolCallSplitter(format), template, DateTimeOffset.UtcNow);
     }
 

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Threading.Channels;
 using Microsoft.ML.Tokenizers;
 using MLNetGpt.Generation;
 using MLNetGpt.Models;
@@ -27,28 +26,21 @@ namespace MLNetGpt;
 /// </example>
 public sealed class GptModel : IDisposable
 {
-    private readonly DecoderBackend _backend;
-    private readonly GptModelOptions _options;
-    private int _users;
-    private int _disposed;
-    private int _released;
-
-    private GptModel(DecoderBackend backend, GptModelInfo info, Tokenizer tokenizer, GptModelOptions options, Chat.ChatTemplateFiles? chatTemplates)
+    private GptModel(GenerationEngine engine, Chat.ChatTemplateFiles? chatTemplates)
     {
-        _backend = backend;
-        Info = info;
-        Tokenizer = tokenizer;
-        _options = options;
-        Prompts = new PromptPreparer(tokenizer, info, options.Write);
+        Engine = engine;
         ChatTemplates = chatTemplates;
         ChatTemplate = chatTemplates?.Default is { } entry ? new ChatTemplate(entry, chatTemplates) : null;
     }
 
     /// <summary>What was discovered about the model: layout, shapes, special tokens, tokenizer and device.</summary>
-    public GptModelInfo Info { get; }
+    public GptModelInfo Info => Engine.Info;
 
     /// <summary>The tokenizer in use (from the folder, or the one given in <see cref="GptModelOptions"/>).</summary>
-    public Tokenizer Tokenizer { get; }
+    public Tokenizer Tokenizer => Engine.Tokenizer;
+
+    /// <summary>The engine behind this model: the one door the ML.NET stages, the chat client and the tool use.</summary>
+    internal GenerationEngine Engine { get; }
 
     /// <summary>
     /// The folder's chat template (<c>default</c>, or its only one), or null when it has none or has several
@@ -67,17 +59,6 @@ public sealed class GptModel : IDisposable
 
     /// <summary>Every chat template of the folder and its special tokens (null when it has none).</summary>
     internal Chat.ChatTemplateFiles? ChatTemplates { get; }
-
-    /// <summary>The decoder graph runner, for tests that drive single steps.</summary>
-    internal DecoderBackend Backend => _backend;
-
-    internal PromptPreparer Prompts { get; }
-
-    /// <summary>Number of forward steps the last single-threaded generate call ran (for diagnostics and tests).</summary>
-    internal int LastStepCount { get; private set; }
-
-    /// <summary>Heads the prefix cache computed and rows it served in the last single-threaded generate call (tests).</summary>
-    internal (int Heads, int Rows) LastPrefixUse { get; private set; }
 
     /// <summary>
     /// Opens a model folder: Optimum (<c>model.onnx</c>, <c>decoder_model_merged.onnx</c>, or
@@ -102,7 +83,7 @@ public sealed class GptModel : IDisposable
             DecoderBackend backend = sessions.OnCuda
                 ? new CudaDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph, options.GpuDeviceId!.Value)
                 : new HostDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph);
-            return new GptModel(backend, info, tokenizer, options, description.ChatTemplates);
+            return new GptModel(new GenerationEngine(backend, info, tokenizer, options.Write), description.ChatTemplates);
         }
         catch
         {
@@ -143,9 +124,9 @@ public sealed class GptModel : IDisposable
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompts);
-        var settings = DecodingSettings.Resolve(options, Info);
-        var prepared = prompts.Select((text, i) => Prompts.FromText(text, i, settings)).ToList();
-        return RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
+        var settings = Engine.Resolve(options);
+        var prepared = prompts.Select((text, i) => Engine.Prompts.FromText(text, i, settings)).ToList();
+        return Engine.RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
     }
 
     /// <summary>
@@ -157,9 +138,9 @@ public sealed class GptModel : IDisposable
         int batchSize = 8, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompts);
-        var settings = DecodingSettings.Resolve(options, Info);
-        var prepared = prompts.Select((p, i) => Prompts.FromText(p.Prompt, i, settings) with { Constraint = p.Constraint }).ToList();
-        return RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
+        var settings = Engine.Resolve(options);
+        var prepared = prompts.Select((p, i) => Engine.Prompts.FromText(p.Prompt, i, settings) with { Constraint = p.Constraint }).ToList();
+        return Engine.RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
     }
 
     /// <summary>Like <see cref="Generate(IEnumerable{string}, GenerationOptions?, int, CancellationToken)"/>, from token ids.</summary>
@@ -167,9 +148,9 @@ public sealed class GptModel : IDisposable
         int batchSize = 8, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(promptIds);
-        var settings = DecodingSettings.Resolve(options, Info);
-        var prepared = promptIds.Select((ids, i) => Prompts.FromIds(ids?.ToArray() ?? throw new ArgumentNullException(nameof(promptIds), $"Prompt {i} is null."), i, settings)).ToList();
-        return RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
+        var settings = Engine.Resolve(options);
+        var prepared = promptIds.Select((ids, i) => Engine.Prompts.FromIds(ids?.ToArray() ?? throw new ArgumentNullException(nameof(promptIds), $"Prompt {i} is null."), i, settings)).ToList();
+        return Engine.RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
     }
 
     /// <summary>
@@ -181,56 +162,9 @@ public sealed class GptModel : IDisposable
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        var settings = DecodingSettings.Resolve(options, Info);
-        await foreach (var piece in StreamAsync(Prompts.FromText(prompt, 0, settings), settings, onFinished: null, cancellationToken).ConfigureAwait(false))
+        var settings = Engine.Resolve(options);
+        await foreach (var piece in Engine.StreamAsync(Engine.Prompts.FromText(prompt, 0, settings), settings, onFinished: null, cancellationToken).ConfigureAwait(false))
             yield return piece;
-    }
-
-    /// <summary>
-    /// Streams one prepared prompt's text pieces; <paramref name="onFinished"/> receives the whole result before
-    /// the stream ends (the chat client reads its finish reason and token counts).
-    /// </summary>
-    internal async IAsyncEnumerable<string> StreamAsync(PreparedPrompt prepared, DecodingSettings settings, Action<GenerationResult>? onFinished,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        // The producer stops when the caller cancels or stops reading early.
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var loop = CreateLoop(settings, 1, continuous: false, (_, result) => onFinished?.Invoke(result), (_, piece) => channel.Writer.TryWrite(piece));
-        var producer = Task.Run(() =>
-        {
-            try
-            {
-                using (loop) loop.Run(new[] { prepared }.AsEnumerable().GetEnumerator(), stop.Token);
-                channel.Writer.TryComplete();
-            }
-            catch (Exception e)
-            {
-                channel.Writer.TryComplete(e);
-            }
-        }, CancellationToken.None);
-        try
-        {
-            // Reading observes the caller's token, so a cancellation is reported even when every piece was already produced.
-            await foreach (var piece in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-            {
-                yield return piece;
-                cancellationToken.ThrowIfCancellationRequested();
-            }
-            await producer.ConfigureAwait(false);
-        }
-        finally
-        {
-            stop.Cancel();
-            try
-            {
-                await producer.ConfigureAwait(false);   // never leave the loop running on the model after returning
-            }
-            catch (Exception)
-            {
-                // Already reported through the channel, or a consequence of stopping early.
-            }
-        }
     }
 
     /// <summary>
@@ -248,42 +182,10 @@ public sealed class GptModel : IDisposable
         int batchSize = 8, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompts);
-        var labelIds = LabelIds(labels);
-        var settings = DecodingSettings.Resolve(new GenerationOptions { PromptOverflow = PromptOverflow.TruncateLeft, MaxNewTokens = labelIds.Max(l => l.Length) }, Info);
-        var prepared = prompts.Select((p, i) => Prompts.FromText(p, i, settings).Ids).ToList();
-        return ClassifyIds(prepared, labels, labelIds, lengthNormalized, batchSize, cancellationToken);
-    }
-
-    /// <summary>The token ids of each label, checked.</summary>
-    internal int[][] LabelIds(IReadOnlyList<string> labels)
-    {
-        ArgumentNullException.ThrowIfNull(labels);
-        if (labels.Count < 2) throw new ArgumentException($"Classification needs at least two labels; {labels.Count} given.", nameof(labels));
-        var duplicate = labels.GroupBy(l => l).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null) throw new ArgumentException($"The label '{duplicate.Key}' is given twice.", nameof(labels));
-        return labels.Select(l =>
-        {
-            if (string.IsNullOrEmpty(l)) throw new ArgumentException("A label is empty.", nameof(labels));
-            var ids = Tokenizer.EncodeToIds(l).ToArray();
-            if (ids.Length == 0) throw new ArgumentException($"The label '{l}' encodes to no token.", nameof(labels));
-            return ids;
-        }).ToArray();
-    }
-
-    internal IReadOnlyList<ClassificationResult> ClassifyIds(IReadOnlyList<int[]> prompts, IReadOnlyList<string> labels, int[][] labelIds, bool lengthNormalized,
-        int batchSize, CancellationToken cancellationToken)
-    {
-        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be 1 or more.");
-        using var use = Use();
-        var scorer = new LabelScorer(_backend, Info);
-        var results = new List<ClassificationResult>(prompts.Count);
-        for (int start = 0; start < prompts.Count; start += batchSize)
-        {
-            var batch = prompts.Skip(start).Take(batchSize).ToList();
-            foreach (var scores in scorer.Score(batch, labelIds, cancellationToken))
-                results.Add(new ClassificationResult(labels, scores.Select(s => s.LogLikelihood).ToArray(), scores.Select(s => s.Tokens).ToArray(), lengthNormalized));
-        }
-        return results;
+        var labelIds = Engine.LabelIds(labels);
+        var settings = Engine.Resolve(new GenerationOptions { PromptOverflow = PromptOverflow.TruncateLeft, MaxNewTokens = labelIds.Max(l => l.Length) });
+        var prepared = prompts.Select((p, i) => Engine.Prompts.FromText(p, i, settings).Ids).ToList();
+        return Engine.ClassifyIds(prepared, labels, labelIds, lengthNormalized, batchSize, cancellationToken);
     }
 
     /// <summary>Log-likelihood and perplexity of <paramref name="text"/>, optionally conditioned on <paramref name="prompt"/>.</summary>
@@ -295,106 +197,9 @@ public sealed class GptModel : IDisposable
     /// is scored after the BOS token when the model has one (so its first token counts too);
     /// otherwise from its second token. With a prompt, only the text's tokens are scored.
     /// </summary>
-    public IReadOnlyList<ScoreResult> Score(IEnumerable<(string Text, string? Prompt)> items, int batchSize = 8, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(items);
-        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be 1 or more.");
-        using var use = Use();
-        var scorer = new Scorer(_backend, Info);
-        var results = new List<ScoreResult>();
-        var batch = new List<ScoreRequest>(batchSize);
-        int index = 0;
-        foreach (var (text, prompt) in items)
-        {
-            batch.Add(Prompts.ForScore(text, prompt, index++));
-            if (batch.Count == batchSize)
-            {
-                results.AddRange(scorer.Score(batch, cancellationToken));
-                batch.Clear();
-            }
-        }
-        if (batch.Count > 0) results.AddRange(scorer.Score(batch, cancellationToken));
-        return results;
-    }
-
-    /// <summary>Scores prepared requests in one batch.</summary>
-    internal ScoreResult[] ScoreRequests(IReadOnlyList<ScoreRequest> requests, CancellationToken cancellationToken)
-    {
-        using var use = Use();
-        return new Scorer(_backend, Info).Score(requests, cancellationToken);
-    }
-
-    internal IReadOnlyList<GenerationResult> RunOrdered(IReadOnlyList<PreparedPrompt> prompts, DecodingSettings settings, int batchSize,
-        bool continuous, CancellationToken cancellationToken)
-    {
-        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be 1 or more.");
-        var results = new GenerationResult[prompts.Count];
-        using var loop = CreateLoop(settings, batchSize, continuous, (i, r) => results[i] = r);
-        loop.Run(prompts.GetEnumerator(), cancellationToken);
-        LastStepCount = loop.Steps;
-        LastPrefixUse = loop.Prefixes is { } prefixes ? (prefixes.HeadsComputed, prefixes.RowsServed) : (0, 0);
-        return results;
-    }
-
-    /// <summary>
-    /// A decode loop that the caller drives step by step (the ML.NET cursors do). It holds a use of
-    /// the model until it is disposed, so disposing the model meanwhile does not free the sessions
-    /// under it.
-    /// </summary>
-    internal DecodeLoop CreateLoop(DecodingSettings settings, int batchSize, bool continuous, Action<int, GenerationResult> onFinished,
-        Action<int, string>? onText = null)
-    {
-        var use = Use();
-        try
-        {
-            return new DecodeLoop(_backend, Tokenizer, Info, settings, batchSize, continuous, onFinished, onText) { Use = use };
-        }
-        catch
-        {
-            use.Dispose();
-            throw;
-        }
-    }
-
-    internal DecodingSettings Resolve(GenerationOptions? options) => DecodingSettings.Resolve(options, Info);
-
-    /// <summary>Marks one running operation; the sessions stay alive until every use is disposed.</summary>
-    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
-    internal IDisposable Use()
-    {
-        Interlocked.Increment(ref _users);
-        if (Volatile.Read(ref _disposed) != 0)
-        {
-            EndUse();
-            throw new ObjectDisposedException(nameof(GptModel), $"The model '{Info.Folder}' was disposed.");
-        }
-        return new UseToken(this);
-    }
-
-    private void EndUse()
-    {
-        if (Interlocked.Decrement(ref _users) == 0 && Volatile.Read(ref _disposed) != 0) Release();
-    }
-
-    private void Release()
-    {
-        if (Interlocked.Exchange(ref _released, 1) == 0) _backend.Dispose();
-    }
+    public IReadOnlyList<ScoreResult> Score(IEnumerable<(string Text, string? Prompt)> items, int batchSize = 8, CancellationToken cancellationToken = default) =>
+        Engine.Score(items, batchSize, cancellationToken);
 
     /// <summary>Releases the ONNX Runtime sessions (once every running call has returned).</summary>
-    public void Dispose()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        if (Interlocked.CompareExchange(ref _users, 0, 0) == 0) Release();
-    }
-
-    private sealed class UseToken(GptModel owner) : IDisposable
-    {
-        private int _ended;
-
-        public void Dispose()
-        {
-            if (Interlocked.Exchange(ref _ended, 1) == 0) owner.EndUse();
-        }
-    }
+    public void Dispose() => Engine.Dispose();
 }

@@ -119,7 +119,7 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
         OpenModel(env);
         try
         {
-            _labelIds = Handle.Model.LabelIds(Labels);
+            _labelIds = Handle.Model.Engine.LabelIds(Labels);
         }
         catch
         {
@@ -215,21 +215,21 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
         protected override object?[][] MapBatch(IReadOnlyList<RowInput> rows, CancellationToken cancellationToken)
         {
             var model = _lease.Model;
-            var settings = model.Resolve(new GenerationOptions { MaxNewTokens = _owner._labelIds.Max(l => l.Length) });
+            var settings = model.Engine.Resolve(new GenerationOptions { MaxNewTokens = _owner._labelIds.Max(l => l.Length) });
             var prompts = new List<int[]>(rows.Count);
             foreach (var row in rows)
             {
                 string prompt = _owner.Template.Replace("{input}", (string)row.Values[0]!, StringComparison.Ordinal);
                 try
                 {
-                    prompts.Add(model.Prompts.FromText(prompt, checked((int)row.Index), settings).Ids);
+                    prompts.Add(model.Engine.Prompts.FromText(prompt, checked((int)row.Index), settings).Ids);
                 }
                 catch (ArgumentException e)
                 {
                     throw new InvalidOperationException($"{_owner.Describe(row.Index, _owner.InputColumnName)}: {e.Message}", e);
                 }
             }
-            var results = model.ClassifyIds(prompts, _owner.Labels, _owner._labelIds, _owner.LengthNormalized, rows.Count, cancellationToken);
+            var results = model.Engine.ClassifyIds(prompts, _owner.Labels, _owner._labelIds, _owner.LengthNormalized, rows.Count, cancellationToken);
             var outputs = new object?[rows.Count][];
             for (int i = 0; i < rows.Count; i++)
             {

@@ -158,7 +158,7 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
         if (LogProbabilitiesColumnName is not null) options.ReturnLogProbabilities = true;
         try
         {
-            _settings = Handle.Model.Resolve(options);
+            _settings = Handle.Model.Engine.Resolve(options);
         }
         catch
         {
@@ -259,7 +259,7 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
             _lease = owner.Handle.Borrow();
             try
             {
-                _loop = _lease.Model.CreateLoop(owner._settings, owner.BatchSize, owner.ContinuousBatching,
+                _loop = _lease.Model.Engine.CreateLoop(owner._settings, owner.BatchSize, owner.ContinuousBatching,
                     (index, result) => _emit!(index, owner.OutputsOf(result)));
             }
             catch
@@ -286,7 +286,7 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
             if (result != PullResult.Row) return result == PullResult.Wait ? AdmitKind.Wait : AdmitKind.End;
             try
             {
-                prompt = _lease.Model.Prompts.FromIds((int[])row!.Values[0]!, checked((int)row.Index), _owner._settings);
+                prompt = _lease.Model.Engine.Prompts.FromIds((int[])row!.Values[0]!, checked((int)row.Index), _owner._settings);
             }
             catch (ArgumentException e)
             {

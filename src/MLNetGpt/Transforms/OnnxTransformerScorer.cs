@@ -23,7 +23,7 @@ internal sealed class OnnxTransformerScorer : IDisposable
     public OnnxTransformerScorer(GptModel model, GptDevice device)
     {
         _info = model.Info;
-        var graph = model.Backend.Graph;
+        var graph = model.Engine.Backend.Graph;
         if (graph.States.Any(state => state.ElementType != Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float || state.Kind == Models.StateKind.Recurrent)
             || graph.LogitsType != Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float)
             throw new NotSupportedException("The OnnxTransformer scoring engine needs float32 logits and float32 key/value caches; use ScoringEngine.Batched.");

@@ -241,7 +241,7 @@ public sealed class ScoreTextTransformer : GptModelTransformerBase
             {
                 try
                 {
-                    requests.Add(model.Prompts.ForScore((string)row.Values[0]!, row.Values.Length > 1 ? (string?)row.Values[1] : null, checked((int)row.Index)));
+                    requests.Add(model.Engine.Prompts.ForScore((string)row.Values[0]!, row.Values.Length > 1 ? (string?)row.Values[1] : null, checked((int)row.Index)));
                 }
                 catch (ArgumentException e)
                 {
@@ -256,7 +256,7 @@ public sealed class ScoreTextTransformer : GptModelTransformerBase
             }
             else
             {
-                scores = model.ScoreRequests(requests, cancellationToken);
+                scores = model.Engine.ScoreRequests(requests, cancellationToken);
             }
             var outputs = new object?[rows.Count][];
             for (int i = 0; i < rows.Count; i++)

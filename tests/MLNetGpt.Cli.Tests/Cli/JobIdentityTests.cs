@@ -31,7 +31,7 @@ public sealed class JobIdentityTests
         var parsed = command.Parse(flags);
         Assert.Empty(parsed.Errors);
         var options = new Dictionary<string, string?>();
-        BatchJob.AddDecodingControls(options, generation.Read(parsed));
+        JobIdentity.AddDecodingControls(options, generation.Read(parsed));
         return new JobManifest
         {
             Tool = "test",

@@ -66,11 +66,11 @@ public sealed class ClassifyTests
         // No tokenizer in that folder: compare through token ids.
         var prompt = new[] { 5, 6, 7, 8 };
         int[][] labels = [[10], [11, 12], [13, 14, 15]];
-        var results = model.ClassifyIds([prompt], ["a", "b", "c"], labels, false, 1, CancellationToken.None)[0];
+        var results = model.Engine.ClassifyIds([prompt], ["a", "b", "c"], labels, false, 1, CancellationToken.None)[0];
         for (int l = 0; l < labels.Length; l++)
         {
             var ids = prompt.Concat(labels[l]).ToArray();
-            var reference = model.ScoreRequests([new MLNetGpt.Generation.ScoreRequest(ids, prompt.Length, false)], CancellationToken.None)[0];
+            var reference = model.Engine.ScoreRequests([new MLNetGpt.Generation.ScoreRequest(ids, prompt.Length, false)], CancellationToken.None)[0];
             Assert.Equal(reference.LogLikelihood, results.LogLikelihoods[l], 3);
         }
     }

@@ -120,7 +120,7 @@ public sealed class GenerationBehaviourTests : IClassFixture<GenerationBehaviour
         var result = _model.GenerateTokens([golden.PromptIds], new GenerationOptions { MaxNewTokens = 10, EosTokenIds = [], ReturnLogProbabilities = true })[0];
         Assert.Equal(10, result.LogProbabilities!.Count);
         Assert.All(result.LogProbabilities, lp => Assert.True(lp <= 0));
-        var scorer = new Scorer(_model.Backend, _model.Info);
+        var scorer = new Scorer(_model.Engine.Backend, _model.Info);
         var ids = golden.PromptIds.Concat(result.TokenIds).ToArray();
         var score = scorer.Score([new ScoreRequest(ids, golden.PromptIds.Length, false)], CancellationToken.None)[0];
         Assert.Equal(10, score.TokenCount);
@@ -135,7 +135,7 @@ public sealed class GenerationBehaviourTests : IClassFixture<GenerationBehaviour
             var ids = _golden.Prompts[p].Ids;
             if (ids.Length < 2) continue;
             var expected = _golden.Prefill[p].TokenLogProbs!;
-            var scorer = new Scorer(_model.Backend, _model.Info);
+            var scorer = new Scorer(_model.Engine.Backend, _model.Info);
             var score = scorer.Score([new ScoreRequest(ids, 1, false)], CancellationToken.None)[0];
             Assert.Equal(ids.Length - 1, score.TokenCount);
             double nll = -expected.Sum(v => (double)v) / expected.Length;
@@ -238,10 +238,10 @@ public sealed class GenerationBehaviourTests : IClassFixture<GenerationBehaviour
     public void Continuous_and_static_batching_give_identical_outputs_for_mixed_lengths()
     {
         var options = new GenerationOptions { MaxNewTokens = 12, EosTokenIds = [], DoSample = true, Seed = 5, StopStrings = ["e"] };
-        var settings = _model.Resolve(options);
-        var prepared = Prompts.Select((p, i) => _model.Prompts.FromText(p, i, settings)).ToList();
-        var continuous = _model.RunOrdered(prepared, settings, 4, continuous: true, CancellationToken.None);
-        var staticBatches = _model.RunOrdered(prepared, settings, 4, continuous: false, CancellationToken.None);
+        var settings = _model.Engine.Resolve(options);
+        var prepared = Prompts.Select((p, i) => _model.Engine.Prompts.FromText(p, i, settings)).ToList();
+        var continuous = _model.Engine.RunOrdered(prepared, settings, 4, continuous: true, CancellationToken.None);
+        var staticBatches = _model.Engine.RunOrdered(prepared, settings, 4, continuous: false, CancellationToken.None);
         Assert.Equal(staticBatches.Select(r => r.Text), continuous.Select(r => r.Text));
         Assert.Equal(staticBatches.Select(r => r.FinishReason), continuous.Select(r => r.FinishReason));
         Assert.Contains(continuous, r => r.FinishReason == FinishReason.StopString);

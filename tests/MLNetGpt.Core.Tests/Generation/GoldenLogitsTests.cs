@@ -76,9 +76,9 @@ public sealed class GoldenLogitsTests
     {
         var golden = Fixtures.Golden("tiny-gpt2-b");
         using var model = GptModel.Open(Fixtures.Folder("tiny-gpt2-b"));
-        Assert.Equal("num_logits_to_keep", model.Backend.Graph.LogitsToKeep);
+        Assert.Equal("num_logits_to_keep", model.Engine.Backend.Graph.LogitsToKeep);
         using var withoutIt = GptModel.Open(Fixtures.Folder("tiny-gpt2-a"));
-        Assert.Null(withoutIt.Backend.Graph.LogitsToKeep);
+        Assert.Null(withoutIt.Engine.Backend.Graph.LogitsToKeep);
 
         var ids = golden.Prompts[5].Ids.Select(i => (long)i).ToArray();
         var input = new StepInput(ids, 1, ids.Length, Enumerable.Repeat(1L, ids.Length).ToArray(),
@@ -103,8 +103,8 @@ public sealed class GoldenLogitsTests
     private static (LogitsBuffer, IKvCache) Step(GptModel model, StepInput input, IKvCache? past)
     {
         using var runOptions = new RunOptions();
-        using var empty = past is null ? model.Backend.EmptyCache(input.Batch) : null;
-        return model.Backend.Step(input, past ?? empty!, runOptions);
+        using var empty = past is null ? model.Engine.Backend.EmptyCache(input.Batch) : null;
+        return model.Engine.Backend.Step(input, past ?? empty!, runOptions);
     }
 
     private static void AssertFigures(GptModel model, LogitsBuffer logits, int row, int position, GoldenFigures golden, int goldenPosition,

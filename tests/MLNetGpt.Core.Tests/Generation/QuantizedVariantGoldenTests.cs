@@ -30,9 +30,9 @@ public sealed class QuantizedVariantGoldenTests
         // Logits at every prompt position, through one step of the backend.
         var input = new MLNetGpt.Generation.StepInput(ids.Select(i => (long)i).ToArray(), 1, ids.Length, Enumerable.Repeat(1L, ids.Length).ToArray(),
             Enumerable.Range(0, ids.Length).Select(i => (long)i).ToArray());
-        using var cache = model.Backend.EmptyCache(1);
+        using var cache = model.Engine.Backend.EmptyCache(1);
         using var options = new Microsoft.ML.OnnxRuntime.RunOptions();
-        var (logits, present) = model.Backend.Step(input, cache, options);
+        var (logits, present) = model.Engine.Backend.Step(input, cache, options);
         using (logits)
         using (present)
         {

@@ -12,8 +12,8 @@ public sealed class SharedBufferTests
     {
         using var gqa = GptModel.Open(Fixtures.Folder("tiny-llama-builder"));
         using var standard = GptModel.Open(Fixtures.Folder("tiny-gpt2-a"));
-        Assert.True(((HostDecoderBackend)gqa.Backend).ShareBuffer);
-        Assert.False(((HostDecoderBackend)standard.Backend).ShareBuffer);
+        Assert.True(((HostDecoderBackend)gqa.Engine.Backend).ShareBuffer);
+        Assert.False(((HostDecoderBackend)standard.Engine.Backend).ShareBuffer);
     }
 
     [Theory]
@@ -22,7 +22,7 @@ public sealed class SharedBufferTests
     public void Shared_buffers_give_the_ids_of_fresh_presents_across_buffer_growth_and_continuous_batching(int batch)
     {
         using var model = GptModel.Open(Fixtures.Folder("tiny-llama-builder"));
-        var backend = (HostDecoderBackend)model.Backend;
+        var backend = (HostDecoderBackend)model.Engine.Backend;
         // Rows finish at different lengths, so slots are refilled and caches trimmed and joined; 100 tokens cross buffer sizes 64 and 128.
         var prompts = Enumerable.Range(0, 7).Select(i => (IReadOnlyList<int>)Enumerable.Range(3, 2 + i * 3).Select(t => 5 + t * 11 % 1900).ToArray()).ToList();
         var options = new GenerationOptions { MaxNewTokens = 100, EosTokenIds = [], DoSample = true, Seed = 2, Temperature = 0.8f };

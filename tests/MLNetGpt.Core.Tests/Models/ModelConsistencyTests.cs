@@ -125,7 +125,7 @@ public sealed class ModelConsistencyTests
     {
         // 200 positions on a 128-row position table fail inside ONNX Runtime.
         using var model = GptModel.Open(Fixtures.Folder("tiny-gpt2-a"));
-        var backend = model.Backend;
+        var backend = model.Engine.Backend;
         using var cache = backend.EmptyCache(1);
         var input = new MLNetGpt.Generation.StepInput(Enumerable.Repeat(1L, 200).ToArray(), 1, 200, Enumerable.Repeat(1L, 200).ToArray(),
             Enumerable.Range(0, 200).Select(i => (long)i).ToArray());

@@ -39,7 +39,7 @@ public sealed class PeerModelTests
     public void GenAIs_tiny_gpt2_is_read_as_five_layers_of_combined_caches_fed_int32()
     {
         using var model = GptModel.Open(SharedData.PathOf(Gpt2));
-        var graph = model.Backend.Graph;
+        var graph = model.Engine.Backend.Graph;
         Assert.Equal(5, model.Info.LayerCount);
         Assert.All(graph.States, s => Assert.Equal(MLNetGpt.Models.StateKind.CombinedKeyValue, s.Kind));
         Assert.Equal(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Int32, graph.InputIds.ElementType);
