@@ -8,7 +8,7 @@ namespace MLNetGpt.Tests.Architecture;
 public sealed partial class LayeringTests
 {
     // Rooms below Transforms: they know ONNX Runtime, tokenizers and files, never ML.NET's pipeline API.
-    private static readonly string[] InternalRooms = ["Generation", "Models", "Tokenization", "Chat", "Quantization"];
+    private static readonly string[] InternalRooms = ["Generation", "Models", "Tokenization", "Chat", "Quantization", "Training"];
 
     [GeneratedRegex(@"^\s*using\s+(static\s+)?Microsoft\.ML(\.(Data|Runtime|Transforms|Trainers|Model))?\s*;", RegexOptions.Multiline)]
     private static partial Regex MlNetUsing();
