@@ -81,7 +81,7 @@ internal static class FineTuner
         double? unkRate = map?.Unk is null ? null : map.UnkRate(textTokens);
         int[] added = options.ExtendVocabulary && map?.Unk is not null ? map.ChooseExtension(textTokens, options.ExtendVocabularyLimit) : [];
         if (unkRate is double rate)
-            options.Write(Invariant($"{rate:P1} of the training text's tokens have no row of their own in the model's {map!.KeptCount:N0}-id vocabulary") +
+            options.Write(Invariant($"{rate * 100:F1}% of the training text's tokens have no row of their own in the model's {map!.KeptCount:N0}-id vocabulary") +
                 (options.ExtendVocabulary ? Invariant($"; {added.Length} tokens get rows of their own") : " (ExtendVocabulary would give the frequent ones rows)"));
 
         var trainingSequences = Pack(trainingTokens, options.SequenceLength, ids, out int truncated);
@@ -258,7 +258,7 @@ internal static class FineTuner
         if (report.ValidationLossBefore is double before && report.ValidationLossAfter is double after)
             s.Append(Invariant($"| Validation loss | {before:F4} -> {after:F4} nats/token ({report.ValidationTokens:N0} tokens) |\n"));
         if (report.UnkRate is double unk)
-            s.Append(Invariant($"| Vocabulary | {unk:P1} of the training tokens had no row of their own; {report.AddedTokens} added |\n"));
+            s.Append(Invariant($"| Vocabulary | {unk * 100:F1}% of the training tokens had no row of their own; {report.AddedTokens} added |\n"));
         if (report.TruncatedRows > 0) s.Append(Invariant($"| Truncated rows | {report.TruncatedRows} |\n"));
         s.Append(Invariant($"\nThe whole report is in `{ReportFile}`.\n"));
         return s.ToString();
