@@ -76,26 +76,27 @@ public static class Program
     }
 
     /// <summary>Runs a command body, turning the errors a user can fix into one line and an exit code.</summary>
-    internal static int Guard(Func<int> body)
+    internal static int Guard(Func<int> body, TextWriter? error = null)
     {
+        error ??= Console.Error;
         try
         {
             return body();
         }
         catch (Exception e) when (e is UsageException or CsvFormatException or GptModelException)
         {
-            Console.Error.WriteLine($"mlnetgpt: error: {e.Message}");
+            error.WriteLine($"mlnetgpt: error: {e.Message}");
             return BatchJob.UsageError;
         }
         catch (OperationCanceledException)
         {
-            Console.Error.WriteLine("mlnetgpt: interrupted.");
+            error.WriteLine("mlnetgpt: interrupted.");
             return BatchJob.Interrupted;
         }
         catch (Exception e)
         {
-            Console.Error.WriteLine($"mlnetgpt: error: {e.Message}");
-            if (Environment.GetEnvironmentVariable("MLNETGPT_DEBUG") == "1") Console.Error.WriteLine(e);
+            error.WriteLine($"mlnetgpt: error: {e.Message}");
+            if (Environment.GetEnvironmentVariable("MLNETGPT_DEBUG") == "1") error.WriteLine(e);
             return BatchJob.UsageError;
         }
     }
@@ -111,6 +112,8 @@ public static class Program
         BatchJob.InterruptRequested = true;
         if (BatchJob.Running is { } view) view.Stop = true;
         CompleteCommand.Cancel();
-        Console.Error.WriteLine("mlnetgpt: stopping after the rows in progress (press Ctrl+C again to stop at once).");
+        Console.Error.WriteLine(FineTuneCommand.Cancel()
+            ? "mlnetgpt: stopping at the next micro-batch, after writing a checkpoint (press Ctrl+C again to stop at once)."
+            : "mlnetgpt: stopping after the rows in progress (press Ctrl+C again to stop at once).");
     }
 }

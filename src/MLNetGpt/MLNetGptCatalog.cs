@@ -142,6 +142,27 @@ public static class MLNetGptCatalog
     public static ClassifyTextEstimator ClassifyText(this TransformsCatalog.TextTransforms catalog, ClassifyTextOptions options) =>
         new(Environment(catalog), options);
 
+    /// <summary>
+    /// Fine-tunes the model in <paramref name="modelFolder"/> on a text column: <c>Fit</c> trains (full fine-tuning with
+    /// the defaults of <see cref="FineTuneOptions"/>), writes the tuned model to <paramref name="outputFolder"/>, and
+    /// returns a stage that scores the text column with it (the <c>ScoreText</c> columns) and carries the run's report.
+    /// </summary>
+    /// <param name="catalog">The text transforms catalog.</param>
+    /// <param name="outputColumnName">The perplexity column the fitted stage adds; null means <c>Perplexity</c>.</param>
+    /// <param name="textColumnName">The text column to learn.</param>
+    /// <param name="modelFolder">The model folder to tune (left unchanged).</param>
+    /// <param name="outputFolder">Where the tuned model folder is written (new or empty).</param>
+    public static FineTuneGptEstimator FineTuneGpt(this TransformsCatalog.TextTransforms catalog, string? outputColumnName, string textColumnName,
+        string modelFolder, string outputFolder) =>
+        FineTuneGpt(catalog, new FineTuneGptOptions
+        {
+            OutputColumnName = outputColumnName ?? "Perplexity", TextColumnName = textColumnName, ModelFolder = modelFolder, OutputFolder = outputFolder,
+        });
+
+    /// <summary>Fine-tunes with every option: LoRA or full, steps, batches, optimizer, validation, checkpoints, prompt/completion rows.</summary>
+    public static FineTuneGptEstimator FineTuneGpt(this TransformsCatalog.TextTransforms catalog, FineTuneGptOptions options) =>
+        new(Environment(catalog), options);
+
     private static Runtime.IHostEnvironment Environment(TransformsCatalog.TextTransforms catalog)
     {
         ArgumentNullException.ThrowIfNull(catalog);

@@ -18,6 +18,7 @@ internal static class CommandLine
         root.Add(CompleteCommand.Build());
         root.Add(InfoCommand.Build());
         root.Add(QuantizeCommand.Build());
+        root.Add(FineTuneCommand.Build());
         HelpText.Configure(root);
         return root;
     }

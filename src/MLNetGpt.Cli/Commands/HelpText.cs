@@ -86,6 +86,18 @@ internal static class HelpText
                   perplexity      exp(-log_likelihood / token_count)
                   error           why the row could not be scored (see --error-column)
                 """, Files, ExitCodes),
+            "finetune" => string.Join(Environment.NewLine + Environment.NewLine,
+                """
+                Written:
+                  OUT_FOLDER                        the tuned model: the model's files with the trained weights, a
+                                                    'Fine-tuning' section in its README.md, finetune_report.json
+                                                    (losses, evaluations, tokens/s); it appears only when complete
+                  OUT_FOLDER.checkpoint/            while training (--checkpoint-folder): weights, optimizer state
+                                                    and data position, every --checkpoint-every steps and on Ctrl+C;
+                                                    removed when the run completes. --resume continues from it with
+                                                    the same final weights as an uninterrupted run (same --threads
+                                                    and --device)
+                """, "Exit codes: 0 success, 1 bad usage, input file, model, output folder or a --resume of another job, 130 interrupted (--resume continues)."),
             "complete" => string.Join(Environment.NewLine + Environment.NewLine, ModelDefaults(), "Exit codes: 0 success, 1 bad usage or model, 130 interrupted."),
             "info" => "Exit codes: 0 success, 1 bad usage or model.",
             _ => ExitCodes,
