@@ -7,23 +7,26 @@ namespace MLNetGpt.Cli.Batch;
 /// Reports a batch job's progress on standard error: a live Spectre.Console bar on a terminal,
 /// plain periodic lines when standard error is redirected, nothing with <c>--quiet</c>.
 /// </summary>
-internal abstract class ProgressReporter : IDisposable
+internal abstract class ProgressReporter(long total, long resumed) : IDisposable
 {
     private readonly Stopwatch _clock = Stopwatch.StartNew();
 
-    public long Total { get; init; }
+    // Constructor parameters, not init properties: the live bar is built in its constructor, before an object
+    // initializer would run, and a bar built with no total showed 100% from the first row.
+    public long Total { get; } = total;
     public long Done { get; private set; }
     public long Failed { get; private set; }
     public long Tokens { get; private set; }
-    public long Resumed { get; init; }
+    public long Resumed { get; } = resumed;
 
     public TimeSpan Elapsed => _clock.Elapsed;
 
     public static ProgressReporter Create(bool quiet, long total, long resumed, string label)
     {
-        if (quiet) return new Silent { Total = total, Resumed = resumed };
-        if (!Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive) return new Live(label) { Total = total, Resumed = resumed };
-        return new Plain(label) { Total = total, Resumed = resumed };
+        if (quiet) return new Silent(total, resumed);
+        if (!Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive)
+            return new Live(label, total, resumed, AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }));
+        return new Plain(label, total, resumed);
     }
 
     public void Row(bool failed, int tokens)
@@ -52,12 +55,12 @@ internal abstract class ProgressReporter : IDisposable
 
     public virtual void Dispose() { }
 
-    private sealed class Silent : ProgressReporter
+    private sealed class Silent(long total, long resumed) : ProgressReporter(total, resumed)
     {
         protected override void Update() { }
     }
 
-    private sealed class Plain(string label) : ProgressReporter
+    private sealed class Plain(string label, long total, long resumed) : ProgressReporter(total, resumed)
     {
         private TimeSpan _last = TimeSpan.Zero;
 
@@ -69,15 +72,17 @@ internal abstract class ProgressReporter : IDisposable
         }
     }
 
-    private sealed class Live : ProgressReporter
+    /// <summary>The live bar on a terminal (the console is given, so tests can drive it through Spectre's test console).</summary>
+    internal sealed class Live : ProgressReporter
     {
-        private readonly IAnsiConsole _console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        private readonly IAnsiConsole _console;
         private readonly ManualResetEventSlim _finished = new();
         private readonly Task _render;
         private ProgressTask? _task;
 
-        public Live(string label)
+        public Live(string label, long total, long resumed, IAnsiConsole console) : base(total, resumed)
         {
+            _console = console;
             var ready = new ManualResetEventSlim();
             _render = Task.Run(() => _console.Progress()
                 .AutoClear(false)
@@ -90,6 +95,16 @@ internal abstract class ProgressReporter : IDisposable
                     Refresh();
                 }));
             ready.Wait(TimeSpan.FromSeconds(5));
+        }
+
+        /// <summary>The bar's maximum and value as the console last drew them (tests).</summary>
+        internal (double Max, double Value) Bar
+        {
+            get
+            {
+                Refresh();
+                return _task is null ? (0, 0) : (_task.MaxValue, _task.Value);
+            }
         }
 
         private void Refresh()
