@@ -3,7 +3,8 @@ namespace MLNetGpt;
 /// <summary>How likely each label is as the continuation of one prompt, and the most likely one.</summary>
 public sealed class ClassificationResult
 {
-    internal ClassificationResult(IReadOnlyList<string> labels, double[] logLikelihoods, int[] tokenCounts, bool lengthNormalized)
+    internal ClassificationResult(IReadOnlyList<string> labels, double[] logLikelihoods, int[] tokenCounts, bool lengthNormalized,
+        IReadOnlyList<string>? labelWarnings = null)
     {
         Labels = labels;
         LogLikelihoods = logLikelihoods;
@@ -15,7 +16,23 @@ public sealed class ClassificationResult
         double total = weights.Sum();
         Probabilities = weights.Select(w => (float)(w / total)).ToArray();
         Index = Array.IndexOf(scores, max);
+        var tied = Enumerable.Range(0, scores.Length).Where(i => scores[i] == max).ToArray();
+        var warnings = new List<string>(labelWarnings ?? []);
+        if (tied.Length > 1)
+            warnings.Add($"the labels {string.Join(" and ", tied.Select(i => $"'{labels[i]}'"))} tie at probability {Probabilities[Index]:0.####}: " +
+                $"the model cannot tell them apart here, and '{labels[Index]}' is reported only because it comes first");
+        Tied = tied.Length > 1;
+        Warnings = warnings;
     }
+
+    /// <summary>Whether the best score is shared by two or more labels (then <see cref="Index"/> is merely the first of them).</summary>
+    public bool Tied { get; }
+
+    /// <summary>
+    /// Why this answer may mean nothing, in words: labels the model cannot tell apart (the same token ids, or tokens all
+    /// unknown to its vocabulary) and ties. Empty when there is nothing to say.
+    /// </summary>
+    public IReadOnlyList<string> Warnings { get; }
 
     /// <summary>The label set, in the order given.</summary>
     public IReadOnlyList<string> Labels { get; }

@@ -49,7 +49,10 @@ internal static class BatchJob
         };
         JobIdentity.AddDecodingControls(options, g);
         JobIdentity.AddConstraint(options, g.Constraint, json is not null);
-        var job = new JobShape("generate", header, [request.OutputColumn, .. jsonColumns, "finish_reason", errorColumn], input, null, options);
+        var job = new JobShape("generate", header, [request.OutputColumn, .. jsonColumns, "finish_reason", errorColumn], input, null, options)
+        {
+            Notes = new JobNotes.EmptyCompletions("__completion", "__finish"),
+        };
         return Run(request, paths, job, ml =>
             ml.Transforms.Text.GenerateText(new GenerateTextOptions
             {
@@ -100,7 +103,10 @@ internal static class BatchJob
             ["--probabilities"] = request.Probabilities ? "given" : null,
             ["--error-column"] = errorColumn,
         };
-        var job = new JobShape("classify", header, ["label", "label_probability", .. probabilityColumns, errorColumn], input, null, options);
+        var job = new JobShape("classify", header, ["label", "label_probability", .. probabilityColumns, errorColumn], input, null, options)
+        {
+            Notes = new JobNotes.TiedLabels("__score"),
+        };
         return Run(request, paths, job, ml =>
             // The stage's template is only "{input}": the CLI renders prompts itself, the same way generate does.
             ml.Transforms.Text.ClassifyText(new ClassifyTextOptions
@@ -172,7 +178,11 @@ internal static class BatchJob
 
     /// <summary>What a command adds to the generic job: its columns, how it builds the model input, the options that identify it.</summary>
     private sealed record JobShape(string Command, InputHeader Header, string[] NewColumns, PromptBuilder Input, PromptBuilder? SecondInput,
-        Dictionary<string, string?> Options);
+        Dictionary<string, string?> Options)
+    {
+        /// <summary>What to count about the rows and report at the end (null: nothing).</summary>
+        public JobNotes? Notes { get; init; }
+    }
 
     private static int Run(BatchRequest request, OutputPaths paths, JobShape job, Func<MLContext, IEstimator<ITransformer>> pipeline,
         Func<RowGetters, OutputValue[]> values, Func<RowGetters, int> tokens)
@@ -257,6 +267,7 @@ internal static class BatchJob
                         break;
                     }
                     writer.Write(new CsvRecord(fields, raw, getters.Value<long>(CsvSourceView.LineColumn)), computed);
+                    if (!failed) job.Notes?.Observe(getters);
                     progress.Row(failed, tokens(getters));
                 }
                 fatal ??= WriteRejected(view, writer, progress, job.NewColumns.Length, before: long.MaxValue, request.FailFast);
@@ -293,6 +304,7 @@ internal static class BatchJob
                 "Run the same command with --resume to continue.");
             return Interrupted;
         }
+        foreach (var note in job.Notes?.Summary() ?? []) Warn(note);
         if (!request.Quiet)
             Console.Error.WriteLine($"mlnetgpt: {label}: {progress.Done} rows ({progress.Failed} failed{(writer.ExistingRows > 0 ? $", {writer.ExistingRows} resumed" : "")}) " +
                 $"in {progress.Elapsed.TotalSeconds:F1} s, {progress.Rates(withEta: false)} -> {writer.OutputPath}");

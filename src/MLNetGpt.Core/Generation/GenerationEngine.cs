@@ -25,6 +25,19 @@ internal sealed class GenerationEngine : IDisposable
         Info = info;
         Tokenizer = tokenizer;
         Prompts = new PromptPreparer(tokenizer, info, log);
+        _vocabulary = new Lazy<Models.VocabularyMap?>(() => info.ModelFiles.Count == 0 ? null : ReadVocabulary(Path.Combine(info.Folder, info.ModelFiles[0])));
+    }
+
+    private static Models.VocabularyMap? ReadVocabulary(string path)
+    {
+        try
+        {
+            return File.Exists(path) ? Models.VocabularyMap.Read(path) : null;
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or Google.Protobuf.InvalidProtocolBufferException or GptModelException)
+        {
+            return null;   // a graph this reader cannot parse has no map it can use; classification still works, unwarned
+        }
     }
 
     /// <summary>The decoder graph runner.</summary>
@@ -143,10 +156,46 @@ internal sealed class GenerationEngine : IDisposable
         }).ToArray();
     }
 
+    /// <summary>
+    /// What makes a label set meaningless to this model, in words: labels whose token ids are the same, or become the same
+    /// once the graph maps them onto its inner vocabulary (the default model gives every id it never saw one shared
+    /// <c>unk</c> row), and labels whose every token is unknown to it. Empty when every label is its own.
+    /// </summary>
+    public IReadOnlyList<string> LabelWarnings(IReadOnlyList<string> labels, int[][] labelIds)
+    {
+        var map = Vocabulary;
+        var inner = labelIds.Select(ids => ids.Select(id => map?.InnerId(id) ?? id).ToArray()).ToArray();
+        var warnings = new List<string>();
+        var grouped = new HashSet<int>();
+        for (int i = 0; i < labels.Count; i++)
+        {
+            if (grouped.Contains(i)) continue;
+            var same = Enumerable.Range(i, labels.Count - i).Where(j => inner[j].SequenceEqual(inner[i])).ToArray();
+            if (same.Length < 2) continue;
+            grouped.UnionWith(same);
+            bool sameIds = same.All(j => labelIds[j].SequenceEqual(labelIds[i]));
+            warnings.Add($"the labels {string.Join(", ", same.Select(j => $"'{labels[j]}'"))} are the same to this model " +
+                (sameIds ? "(they encode to the same token ids)" : "(the tokens that tell them apart are all unknown to its vocabulary and share one row)") +
+                ", so they always get the same score");
+        }
+        if (map is not null)
+            for (int i = 0; i < labels.Count; i++)
+                if (!grouped.Contains(i) && labelIds[i].All(id => !map.IsKept(id)))
+                    warnings.Add($"the label '{labels[i]}' is unknown to this model's vocabulary (every token of it shares the row of unknown tokens), " +
+                        "so its score measures an unknown token, not the label");
+        return warnings;
+    }
+
+    /// <summary>The graph's map onto a smaller inner vocabulary, when it has one (read once, on first use).</summary>
+    internal Models.VocabularyMap? Vocabulary => _vocabulary.Value;
+
+    private readonly Lazy<Models.VocabularyMap?> _vocabulary;
+
     /// <summary>Each label's log-likelihood as the continuation of each prompt, <paramref name="batchSize"/> prompts per pass.</summary>
     public IReadOnlyList<ClassificationResult> ClassifyIds(IReadOnlyList<int[]> prompts, IReadOnlyList<string> labels, int[][] labelIds,
         bool lengthNormalized, int batchSize, CancellationToken cancellationToken)
     {
+        var labelWarnings = LabelWarnings(labels, labelIds);
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be 1 or more.");
         using var use = Use();
         var scorer = new LabelScorer(Backend, Info);
@@ -155,7 +204,8 @@ internal sealed class GenerationEngine : IDisposable
         {
             var batch = prompts.Skip(start).Take(batchSize).ToList();
             foreach (var scores in scorer.Score(batch, labelIds, cancellationToken))
-                results.Add(new ClassificationResult(labels, scores.Select(s => s.LogLikelihood).ToArray(), scores.Select(s => s.Tokens).ToArray(), lengthNormalized));
+                results.Add(new ClassificationResult(labels, scores.Select(s => s.LogLikelihood).ToArray(), scores.Select(s => s.Tokens).ToArray(), lengthNormalized,
+                    labelWarnings));
         }
         return results;
     }

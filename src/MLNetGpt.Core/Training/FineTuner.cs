@@ -1,3 +1,4 @@
+using MLNetGpt.Models;
 using System.Globalization;
 using System.Text;
 using Microsoft.ML.Tokenizers;

@@ -34,6 +34,17 @@ public sealed class ClassifyTextOptions : GptModelStageOptions
 
     /// <summary>Rank labels by their mean log-likelihood per token rather than the sum, so longer labels are not penalised. Default false.</summary>
     public bool LengthNormalized { get; set; }
+
+    /// <summary>
+    /// A key-typed label column of the data the stage is fitted on (as <c>MapValueToKey</c> makes it), whose key values
+    /// are the labels. The predicted label and the score vector then follow that column's key order, so
+    /// <c>MulticlassClassification.Evaluate</c> compares like with like whatever order the labels were given in.
+    /// Each key value must name one label, as given or without its edge spaces (" yes" for "yes"); fitting refuses a
+    /// column whose key values do not. Default: none (the order of
+    /// <see cref="Labels"/>; then build the label column with the same order, e.g. with <c>MapValueToKey</c>'s
+    /// <c>keyData</c>).
+    /// </summary>
+    public string? LabelColumnName { get; set; }
 }
 
 /// <summary>Estimator for <see cref="ClassifyTextTransformer"/>; nothing is trained.</summary>
@@ -63,6 +74,14 @@ public sealed class ClassifyTextEstimator : GptEstimatorBase<ClassifyTextTransfo
 
     /// <summary>Opens the model (shared with other stages using it).</summary>
     private protected override ClassifyTextTransformer CreateTransformer() => new(Environment, _options);
+
+    /// <summary>With <see cref="ClassifyTextOptions.LabelColumnName"/>, orders the labels as that column's keys before opening.</summary>
+    private protected override ClassifyTextTransformer CreateTransformer(DataViewSchema inputSchema)
+    {
+        if (_options.LabelColumnName is not { } name) return CreateTransformer();
+        var keyOrder = ClassifyTextTransformer.KeyOrder(inputSchema, name, _options.Labels);
+        return new(Environment, _options, keyOrder);
+    }
 }
 
 /// <summary>
@@ -83,7 +102,8 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
 
     private int[][] _labelIds = [];
 
-    internal ClassifyTextTransformer(IHostEnvironment env, ClassifyTextOptions options) : base(env, nameof(ClassifyTextTransformer))
+    internal ClassifyTextTransformer(IHostEnvironment env, ClassifyTextOptions options, IReadOnlyList<string>? labelsInKeyOrder = null)
+        : base(env, nameof(ClassifyTextTransformer))
     {
         ArgumentNullException.ThrowIfNull(options);
         Check(options.Labels, options.Template, options.OutputColumnName, options.ScoreColumnName);
@@ -91,7 +111,8 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
         OutputColumnName = options.OutputColumnName;
         InputColumnName = options.InputColumnName;
         ScoreColumnName = options.ScoreColumnName;
-        Labels = options.Labels.ToArray();
+        Labels = (labelsInKeyOrder ?? options.Labels).ToArray();
+        LabelColumnName = labelsInKeyOrder is null ? null : options.LabelColumnName;
         Template = options.Template;
         LengthNormalized = options.LengthNormalized;
         Open(env);
@@ -107,6 +128,7 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
         Labels = s.Strings("labels") ?? throw new FormatException("ClassifyText in the saved pipeline: the required setting 'labels' is missing.");
         Template = s.String("template") ?? "{input}";
         LengthNormalized = s.Bool("length_normalized", false);
+        LabelColumnName = s.String("label_column");
         ReadModelSettings(s);
         s.EnsureAllRead();
         Check(Labels, Template, OutputColumnName, ScoreColumnName);
@@ -120,6 +142,8 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
         try
         {
             _labelIds = Handle.Model.Engine.LabelIds(Labels);
+            foreach (var warning in Handle.Model.Engine.LabelWarnings(Labels, _labelIds))
+                Warn($"ClassifyText: {warning}.");
         }
         catch
         {
@@ -127,6 +151,40 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
             throw;
         }
     }
+
+    /// <summary>
+    /// The labels in the key order of <paramref name="column"/> (a key column whose key values are exactly the labels);
+    /// anything else is refused naming the column and what it holds.
+    /// </summary>
+    internal static IReadOnlyList<string> KeyOrder(DataViewSchema schema, string column, IReadOnlyList<string> labels)
+    {
+        var found = schema.GetColumnOrNull(column) is { } present ? present : throw new ArgumentOutOfRangeException(nameof(column), $"ClassifyText: the label column '{column}' (LabelColumnName) is not in the data; " +
+                $"its columns are {string.Join(", ", schema.Select(c => c.Name))}.");
+        if (found.Type is not KeyDataViewType)
+            throw new ArgumentException($"ClassifyText: the label column '{column}' (LabelColumnName) must be a key column whose key values are the labels " +
+                $"(MapValueToKey makes one), but it is {found.Type}.");
+        var keyValuesType = found.Annotations.Schema.GetColumnOrNull(AnnotationUtils.Kinds.KeyValues)?.Type as VectorDataViewType;
+        if (keyValuesType?.ItemType is not TextDataViewType)
+            throw new ArgumentException($"ClassifyText: the key column '{column}' (LabelColumnName) has no text key values, so its keys cannot be matched to the labels.");
+        VBuffer<ReadOnlyMemory<char>> values = default;
+        found.Annotations.GetValue(AnnotationUtils.Kinds.KeyValues, ref values);
+        var keys = values.DenseValues().Select(v => v.ToString()).ToArray();
+        // Each key value names one label: as given, or without edge spaces (a label " yes" is scored with its space; a
+        // label column usually holds "yes").
+        var ordered = new List<string>(keys.Length);
+        foreach (var k in keys)
+        {
+            var matches = labels.Where(l => l == k).ToList();
+            if (matches.Count == 0) matches = labels.Where(l => l.Trim() == k.Trim()).ToList();
+            if (matches.Count == 1 && !ordered.Contains(matches[0])) ordered.Add(matches[0]);
+        }
+        if (keys.Length != labels.Count || ordered.Count != labels.Count)
+            throw new ArgumentException($"ClassifyText: the key values of '{column}' (LabelColumnName) are {Quoted(keys)}, but the labels are {Quoted(labels)}: " +
+                "each key value must name exactly one label (as given, or without its edge spaces).");
+        return ordered;
+    }
+
+    private static string Quoted(IEnumerable<string> values) => string.Join(", ", values.Select(v => $"'{v}'"));
 
     internal static void Check(IReadOnlyList<string>? labels, string? template, string? output, string? score)
     {
@@ -157,6 +215,9 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
 
     /// <summary>Whether labels are ranked by their mean log-likelihood per token.</summary>
     public bool LengthNormalized { get; }
+
+    /// <summary>The key column whose order <see cref="Labels"/> took when the stage was fitted, or null.</summary>
+    public string? LabelColumnName { get; }
 
     private protected override string StageName => "ClassifyText";
 
@@ -194,7 +255,8 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
             .String("score_column", ScoreColumnName)
             .Strings("labels", Labels)
             .String("template", Template)
-            .Bool("length_normalized", LengthNormalized);
+            .Bool("length_normalized", LengthNormalized)
+            .String("label_column", LabelColumnName);
         WriteModelSettings(settings);
         ctx.Writer.Write(settings.ToString());
         Source.Save(ctx, tokenizerOnly: false);
@@ -205,6 +267,7 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
     {
         private readonly ClassifyTextTransformer _owner;
         private readonly ModelLease _lease;
+        private long _rows, _tied, _firstTied = -1;
 
         public Mapper(ClassifyTextTransformer owner) : base(owner.BatchSize)
         {
@@ -234,12 +297,20 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
             for (int i = 0; i < rows.Count; i++)
             {
                 var probabilities = results[i].Probabilities.ToArray();
+                _rows++;
+                if (results[i].Tied && _tied++ == 0) _firstTied = rows[i].Index;
                 // Key values are 1-based; 0 would mean "missing".
                 outputs[i] = [(uint)(results[i].Index + 1), new VBuffer<float>(probabilities.Length, probabilities)];
             }
             return outputs;
         }
 
-        public override void Dispose() => _lease.Dispose();
+        public override void Dispose()
+        {
+            if (_tied > 0)
+                _owner.Warn($"ClassifyText: {_tied} of {_rows} rows had two or more labels tied for the best score (the first was {_owner.Describe(_firstTied, _owner.InputColumnName)}); " +
+                    "their predicted label is merely the first of the tied ones.");
+            _lease.Dispose();
+        }
     }
 }

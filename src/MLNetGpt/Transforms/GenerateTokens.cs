@@ -252,6 +252,7 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
         private readonly DecodeLoop _loop;
         private IRowSource? _source;
         private Action<long, object?[]>? _emit;
+        private long _rows, _empty;
 
         public Mapper(GenerateTokensTransformer owner)
         {
@@ -260,7 +261,12 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
             try
             {
                 _loop = _lease.Model.Engine.CreateLoop(owner._settings, owner.BatchSize, owner.ContinuousBatching,
-                    (index, result) => _emit!(index, owner.OutputsOf(result)));
+                    (index, result) =>
+                    {
+                        _rows++;
+                        if (result.FinishReason == FinishReason.Eos && result.TokenIds.Count <= (owner._settings.IncludeEosToken ? 1 : 0)) _empty++;
+                        _emit!(index, owner.OutputsOf(result));
+                    });
             }
             catch
             {
@@ -297,6 +303,9 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
 
         public override void Dispose()
         {
+            if (_empty > 0)
+                _owner.Warn($"GenerateTokens: {_empty} of {_rows} rows generated nothing: the model ended them at once with its end-of-sequence token. " +
+                    "Set MinNewTokens to make it write some tokens first (or sample instead of greedy decoding).");
             _loop.Dispose();
             _lease.Dispose();
         }

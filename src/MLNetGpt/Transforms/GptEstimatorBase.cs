@@ -29,6 +29,9 @@ public abstract class GptEstimatorBase<TTransformer> : IEstimator<TTransformer> 
 
     private protected abstract TTransformer CreateTransformer();
 
+    /// <summary>Creates the transformer for data of <paramref name="inputSchema"/> (a stage that adapts to its input overrides this).</summary>
+    private protected virtual TTransformer CreateTransformer(DataViewSchema inputSchema) => CreateTransformer();
+
     /// <summary>Annotations an output column carries (their types), or null.</summary>
     internal virtual IReadOnlyList<(string Name, DataViewType Type)>? OutputAnnotations(string column) => null;
 
@@ -36,7 +39,7 @@ public abstract class GptEstimatorBase<TTransformer> : IEstimator<TTransformer> 
     public TTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        var transformer = CreateTransformer();
+        var transformer = CreateTransformer(input.Schema);
         try
         {
             transformer.GetOutputSchema(input.Schema);

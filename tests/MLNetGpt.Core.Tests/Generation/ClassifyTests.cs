@@ -29,6 +29,37 @@ public sealed class ClassifyTests
     }
 
     [Fact]
+    public void Labels_the_model_cannot_tell_apart_are_named_and_every_tie_is_flagged()
+    {
+        // " GPL", " Apache" and " Mozilla" are all unknown to the default model's vocabulary: they share one row.
+        using var model = GptModel.Open(Fixtures.DefaultModel);
+        string[] labels = [" GPL", " Apache", " Mozilla"];
+        var results = model.Classify(["This software is licensed under the", "Copyright and license:"], labels);
+        foreach (var result in results)
+        {
+            Assert.True(result.Tied);
+            Assert.Equal(" GPL", result.Label);
+            Assert.Equal(1f / 3, result.Probabilities[0], 5);
+            Assert.Contains(result.Warnings, w => w.StartsWith("the labels ' GPL', ' Apache', ' Mozilla' are the same to this model " +
+                "(the tokens that tell them apart are all unknown to its vocabulary and share one row)", StringComparison.Ordinal));
+            Assert.Contains(result.Warnings, w => w.StartsWith("the labels ' GPL' and ' Apache' and ' Mozilla' tie at probability 0.3333", StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public void A_label_unknown_to_the_vocabulary_is_named_and_labels_the_model_knows_carry_no_warning()
+    {
+        using var model = GptModel.Open(Fixtures.DefaultModel);
+        var mixed = model.Classify(["And the LORD"], [" GPL", " God"])[0];
+        Assert.False(mixed.Tied);
+        Assert.Equal(["the label ' GPL' is unknown to this model's vocabulary (every token of it shares the row of unknown tokens), " +
+            "so its score measures an unknown token, not the label"], mixed.Warnings);
+        var known = model.Classify(["And the LORD"], [" God", " Pharaoh", " bread"])[0];
+        Assert.False(known.Tied);
+        Assert.Empty(known.Warnings);
+    }
+
+    [Fact]
     public void The_predicted_label_is_the_most_likely_and_the_probabilities_sum_to_one()
     {
         using var model = GptModel.Open(Fixtures.DefaultModel);

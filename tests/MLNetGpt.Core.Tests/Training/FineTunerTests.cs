@@ -1,3 +1,4 @@
+using MLNetGpt.Models;
 using Microsoft.ML.Tokenizers;
 using MLNetGpt.Tests.Infrastructure;
 using MLNetGpt.Training;

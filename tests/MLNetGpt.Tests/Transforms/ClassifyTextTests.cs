@@ -59,6 +59,72 @@ public sealed class ClassifyTextTests
     }
 
     [Fact]
+    public void With_its_label_column_named_the_stage_follows_the_column_s_key_order_and_Evaluate_counts_what_a_reader_counts()
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = Rows();
+        var data = ml.Data.LoadFromEnumerable(rows);
+        // MapValueToKey orders keys as the values first occur; the stage is given its labels in another order.
+        string[] labels = Names.Reverse().Select(n => " " + n).ToArray();
+        var toKey = ml.Transforms.Conversion.MapValueToKey("Label", "Name");
+        var keyed = toKey.Fit(data).Transform(data);
+        VBuffer<ReadOnlyMemory<char>> keyValues = default;
+        keyed.Schema["Label"].GetKeyValues(ref keyValues);
+        Assert.NotEqual(labels.Select(l => l.Trim()), keyValues.DenseValues().Select(v => v.ToString()).ToArray());
+
+        var options = Options(Fixtures.DefaultModel);
+        options.Labels = labels;
+        options.LabelColumnName = "Label";
+        using var model = toKey.Append(ml.Transforms.Text.ClassifyText(options))
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedName", "PredictedLabel")).Fit(data);
+        var scored = model.Transform(data);
+        var metrics = ml.MulticlassClassification.Evaluate(scored, "Label", "Score", "PredictedLabel");
+        var predicted = ml.Data.CreateEnumerable<Predicted>(scored, reuseRowObject: false).Select(p => p.PredictedName.Trim()).ToArray();
+        double byHand = predicted.Zip(rows, (p, r) => p == r.Name ? 1.0 : 0.0).Average();
+        Assert.Equal(byHand, metrics.MicroAccuracy, 6);
+        Assert.True(byHand > 0.5, $"accuracy {byHand:F3}");
+
+        // The same pipeline without LabelColumnName compares keys of two different orders: Evaluate's figure is wrong.
+        var unalignedOptions = Options(Fixtures.DefaultModel);
+        unalignedOptions.Labels = labels;
+        using var unaligned = toKey.Append(ml.Transforms.Text.ClassifyText(unalignedOptions)).Fit(data);
+        var wrong = ml.MulticlassClassification.Evaluate(unaligned.Transform(data), "Label", "Score", "PredictedLabel");
+        Assert.NotEqual(byHand, wrong.MicroAccuracy, 3);
+    }
+
+    [Fact]
+    public void A_label_column_whose_keys_are_not_the_labels_is_refused_naming_both()
+    {
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromEnumerable(Rows().Take(4));
+        var options = Options(Fixtures.Folder("tiny-gpt2-a"));
+        options.Labels = [" LORD", " God"];
+        options.LabelColumnName = "Label";
+        var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", "Name").Append(ml.Transforms.Text.ClassifyText(options));
+        var e = Assert.Throws<ArgumentException>(() => pipeline.Fit(data));
+        Assert.StartsWith("ClassifyText: the key values of 'Label' (LabelColumnName) are ", e.Message);
+        Assert.Contains("but the labels are ' LORD', ' God': each key value must name exactly one label", e.Message);
+        options.LabelColumnName = "Text";
+        var notKey = Assert.Throws<ArgumentException>(() => ml.Transforms.Text.ClassifyText(options).Fit(data));
+        Assert.StartsWith("ClassifyText: the label column 'Text' (LabelColumnName) must be a key column", notKey.Message);
+    }
+
+    [Fact]
+    public void Labels_the_model_cannot_tell_apart_and_tied_rows_are_warned_about_in_the_MLContext_log()
+    {
+        var ml = new MLContext();
+        var warnings = new List<string>();
+        ml.Log += (_, e) => { if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Warning) lock (warnings) warnings.Add(e.RawMessage); };
+        var data = ml.Data.LoadFromEnumerable(Rows().Take(5));
+        var options = Options(Fixtures.DefaultModel);
+        options.Labels = [" GPL", " Apache", " Mozilla"];
+        using var model = ml.Transforms.Text.ClassifyText(options).Fit(data);
+        _ = ml.Data.CreateEnumerable<ScoreOnly>(model.Transform(data), reuseRowObject: false).ToList();
+        Assert.Contains(warnings, w => w.StartsWith("ClassifyText: the labels ' GPL', ' Apache', ' Mozilla' are the same to this model", StringComparison.Ordinal));
+        Assert.Contains(warnings, w => w.StartsWith("ClassifyText: 5 of 5 rows had two or more labels tied for the best score", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void MapKeyToValue_turns_the_prediction_back_into_the_label_and_the_scores_sum_to_one()
     {
         var ml = new MLContext();

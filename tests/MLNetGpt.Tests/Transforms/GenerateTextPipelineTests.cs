@@ -184,4 +184,26 @@ public sealed class GenerateTextPipelineTests
             Assert.Equal(batched[i].Finish, single.Finish);
         }
     }
+    [Fact]
+    public void Rows_the_model_ends_at_once_are_counted_in_a_warning_that_names_MinNewTokens()
+    {
+        var ml = new MLContext(seed: 1);
+        var warnings = new List<string>();
+        ml.Log += (_, e) => { if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Warning) lock (warnings) warnings.Add(e.RawMessage); };
+        var data = ml.Data.LoadFromEnumerable(new[]
+        {
+            new PromptRow { Id = "a", Prompt = "In the beginning God created the heaven and the earth." },
+            new PromptRow { Id = "b", Prompt = "Jesus wept." },
+        });
+        using var model = ml.Transforms.Text.GenerateText(new GenerateTextOptions
+        {
+            OutputColumnName = "Completion", InputColumnName = "Prompt", ModelFolder = Fixtures.DefaultModel, FinishReasonColumnName = "Finish",
+            Generation = new GenerationOptions { DoSample = false, MaxNewTokens = 6 },
+        }).Fit(data);
+        var rows = ml.Data.CreateEnumerable<CompletionRow>(model.Transform(data), reuseRowObject: false).ToList();
+        int empty = rows.Count(r => r.Completion.Length == 0);
+        Assert.True(empty > 0, "the default model should end a whole verse at once under greedy decoding");
+        Assert.Contains(warnings, w => w == $"GenerateTokens: {empty} of 2 rows generated nothing: the model ended them at once with its end-of-sequence token. " +
+            "Set MinNewTokens to make it write some tokens first (or sample instead of greedy decoding).");
+    }
 }

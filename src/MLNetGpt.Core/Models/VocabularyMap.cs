@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using MLNetGpt.Models.Onnx;
 using MLNetGpt.Models.Onnx.Protos;
 
-namespace MLNetGpt.Training;
+namespace MLNetGpt.Models;
 
 /// <summary>
 /// A graph's map from the tokenizer's ids onto a smaller inner vocabulary, as the model kit writes it for the default
@@ -29,6 +29,9 @@ internal sealed class VocabularyMap
 
     /// <summary>Interface ids with a row of their own.</summary>
     public int KeptCount => Unk is int unk ? _inner.Count(v => v != unk) : _inner.Length;
+
+    /// <summary>The inner row <paramref name="id"/> reads (<paramref name="id"/> itself outside the map).</summary>
+    public int InnerId(int id) => id >= 0 && id < _inner.Length ? _inner[id] : id;
 
     /// <summary>Whether <paramref name="id"/> has an inner row of its own (ids outside the map have none).</summary>
     public bool IsKept(int id) => id >= 0 && id < _inner.Length && (Unk is not int unk || _inner[id] != unk);
