@@ -26,21 +26,26 @@ internal static class CommandLine
     /// <summary>The default model: MLNetGpt.Models.Kjv's files, extracted once to a cache folder (GptModel.DefaultModelFolder).</summary>
     public static string DefaultModel => GptModel.DefaultModelFolder;
 
+    /// <summary>The word that names the built-in model wherever a model folder is asked for.</summary>
+    internal const string DefaultModelWord = "default";
+
     internal static Option<string?> ModelOption() => new("--model", "-m")
     {
-        Description = "Model folder (Optimum or ONNX Runtime GenAI layout). Default: the embedded default model (mlnetgpt-kjv, KJV-style English).",
+        Description = "Model folder (Optimum or ONNX Runtime GenAI layout), or 'default'. Default: the built-in model (mlnetgpt-kjv: a small demonstration " +
+            "model that writes King James Bible-style English and knows nothing else; see docs/models.md for real ones).",
         HelpName = "DIR",
     };
 
-    /// <summary>The model folder the user named, or the embedded default; a file or a missing folder is a usage error.</summary>
-    internal static string ResolveModel(string? given)
+    /// <summary>
+    /// The model folder the user named, or the built-in model for none or the word <c>default</c> (a folder of that name
+    /// is <c>./default</c>); a file or a missing folder is a usage error naming <paramref name="option"/>.
+    /// </summary>
+    internal static string ResolveModel(string? given, string option = "--model")
     {
-        if (given is null)
-            return Directory.Exists(DefaultModel) ? DefaultModel
-                : throw new UsageException($"the embedded default model is missing from the tool's folder ('{DefaultModel}'); pass --model DIR.");
-        if (given.Length == 0) throw new UsageException("--model is empty; give a model folder.");
-        if (File.Exists(given)) throw new UsageException($"--model: '{given}' is a file; --model takes a model folder (the folder that holds the .onnx file and its configuration).");
-        if (!Directory.Exists(given)) throw new UsageException($"--model: the folder '{given}' does not exist.");
+        if (given is null || given == DefaultModelWord) return DefaultModel;
+        if (given.Length == 0) throw new UsageException($"{option} is empty; give a model folder, or 'default' for the built-in model.");
+        if (File.Exists(given)) throw new UsageException($"{option}: '{given}' is a file; {option} takes a model folder (the folder that holds the .onnx file and its configuration).");
+        if (!Directory.Exists(given)) throw new UsageException($"{option}: the folder '{given}' does not exist ('default' names the built-in model).");
         return given;
     }
 

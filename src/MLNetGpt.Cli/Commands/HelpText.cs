@@ -99,7 +99,15 @@ internal static class HelpText
                                                     and --device)
                 """, "Exit codes: 0 success, 1 bad usage, input file, model, output folder or a --resume of another job, 130 interrupted (--resume continues)."),
             "complete" => string.Join(Environment.NewLine + Environment.NewLine, ModelDefaults(), "Exit codes: 0 success, 1 bad usage or model, 130 interrupted."),
-            "info" => "Exit codes: 0 success, 1 bad usage or model.",
+            "info" => "Exit codes: 0 the folder opens and works, 1 bad usage, or the folder will not work (the reason is printed).",
+            "quantize" => string.Join(Environment.NewLine + Environment.NewLine,
+                """
+                Examples:
+                  mlnetgpt quantize default kjv-q4 --bits 4        the built-in model, 4-bit
+                  mlnetgpt quantize ./my-model ./my-model-int8 --bits 8
+                The copy opens like the original (GptModel.Open, --model). Attention's own MatMuls (whose inputs are
+                computed, not weights) stay as they are; --verbose lists every MatMul with what happened to it.
+                """, "Exit codes: 0 success, 1 bad usage or model (nothing is written), 130 interrupted (nothing is left at OUT)."),
             _ => ExitCodes,
         };
         return text.TrimEnd() + Environment.NewLine;

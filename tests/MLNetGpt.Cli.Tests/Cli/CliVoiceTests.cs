@@ -102,7 +102,7 @@ public sealed class CliVoiceTests
         var help = CliProcess.Run("generate", "--help");
         Assert.Equal(0, help.ExitCode);
         string text = help.Stdout;
-        Assert.Contains("Default: the embedded default model", text);
+        Assert.Contains("Default: the built-in model (mlnetgpt-kjv", text);
         Assert.DoesNotContain(AppContext.BaseDirectory.TrimEnd('/'), text);
         Assert.DoesNotContain(Fixtures.DefaultModel, text);
         Assert.Contains("Default: the model's, else 20.", text);
@@ -220,5 +220,32 @@ public sealed class CliVoiceTests
         using var failed = JsonDocument.Parse(lines[1]);
         Assert.Equal(JsonValueKind.Null, failed.RootElement.GetProperty("token_count").ValueKind);
         Assert.Equal("line 3: the text is empty", failed.RootElement.GetProperty("error").GetString());
+    }
+
+    [Fact]
+    public void The_word_default_names_the_built_in_model_for_every_command_that_takes_a_folder()
+    {
+        var folder = Fixtures.TempFolder("cli-default-word");
+        var input = SmallInput(folder);
+        var generate = CliProcess.Run("generate", input, "-o", Path.Combine(folder, "out.csv"), "--model", "default", "--max-new-tokens", "2", "--seed", "1", "--quiet");
+        Assert.True(generate.ExitCode == 0, generate.Stderr);
+        var info = CliProcess.Run("info", "default");
+        Assert.Equal(0, info.ExitCode);
+        Assert.Contains("works                   yes: generate, score and classify; not chat: the folder has no chat template", info.Stdout);
+        Assert.Contains("mlnetgpt-kjv", info.Stdout);
+        Assert.Equal(info.Stdout, CliProcess.Run("info", "--model", "default").Stdout);
+    }
+
+    [Fact]
+    public void Info_says_in_its_first_line_whether_a_folder_will_work_and_why_not()
+    {
+        var chat = CliProcess.Run("info", Fixtures.Folder("tiny-chatml"));
+        Assert.Equal(0, chat.ExitCode);
+        Assert.StartsWith("works                   yes: generate, score and classify, and chat (--chat)", chat.Stdout);
+        var empty = Fixtures.TempFolder("cli-info-empty");
+        var broken = CliProcess.Run("info", empty);
+        Assert.Equal(1, broken.ExitCode);
+        Assert.StartsWith($"works                   no: The model folder '{empty}' has no model file: expected model.onnx", broken.Stdout);
+        Assert.Contains("give the model folder once", SingleErrorLine(CliProcess.Run("info", "default", "--model", "default")));
     }
 }

@@ -12,7 +12,7 @@ public sealed class QuantizeCommandTests
     {
         string output = Path.Combine(Fixtures.TempFolder("cli"), "int8");
 
-        var (exit, stdout, stderr) = CliProcess.Run("quantize", Fixtures.Folder("tiny-gpt2-b"), output, "--bits", "8", "--block-size", "64", "--symmetric", "--accuracy-level", "0");
+        var (exit, stdout, stderr) = CliProcess.Run("quantize", Fixtures.Folder("tiny-gpt2-b"), output, "--bits", "8", "--block-size", "64", "--symmetric", "--accuracy-level", "0", "--verbose");
 
         Assert.True(exit == 0, stderr);
         Assert.Contains("settings                    8 bits, block size 64, symmetric, accuracy level 0", stdout);
@@ -73,7 +73,7 @@ public sealed class QuantizeCommandTests
         string input = Path.Combine(Fixtures.TempFolder("cli-missing"), "nothing");
         var (exit, _, stderr) = CliProcess.Run("quantize", input, Path.Combine(Fixtures.TempFolder("cli-out"), "out"), "--bits", "8");
         Assert.Equal(1, exit);
-        Assert.Equal($"mlnetgpt: error: IN: the model folder '{input}' does not exist.", stderr.TrimEnd());
+        Assert.Equal($"mlnetgpt: error: IN: the folder '{input}' does not exist ('default' names the built-in model).", stderr.TrimEnd());
     }
 
     [Fact]
@@ -84,5 +84,36 @@ public sealed class QuantizeCommandTests
         Assert.Equal(1, exit);
         Assert.StartsWith($"mlnetgpt: error: The folder '{input}' holds no ONNX model to quantize", stderr);
         Assert.Single(stderr.TrimEnd().Split('\n'));
+    }
+
+    [Fact]
+    public void The_word_default_names_the_built_in_model_and_a_normal_run_prints_a_short_summary()
+    {
+        string output = Path.Combine(Fixtures.TempFolder("cli-quantize-default"), "kjv-q8");
+        var (exit, stdout, stderr) = CliProcess.Run("quantize", "default", output, "--bits", "8");
+        Assert.True(exit == 0, stderr);
+        var lines = stderr.TrimEnd().Split('\n').Select(l => l.TrimEnd()).ToArray();
+        Assert.Equal(3, lines.Length);
+        Assert.Equal("mlnetgpt: model.onnx: quantizing to 8 bits, block size 32", lines[0]);
+        Assert.StartsWith("mlnetgpt: model.onnx: 25 of 37 MatMuls quantized, 9,158,767 -> ", lines[1]);
+        Assert.Equal($"mlnetgpt: Wrote 5 files to {output}", lines[2]);
+        Assert.DoesNotContain("as it was", stderr);
+        Assert.Contains("MatMuls left as they were   12: 12 because B is computed by Concat, not a constant weight", stdout);
+        using var quantized = GptModel.Open(output);
+        Assert.Equal(50257, quantized.Info.VocabularySize);
+
+        var verbose = CliProcess.Run("quantize", "default", Path.Combine(Fixtures.TempFolder("cli-quantize-verbose"), "q"), "--bits", "8", "--verbose");
+        Assert.Contains("left /blocks.0/MatMul as it was: B is computed by Concat '/blocks.0/Concat_3', not a constant weight", verbose.Stderr);
+        Assert.Contains("quantized /blocks.0/c_attn/MatMul (1 of 37 MatMuls so far)", verbose.Stderr);
+    }
+
+    [Fact]
+    public void Quantize_help_shows_how_to_name_the_built_in_model_and_its_own_exit_codes()
+    {
+        var help = CliProcess.Run("quantize", "--help").Stdout;
+        Assert.Contains("mlnetgpt quantize default kjv-q4 --bits 4", help);
+        Assert.Contains("or 'default' for the built-in model", help);
+        Assert.Contains("Exit codes: 0 success, 1 bad usage or model (nothing is written), 130 interrupted", help);
+        Assert.DoesNotContain("some rows failed", help);
     }
 }
