@@ -53,6 +53,8 @@ internal static class GenerationControls
             (w, v) => w.WriteStringValue(OverflowName((PromptOverflow)v)), InGenerationConfig: false),
         Bool("include_eos_token", o => o.IncludeEosToken, (o, v) => o.IncludeEosToken = v, config: false),
         Bool("prefix_caching", o => o.PrefixCaching, (o, v) => o.PrefixCaching = v, config: false),
+        Bool("skip_special_tokens", o => o.SkipSpecialTokens, (o, v) => o.SkipSpecialTokens = v, config: false),
+        Bool("clean_up_tokenization_spaces", o => o.CleanUpTokenizationSpaces, (o, v) => o.CleanUpTokenizationSpaces = v, config: false),
         // vLLM's names inside: {"guided_choice": [...]}, {"guided_regex": "..."} or {"guided_json": {...}}.
         new("constraint", o => o.Constraint, (o, v) => o.Constraint = (OutputConstraint?)v,
             e => OutputConstraint.FromJson(e.GetRawText(), "'constraint'"),

@@ -33,13 +33,14 @@ public sealed class GptModel : IDisposable
     private int _disposed;
     private int _released;
 
-    private GptModel(DecoderBackend backend, GptModelInfo info, Tokenizer tokenizer, GptModelOptions options, Chat.ChatTemplateFiles? chatTemplates)
+    private GptModel(DecoderBackend backend, GptModelInfo info, Tokenizer tokenizer, SpecialTokenTemplate specialTokens, GptModelOptions options,
+        Chat.ChatTemplateFiles? chatTemplates)
     {
         _backend = backend;
         Info = info;
         Tokenizer = tokenizer;
         _options = options;
-        Prompts = new PromptPreparer(tokenizer, info, options.Write);
+        Prompts = new PromptPreparer(tokenizer, info, specialTokens, options.Write);
         ChatTemplates = chatTemplates;
         ChatTemplate = chatTemplates?.Default is { } entry ? new ChatTemplate(entry, chatTemplates) : null;
     }
@@ -97,12 +98,14 @@ public sealed class GptModel : IDisposable
         {
             int? idCount = sessions.CheckTokenizer(TokenizerVocabulary.IdCount(tokenizer), tokenizerSource, description, options.Write);
             var info = sessions.Describe(description, tokenizerSource, idCount, options.Write);
+            var specialTokens = SpecialTokenRule.For(description.Folder, tokenizer, description.BosTokenId, description.EosTokenIds.Length > 0 ? description.EosTokenIds[0] : null);
+            info.AddBosToken = info.BosTokenId is int bos && specialTokens.Prefix.Contains(bos);
             info.ChatTemplateNames = description.ChatTemplates?.Names ?? [];
             info.ChatTemplateName = description.ChatTemplates?.Default?.Name;
             DecoderBackend backend = sessions.OnCuda
                 ? new CudaDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph, options.GpuDeviceId!.Value)
                 : new HostDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph);
-            return new GptModel(backend, info, tokenizer, options, description.ChatTemplates);
+            return new GptModel(backend, info, tokenizer, specialTokens, options, description.ChatTemplates);
         }
         catch
         {

@@ -28,6 +28,8 @@ internal sealed class DecodingSettings
     public PromptOverflow PromptOverflow { get; private init; }
     public bool IncludeEosToken { get; private init; }
     public bool PrefixCaching { get; private init; }
+    public bool SkipSpecialTokens { get; private init; }
+    public bool CleanUpTokenizationSpaces { get; private init; }
     public OutputConstraint? Constraint { get; private init; }
 
     /// <summary>Library defaults, as Hugging Face's GenerationConfig (the output limit is resolved separately).</summary>
@@ -46,6 +48,9 @@ internal sealed class DecodingSettings
         PromptOverflow = MLNetGpt.PromptOverflow.TruncateLeft,
         IncludeEosToken = false,
         PrefixCaching = true,
+        // transformers' text-generation pipeline decodes completions with both.
+        SkipSpecialTokens = true,
+        CleanUpTokenizationSpaces = true,
     };
 
     public static DecodingSettings Resolve(GenerationOptions? options, GptModelInfo model)
@@ -80,6 +85,8 @@ internal sealed class DecodingSettings
             PromptOverflow = o.PromptOverflow!.Value,
             IncludeEosToken = o.IncludeEosToken!.Value,
             PrefixCaching = o.PrefixCaching!.Value,
+            SkipSpecialTokens = o.SkipSpecialTokens!.Value,
+            CleanUpTokenizationSpaces = o.CleanUpTokenizationSpaces!.Value,
             Constraint = o.Constraint,
         };
     }

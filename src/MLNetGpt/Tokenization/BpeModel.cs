@@ -17,7 +17,7 @@ internal sealed class BpeModel : TokenizerModel
 {
     private readonly Dictionary<string, int> _vocabulary;
     private readonly string?[] _tokens;
-    private readonly Dictionary<long, long> _merges;      // (left, right) -> rank << 32 | merged id
+    private readonly PairTable _merges;                   // (left, right) -> rank << 32 | merged id
     private readonly int[] _charIds;                      // ids of single BMP characters (no prefix/suffix), -1 when absent
     private readonly int[] _byteIds;
     private readonly int? _unknownId;
@@ -39,11 +39,11 @@ internal sealed class BpeModel : TokenizerModel
         _suffix = string.IsNullOrEmpty(endOfWordSuffix) ? null : endOfWordSuffix;
         _tokens = new string?[idLimit];
         foreach (var (token, id) in vocabulary) _tokens[id] = token;
-        _merges = new Dictionary<long, long>(merges.Count);
+        _merges = new PairTable(merges.Count);
         for (int rank = 0; rank < merges.Count; rank++)
         {
             var (left, right, merged) = merges[rank];
-            _merges[PairKey(left, right)] = ((long)rank << 32) | (uint)merged;
+            _merges.Set(PairKey(left, right), ((long)rank << 32) | (uint)merged);
         }
         _charIds = new int[char.MaxValue + 1];
         Array.Fill(_charIds, -1);
@@ -205,6 +205,72 @@ internal sealed class BpeModel : TokenizerModel
     }
 
     private static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
+
+    /// <summary>
+    /// An open-addressing map from a pair key to its merge. Dictionary&lt;long, long&gt; hashes a long as
+    /// the XOR of its halves, which piles pairs of small ids into few buckets; a multiplicative hash
+    /// spreads them, and lookups dominate BPE encoding.
+    /// </summary>
+    private sealed class PairTable
+    {
+        private const long Empty = -1;
+        private readonly long[] _keys;
+        private readonly long[] _values;
+        private readonly int _shift;
+
+        public PairTable(int count)
+        {
+            int bits = Math.Max(4, (int)Math.Ceiling(Math.Log2(Math.Max(1, count) * 2 + 1)));
+            _keys = new long[1 << bits];
+            _values = new long[1 << bits];
+            Array.Fill(_keys, Empty);
+            _shift = 64 - bits;
+            Count = 0;
+        }
+
+        public int Count { get; private set; }
+
+        private int Slot(long key) => (int)((ulong)(key * unchecked((long)0x9E3779B97F4A7C15)) >> _shift);
+
+        public void Set(long key, long value)
+        {
+            int mask = _keys.Length - 1;
+            for (int i = Slot(key); ; i = (i + 1) & mask)
+            {
+                if (_keys[i] == key)
+                {
+                    _values[i] = value;
+                    return;
+                }
+                if (_keys[i] == Empty)
+                {
+                    _keys[i] = key;
+                    _values[i] = value;
+                    Count++;
+                    return;
+                }
+            }
+        }
+
+        public bool TryGetValue(long key, out long value)
+        {
+            int mask = _keys.Length - 1;
+            for (int i = Slot(key); ; i = (i + 1) & mask)
+            {
+                long k = _keys[i];
+                if (k == key)
+                {
+                    value = _values[i];
+                    return true;
+                }
+                if (k == Empty)
+                {
+                    value = 0;
+                    return false;
+                }
+            }
+        }
+    }
 
     private readonly record struct Symbol(int Id, int Start, int Length);
 

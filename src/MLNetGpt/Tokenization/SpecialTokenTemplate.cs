@@ -65,6 +65,9 @@ internal sealed class SpecialTokenTemplate
     {
         if (TokenizerJson.Optional(root, "post_processor") is not { } processor) return null;
         var pieces = Read(json, processor, "post_processor", idLimit);
+        // tokenizers would repeat the text as often as $A appears; no model's file does that, and saved stages keep a prefix and a suffix.
+        if (pieces.Count(p => p.Ids is null) != 1)
+            throw json.Error($"post_processor adds the text {pieces.Count(p => p.Ids is null)} times; a single template must hold $A exactly once.");
         return new SpecialTokenTemplate(pieces, "tokenizer.json post_processor");
     }
 
@@ -149,30 +152,15 @@ internal sealed class SpecialTokenTemplate
         return pieces;
     }
 
-    /// <summary>A template piece: <c>{"Sequence": {"id": "A"}}</c>, <c>{"SpecialToken": {"id": "..."}}</c>, or the string forms <c>"$A"</c>, <c>"$B:1"</c>, <c>"[CLS]"</c>, <c>"[SEP]:1"</c>.</summary>
+    /// <summary>A template piece: <c>{"Sequence": {"id": "A"}}</c> or <c>{"SpecialToken": {"id": "..."}}</c> (tokenizers reads no other form from a file).</summary>
     private static (bool IsSequence, string Name) ReadPiece(TokenizerJson json, JsonElement piece, string where)
     {
-        if (piece.ValueKind == JsonValueKind.String)
+        if (TokenizerJson.Optional(piece, "Sequence") is { } sequence)
         {
-            string text = piece.GetString()!;
-            string[] parts = text.Split(':');
-            if (parts.Length > 2 || (parts.Length == 2 && !uint.TryParse(parts[1], NumberStyles, System.Globalization.CultureInfo.InvariantCulture, out _)))
-                throw json.Error($"{where} is \"{text}\", which is not a template piece.");
-            string id = parts[0];
-            if (!id.StartsWith('$')) return (false, id);
-            string rest = id[1..];
-            return rest switch
-            {
-                "" or "A" or "a" => (true, "A"),
-                "B" or "b" => (true, "B"),
-                _ when uint.TryParse(rest, NumberStyles, System.Globalization.CultureInfo.InvariantCulture, out _) => (true, "A"),
-                _ => throw json.Error($"{where} is \"{text}\", which is not a template piece."),
-            };
+            string id = json.RequiredString(sequence, "id", $"{where}.Sequence");
+            return id is "A" or "B" ? (true, id) : throw json.Error($"{where}.Sequence.id is \"{id}\"; expected \"A\" or \"B\".");
         }
-        if (TokenizerJson.Optional(piece, "Sequence") is { } sequence) return (true, json.RequiredString(sequence, "id", $"{where}.Sequence"));
         if (TokenizerJson.Optional(piece, "SpecialToken") is { } token) return (false, json.RequiredString(token, "id", $"{where}.SpecialToken"));
         throw json.Error($"{where} must be {{\"Sequence\": ...}} or {{\"SpecialToken\": ...}}, but is {TokenizerJson.Describe(piece)}.");
     }
-
-    private const System.Globalization.NumberStyles NumberStyles = System.Globalization.NumberStyles.None;
 }
