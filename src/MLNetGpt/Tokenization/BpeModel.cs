@@ -81,11 +81,33 @@ internal sealed class BpeModel : TokenizerModel
     private Symbol[] Symbols(string word)
     {
         if (word.Length == 0) return [];
-        if (_ignoreMerges && _vocabulary.TryGetValue(word, out int whole)) return [new Symbol(whole, 0, word.Length)];
+        // A word's encoding never changes, so the memo may answer before ignore_merges looks the word up whole.
         if (_cache.TryGet(word, out var cached)) return cached;
-        var symbols = Merge(InitialSymbols(word));
+        var symbols = _ignoreMerges && _vocabulary.TryGetValue(word, out int whole) ? [new Symbol(whole, 0, word.Length)] : Merge(InitialSymbols(word));
         _cache.Set(word, symbols);
         return symbols;
+    }
+
+    /// <summary>
+    /// Appends the ids of a piece of text as the ByteLevel pre-tokenizer would hand it over (its UTF-8
+    /// bytes spelled as byte-level characters), without building the strings when the memo knows it.
+    /// </summary>
+    public void EncodeByteLevel(ReadOnlySpan<char> text, List<int> ids)
+    {
+        int maxBytes = text.Length * 3;
+        byte[]? rentedBytes = null;
+        char[]? rentedChars = null;
+        Span<byte> bytes = maxBytes <= 1024 ? stackalloc byte[maxBytes] : (rentedBytes = System.Buffers.ArrayPool<byte>.Shared.Rent(maxBytes));
+        int count = Encoding.UTF8.GetBytes(text, bytes);
+        Span<char> chars = count <= 1024 ? stackalloc char[count] : (rentedChars = System.Buffers.ArrayPool<char>.Shared.Rent(count));
+        chars = chars[..count];
+        for (int i = 0; i < count; i++) chars[i] = ByteLevelAlphabet.CharOf(bytes[i]);
+        if (_cache.TryGet(chars, out var cached))
+            foreach (var symbol in cached) ids.Add(symbol.Id);
+        else
+            Encode(chars.ToString(), ids);
+        if (rentedBytes is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rentedBytes);
+        if (rentedChars is not null) System.Buffers.ArrayPool<char>.Shared.Return(rentedChars);
     }
 
     private List<Symbol> InitialSymbols(string word)

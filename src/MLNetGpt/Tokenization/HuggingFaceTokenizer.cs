@@ -31,6 +31,7 @@ internal sealed class HuggingFaceTokenizer : Tokenizer
     private readonly TokenizerModel _model;
     private readonly AddedVocabulary _added;
     private readonly IReadOnlyList<DecoderStep>? _decoder;
+    private readonly TokenizerPattern? _byteLevelSplit;
 
     private HuggingFaceTokenizer(IReadOnlyList<NormalizerStep> normalizer, IReadOnlyList<PreTokenizerStep> preTokenizer, TokenizerModel model,
         AddedVocabulary added, IReadOnlyList<DecoderStep>? decoder, SpecialTokenTemplate? postProcessor, string kind)
@@ -43,6 +44,7 @@ internal sealed class HuggingFaceTokenizer : Tokenizer
         PostProcessor = postProcessor;
         Kind = kind;
         IdCount = Math.Max(model.IdLimit, added.MaxId + 1);
+        if (model is BpeModel && PreTokenizerStep.IsByteLevelSplit(preTokenizer, out var pattern)) _byteLevelSplit = pattern;
     }
 
     /// <summary>A short description of the tokenizer's kind, such as "byte-level BPE".</summary>
@@ -202,6 +204,11 @@ internal sealed class HuggingFaceTokenizer : Tokenizer
                     else tokens!.Add(new EncodedToken(innerId, IdToToken(innerId) ?? "", new Range(baseOffset + s, baseOffset + e)));
                     continue;
                 }
+                if (ids is not null && considerPreTokenization && _byteLevelSplit is not null)
+                {
+                    EncodeByteLevelSplit(segment.AsSpan(s, e - s), ids);
+                    continue;
+                }
                 pieces.Clear();
                 var piece = new PreToken(s == 0 && e == segment.Length ? segment : segment[s..e], Math.Clamp(origin - s, 0, e - s), baseOffset + s);
                 pieces.Add(piece);
@@ -221,6 +228,25 @@ internal sealed class HuggingFaceTokenizer : Tokenizer
                 }
             }
         }
+    }
+
+    [ThreadStatic] private static List<(int Start, int End)>? t_matches;
+
+    /// <summary>The common byte-level layout in one loop: every regex match and every gap between matches is a piece.</summary>
+    private void EncodeByteLevelSplit(ReadOnlySpan<char> text, List<int> ids)
+    {
+        var matches = t_matches ??= [];
+        matches.Clear();
+        _byteLevelSplit!.Collect(text, matches);
+        var model = (BpeModel)_model;
+        int previous = 0;
+        foreach (var (start, end) in matches)
+        {
+            if (start > previous) model.EncodeByteLevel(text[previous..start], ids);
+            if (end > start) model.EncodeByteLevel(text[start..end], ids);
+            previous = end;
+        }
+        if (previous < text.Length) model.EncodeByteLevel(text[previous..], ids);
     }
 
     private void Emit(int id, string text, int start, int end, List<int>? ids, List<EncodedToken>? tokens, StringBuilder? normalized)

@@ -254,12 +254,17 @@ internal sealed class TokenizerPattern
     }
 
     /// <summary>Appends the matches of <see cref="Matches"/> to <paramref name="matches"/>.</summary>
-    public void Collect(string text, List<(int Start, int End)> matches)
+    public void Collect(ReadOnlySpan<char> text, List<(int Start, int End)> matches)
     {
         if (_literal is not null)
         {
-            for (int at = text.IndexOf(_literal, StringComparison.Ordinal); at >= 0; at = text.IndexOf(_literal, at + _literal.Length, StringComparison.Ordinal))
-                matches.Add((at, at + _literal.Length));
+            for (int from = 0; from <= text.Length;)
+            {
+                int found = text[from..].IndexOf(_literal, StringComparison.Ordinal);
+                if (found < 0) break;
+                matches.Add((from + found, from + found + _literal.Length));
+                from += found + _literal.Length;
+            }
             return;
         }
         int lastEnd = -1;

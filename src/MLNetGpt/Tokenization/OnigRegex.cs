@@ -130,10 +130,18 @@ internal static class OnigRegex
     /// <summary>A set of characters as .NET regex: the BMP part (never a lone surrogate) and the astral members as pairs.</summary>
     private static string Set(string body, bool negated, AstralSet astral)
     {
-        string? bmp = negated ? $"[^{body}{Surrogates}]" : body.Length == 0 ? null : $"[{body}-[{Surrogates}]]";
+        // Subtracting the surrogates costs .NET its fast class checks, so it is done only where the class could match one.
+        string? bmp = negated ? $"[^{body}{Surrogates}]" : body.Length == 0 ? null : MatchesSurrogates(body) ? $"[{body}-[{Surrogates}]]" : $"[{body}]";
         if (astral.IsEmpty) return bmp ?? "(?!)";
-        string pairs = astral.ToRegex();
+        // The pairs only after a look at the next unit: most text has no surrogates, and a class miss stays one check.
+        string pairs = $"(?=[\\uD800-\\uDBFF]){astral.ToRegex()}";
         return bmp is null ? $"(?:{pairs})" : $"(?:{bmp}|{pairs})";
+    }
+
+    private static bool MatchesSurrogates(string body)
+    {
+        var regex = new Regex($"[{body}]", RegexOptions.CultureInvariant);
+        return regex.IsMatch("\uD800") || regex.IsMatch("\uDBFF") || regex.IsMatch("\uDC00") || regex.IsMatch("\uDFFF");
     }
 
     private static int OpenGroup(string pattern, int i, StringBuilder output, Stack<int> groupStarts, out bool isGroup)

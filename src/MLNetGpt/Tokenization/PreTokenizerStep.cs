@@ -52,6 +52,27 @@ internal abstract class PreTokenizerStep
     /// <summary>Whether this step (or one inside it) is a ByteLevel pre-tokenizer.</summary>
     public virtual bool IsByteLevel => false;
 
+    /// <summary>
+    /// Whether <paramref name="steps"/> are the byte-level layout nearly every byte-level file uses:
+    /// a regex cut into isolated pieces (a Split, or ByteLevel's own GPT-2 pattern), then each piece's
+    /// bytes as byte-level characters, nothing prepended. Encoding then runs one tight loop over the matches.
+    /// </summary>
+    public static bool IsByteLevelSplit(IReadOnlyList<PreTokenizerStep> steps, out TokenizerPattern pattern)
+    {
+        pattern = null!;
+        switch (steps)
+        {
+            case [ByteLevel { AddPrefixSpace: false, UseRegex: true }]:
+                pattern = Gpt2Regex.Value;
+                return true;
+            case [Split { Behavior: SplitBehavior.Isolated, Invert: false } split, ByteLevel { AddPrefixSpace: false, UseRegex: false }]:
+                pattern = split.Pattern;
+                return true;
+            default:
+                return false;
+        }
+    }
+
     public static IReadOnlyList<PreTokenizerStep> Read(TokenizerJson json, JsonElement root)
     {
         var steps = new List<PreTokenizerStep>();
@@ -217,6 +238,10 @@ internal abstract class PreTokenizerStep
     {
         public override bool IsByteLevel => true;
 
+        public bool AddPrefixSpace => addPrefixSpace;
+
+        public bool UseRegex => useRegex;
+
         public override void Apply(List<PreToken> pieces, bool trackOffsets)
         {
             var result = new List<PreToken>(pieces.Count * 2);
@@ -304,6 +329,12 @@ internal abstract class PreTokenizerStep
 
     private sealed class Split(TokenizerPattern pattern, SplitBehavior behavior, bool invert) : PreTokenizerStep
     {
+        public TokenizerPattern Pattern => pattern;
+
+        public SplitBehavior Behavior => behavior;
+
+        public bool Invert => invert;
+
         public override void Apply(List<PreToken> pieces, bool trackOffsets)
         {
             var result = new List<PreToken>(pieces.Count * 4);
