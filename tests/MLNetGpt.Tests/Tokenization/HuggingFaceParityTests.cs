@@ -37,6 +37,23 @@ public sealed class HuggingFaceParityTests(ITestOutputHelper output)
     public void A_fixture_tokenizer_encodes_and_decodes_the_corpus_exactly_as_hugging_face_does(string folder) =>
         AssertParity(Path.Combine(Fixtures.Folder(folder), "tokenizer.json"));
 
+    /// <summary>
+    /// Other tokenizer.json files (real models' files that cannot be committed) named in the environment
+    /// variable MLNETGPT_TOKENIZER_FILES, separated by the path separator; skipped when it is not set.
+    /// </summary>
+    [ExtraTokenizerFilesFact]
+    public void Tokenizer_files_named_in_the_environment_encode_and_decode_the_corpus_exactly_as_hugging_face_does()
+    {
+        var failures = new List<string>();
+        foreach (string path in ExtraTokenizerFilesFactAttribute.Files())
+        {
+            var report = ParityRun.Run(path, Corpus(), RandomSequences);
+            output.WriteLine($"{path}: {report.Summary}");
+            failures.AddRange(report.Failures.Take(5).Select(f => $"{path}: {f}"));
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
     [Fact]
     public void The_corpus_holds_at_least_two_thousand_distinct_lines_of_every_kind()
     {
@@ -64,6 +81,20 @@ public sealed class HuggingFaceParityTests(ITestOutputHelper output)
         output.WriteLine(report.Summary);
         Assert.True(report.Failures.Count == 0, $"{report.Summary}\n{string.Join("\n", report.Failures.Take(10))}");
     }
+}
+
+/// <summary>A fact that runs only when MLNETGPT_TOKENIZER_FILES names tokenizer.json files.</summary>
+public sealed class ExtraTokenizerFilesFactAttribute : FactAttribute
+{
+    public const string Variable = "MLNETGPT_TOKENIZER_FILES";
+
+    public ExtraTokenizerFilesFactAttribute()
+    {
+        if (Files().Count == 0) Skip = $"set {Variable} to tokenizer.json paths (separated by '{Path.PathSeparator}') to compare them with Hugging Face's tokenizers";
+    }
+
+    public static IReadOnlyList<string> Files() =>
+        (Environment.GetEnvironmentVariable(Variable) ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 }
 
 /// <summary>One comparison of MLNetGpt's tokenizer with Hugging Face's on one file.</summary>
