@@ -273,6 +273,8 @@ internal sealed class TokenizerPattern
             foreach (var match in _regex!.EnumerateMatches(text))
             {
                 if (match.Length == 0 && match.Index == lastEnd) continue;
+                // Oniguruma steps over code points: no empty match between the two halves of a surrogate pair.
+                if (match.Length == 0 && match.Index > 0 && match.Index < text.Length && char.IsLowSurrogate(text[match.Index]) && char.IsHighSurrogate(text[match.Index - 1])) continue;
                 matches.Add((match.Index, match.Index + match.Length));
                 lastEnd = match.Index + match.Length;
             }

@@ -24,7 +24,9 @@ namespace MLNetGpt.Tokenization;
 /// </remarks>
 internal static class OnigRegex
 {
-    private const string Word = @"\p{L}\p{M}\p{N}\p{Pc}";
+    // Oniguruma's Unicode \w: Alphabetic (letters, letter numbers, Other_Alphabetic: marks and the circled and
+    // squared Latin letters), marks, decimal digits and connector punctuation; not No (①), not the joiners.
+    private const string Word = @"\p{L}\p{Nl}\p{M}\p{Nd}\p{Pc}\u24B6-\u24E9";
     private const string Surrogates = @"\uD800-\uDFFF";
     private const string AnyPair = @"[\uD800-\uDBFF][\uDC00-\uDFFF]";
 
@@ -32,10 +34,11 @@ internal static class OnigRegex
     [
         UnicodeCategory.UppercaseLetter, UnicodeCategory.LowercaseLetter, UnicodeCategory.TitlecaseLetter, UnicodeCategory.ModifierLetter,
         UnicodeCategory.OtherLetter, UnicodeCategory.NonSpacingMark, UnicodeCategory.SpacingCombiningMark, UnicodeCategory.EnclosingMark,
-        UnicodeCategory.DecimalDigitNumber, UnicodeCategory.LetterNumber, UnicodeCategory.OtherNumber, UnicodeCategory.ConnectorPunctuation,
+        UnicodeCategory.DecimalDigitNumber, UnicodeCategory.LetterNumber, UnicodeCategory.ConnectorPunctuation,
     ];
 
-    private static readonly Lazy<AstralSet> WordAstral = new(() => AstralSet.Of(WordCategories));
+    private static readonly Lazy<AstralSet> WordAstral = new(() => AstralSet.Of(WordCategories)
+        .Union(AstralSet.Range(0x1F130, 0x1F149)).Union(AstralSet.Range(0x1F150, 0x1F169)).Union(AstralSet.Range(0x1F170, 0x1F189)));
 
     // Property names Oniguruma and .NET both know, by Oniguruma's spelling (case, spaces,
     // underscores and hyphens ignored), mapped to .NET's general category names.
@@ -63,6 +66,9 @@ internal static class OnigRegex
     {
         var output = new StringBuilder(pattern.Length + 16);
         var groupStarts = new Stack<int>();
+        // Case-insensitivity per group, restored at its end: Oniguruma folds 'ſ' to 's' and 'K' (Kelvin) to 'k', .NET's ignore-case does not.
+        var caseScopes = new Stack<bool>();
+        bool ignoreCase = false;
         int atomStart = -1;         // where the last complete atom begins in the output (for possessive quantifiers)
         int i = 0;
         while (i < pattern.Length)
@@ -84,13 +90,19 @@ internal static class OnigRegex
                     i++;
                     break;
                 case '(':
-                    i = OpenGroup(pattern, i, output, groupStarts, out bool isGroup);
-                    if (!isGroup) atomStart = -1;
-                    break;
+                    {
+                        int depth = groupStarts.Count;
+                        i = OpenGroup(pattern, i, output, groupStarts, out bool isGroup, out bool? caseOption);
+                        if (groupStarts.Count > depth) caseScopes.Push(ignoreCase);
+                        if (caseOption is bool option) ignoreCase = option;
+                        if (!isGroup) atomStart = -1;
+                        break;
+                    }
                 case ')':
                     if (groupStarts.Count == 0) throw new FormatException($"the ')' at {i} closes no group");
                     output.Append(')');
                     atomStart = groupStarts.Pop();
+                    ignoreCase = caseScopes.Pop();
                     i++;
                     break;
                 case '*' or '+' or '?':
@@ -114,10 +126,22 @@ internal static class OnigRegex
                         output.Append("(?:").Append(c).Append(pattern[i + 1]).Append(')');
                         i += 2;
                     }
+                    else if (ignoreCase && MultiCharFold(pattern, i) is var (length, alternatives))
+                    {
+                        // Oniguruma's case folding also matches "ss" with ß, "fi" with ﬁ and the like: one unit here.
+                        string letters = string.Concat(pattern.AsSpan(i, length).ToArray().Select(ch => ch is 's' or 'S' ? @"[sS\u017F]" : ch.ToString()));
+                        output.Append("(?:").Append(letters).Append('|').Append(alternatives).Append(')');
+                        i += length;
+                    }
                     else
                     {
                         // Without IgnorePatternWhitespace .NET reads '#' and white space literally, as Oniguruma does.
-                        output.Append(c);
+                        output.Append(!ignoreCase ? c.ToString() : c switch
+                        {
+                            's' or 'S' => @"[sS\u017F]",
+                            'k' or 'K' => @"[kK\u212A]",
+                            _ => c.ToString(),
+                        });
                         i++;
                     }
                     break;
@@ -125,6 +149,25 @@ internal static class OnigRegex
         }
         if (groupStarts.Count > 0) throw new FormatException("a group is not closed");
         return output.ToString();
+    }
+
+    // Letter sequences that a single character folds to (Unicode's full case folding), and those characters.
+    private static readonly (string Letters, string Characters)[] MultiCharFolds =
+    [
+        ("ffi", "\uFB03"), ("ffl", "\uFB04"), ("ss", "\u00DF\u1E9E"), ("st", "\uFB05\uFB06"), ("ff", "\uFB00"), ("fi", "\uFB01"), ("fl", "\uFB02"),
+    ];
+
+    /// <summary>A letter sequence at <paramref name="i"/> that a ligature or ß folds to (not followed by a quantifier), with the characters as a class.</summary>
+    private static (int Length, string Class)? MultiCharFold(string pattern, int i)
+    {
+        foreach (var (letters, characters) in MultiCharFolds)
+        {
+            if (i + letters.Length > pattern.Length || !pattern.AsSpan(i, letters.Length).Equals(letters, StringComparison.OrdinalIgnoreCase)) continue;
+            int next = i + letters.Length;
+            if (next < pattern.Length && (pattern[next] is '*' or '+' or '?' || (pattern[next] == '{' && IsInterval(pattern, next, out _)))) continue;
+            return (letters.Length, $"[{characters}]");
+        }
+        return null;
     }
 
     /// <summary>A set of characters as .NET regex: the BMP part (never a lone surrogate) and the astral members as pairs.</summary>
@@ -144,9 +187,10 @@ internal static class OnigRegex
         return regex.IsMatch("\uD800") || regex.IsMatch("\uDBFF") || regex.IsMatch("\uDC00") || regex.IsMatch("\uDFFF");
     }
 
-    private static int OpenGroup(string pattern, int i, StringBuilder output, Stack<int> groupStarts, out bool isGroup)
+    private static int OpenGroup(string pattern, int i, StringBuilder output, Stack<int> groupStarts, out bool isGroup, out bool? ignoreCase)
     {
         isGroup = true;
+        ignoreCase = null;
         if (i + 1 >= pattern.Length || pattern[i + 1] != '?')
         {
             groupStarts.Push(output.Length);
@@ -183,9 +227,12 @@ internal static class OnigRegex
         // Options: (?imx-imx) for the rest of the group, or (?imx-imx:...) for a group.
         int j = i + 2;
         var options = new StringBuilder();
+        bool off = false;
         while (j < pattern.Length && pattern[j] is not (':' or ')'))
         {
             char option = pattern[j];
+            if (option == '-') off = true;
+            if (option == 'i') ignoreCase = !off;
             options.Append(option switch
             {
                 'i' => 'i',
@@ -217,6 +264,13 @@ internal static class OnigRegex
             string body = pattern[(i + 1)..end];
             output.Append('{').Append(body.StartsWith(',') ? "0" + body : body).Append('}');
             i = end + 1;
+            if (i < pattern.Length && pattern[i] == '+')
+            {
+                // Not possessive after an interval in Oniguruma's syntax: "x{1,3}+" repeats the interval, (?:x{1,3})+.
+                output.Insert(atomStart, "(?:");
+                output.Append(")+");
+                return i + 1;
+            }
         }
         else
         {
