@@ -9,10 +9,12 @@ namespace MLNetGpt.Tokenization;
 /// Face tokenizers compiles them with) into .NET regular expressions with the same matches.
 /// </summary>
 /// <remarks>
-/// <para>What changes: possessive quantifiers (<c>a++</c>, <c>a?+</c>, <c>{n,m}+</c>) become atomic
-/// groups; <c>{,n}</c> becomes <c>{0,n}</c>; <c>\x{...}</c> becomes <c>\uXXXX</c>; Oniguruma's Unicode
-/// <c>\w</c> (letters, marks, numbers, connector punctuation), <c>\h</c> (hex digit) and <c>\b</c> are
-/// spelled out.</para>
+/// <para>What changes: possessive quantifiers (<c>a++</c>, <c>a?+</c>, <c>a*+</c>) become atomic groups,
+/// while <c>a{n,m}+</c> repeats the interval as Oniguruma reads it; <c>{,n}</c> becomes <c>{0,n}</c>;
+/// <c>\x{...}</c> becomes <c>\uXXXX</c>; Oniguruma's Unicode <c>\w</c> (Alphabetic, marks, decimal digits,
+/// connector punctuation), <c>\h</c> (hex digit) and <c>\b</c> are spelled out; under <c>(?i)</c> the letters
+/// s and k also match 'ſ' and the Kelvin sign, and "ss", "st", "ff", "fi", "fl", "ffi", "ffl" also match the
+/// character that folds to them (ß, the ligatures), as Oniguruma's case folding does.</para>
 /// <para>Code points above U+FFFF: Oniguruma matches them as one character, .NET as two surrogates
 /// that belong to no letter or number class. So every class, property, shorthand and <c>.</c> gets
 /// its astral members as surrogate-pair alternatives, and the BMP part never matches a lone
