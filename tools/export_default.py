@@ -3,7 +3,7 @@
 default model's golden greedy data.
 
     /usr/bin/python3 tools/export_default.py --run artifacts/default --out models/mlnetgpt-kjv \
-        --golden tests/MLNetGpt.Tests/Fixtures/default-golden.json
+        --golden tests/Fixtures/default-golden.json
 
 Weights are stored as fp16 (with Casts to fp32 in the graph); torch computes the golden data and
 the card's samples from the same fp16-rounded weights. The training log is copied to

@@ -5,7 +5,7 @@ Usage (from the repository root, with Debian's python3-jinja2 3.1.2):
     /usr/bin/python3 tools/jinja_reference.py          # fill "expected" / "error" of every snippet in place
     /usr/bin/python3 tools/jinja_reference.py --check  # re-render, compare, write nothing; exit 1 on any difference
 
-The snippets live in tests/MLNetGpt.Tests/Chat/Reference/jinja-reference.json: a list of objects with
+The snippets live in tests/MLNetGpt.Jinja.Tests/Chat/Reference/jinja-reference.json: a list of objects with
 "name" (the behaviour, as a sentence), "template" and an optional "context" (template variables; a name that is
 absent is undefined). For each one this script stores either "expected" (the rendered text) or
 "error": {"type": <Python exception class>, "message": <its message>, "line": <the template line it names>}.
@@ -27,7 +27,7 @@ import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SNIPPETS = os.path.join(ROOT, "tests", "MLNetGpt.Tests", "Chat", "Reference", "jinja-reference.json")
+SNIPPETS = os.path.join(ROOT, "tests", "MLNetGpt.Jinja.Tests", "Chat", "Reference", "jinja-reference.json")
 FIXED_NOW = datetime.datetime(2025, 7, 10, 12, 0, 0)
 
 

@@ -3,9 +3,9 @@
 kit's own, the added special tokens <|im_start|> and <|im_end|>, and a ChatML chat template written
 for this project (Hermes-style tool calls), so that chat prompts can be tested end to end.
 
-    /usr/bin/python3 tools/make_chat_fixture.py tests/MLNetGpt.Tests/Fixtures
+    /usr/bin/python3 tools/make_chat_fixture.py tests/Fixtures
 
-Writes tests/MLNetGpt.Tests/Fixtures/tiny-chatml/:
+Writes tests/Fixtures/tiny-chatml/:
   tokenizer.json          byte-level BPE: 256 byte pieces, MERGES merges learned from CORPUS below,
                           added tokens <|endoftext|>, <|im_start|>, <|im_end|> (special, not in model.vocab)
   tokenizer_config.json   chat_template (CHAT_TEMPLATE), eos_token <|im_end|> as an AddedToken object,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the tiny random-weight test fixtures and their torch-computed golden data.
 
-    /usr/bin/python3 tools/make_fixtures.py tests/MLNetGpt.Tests/Fixtures
+    /usr/bin/python3 tools/make_fixtures.py tests/Fixtures
 
 Each fixture is a complete model folder (model.onnx, config.json, generation_config.json,
 tokenizer_config.json) plus golden.json:

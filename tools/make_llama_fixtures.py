@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the Llama fixtures in the two layouts people download, with torch goldens.
 
-    /usr/bin/python3 tools/make_llama_fixtures.py tests/MLNetGpt.Tests/Fixtures
+    /usr/bin/python3 tools/make_llama_fixtures.py tests/Fixtures
 
 Needs tools/make_sentencepiece_tokenizer.py's output (spbpe-legacy, spbpe-metaspace) in the same folder.
 One random-weight Llama (2 layers, 4 query / 2 key-value heads of size 16, width 64, SwiGLU 128,

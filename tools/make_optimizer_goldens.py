@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Torch goldens for the trainer's optimizer and loop (tests/MLNetGpt.Tests/Training).
+"""Torch goldens for the trainer's optimizer and loop (tests/MLNetGpt.Core.Tests/Training).
 
-    /usr/bin/python3 tools/make_optimizer_goldens.py tests/MLNetGpt.Tests/Fixtures/training/optimizer-golden.json
+    /usr/bin/python3 tools/make_optimizer_goldens.py tests/Fixtures/training/optimizer-golden.json
 
 Two parts, both computed by Debian's python3-torch (1.13) in float32:
 

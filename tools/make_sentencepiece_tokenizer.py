@@ -3,7 +3,7 @@
 tokenizer.json files Llama 2, Mistral, TinyLlama and Phi-3 ship, with golden encodings computed by
 SentencePiece itself.
 
-    /usr/bin/python3 tools/make_sentencepiece_tokenizer.py tests/MLNetGpt.Tests/Fixtures
+    /usr/bin/python3 tools/make_sentencepiece_tokenizer.py tests/Fixtures
 
 writes two tokenizer folders that share one trained model:
   spbpe-legacy/     tokenizer.json in the older form: normalizer Sequence[Prepend("▁"), Replace(" ", "▁")],

@@ -49,7 +49,7 @@ internal static class ConstraintCost
         var first = new CompiledConstraint(OutputConstraint.Regex("a"), table, [Eos]);
         first.Allowed(first.Start, 1000);   // the shared vocabulary trie is built on first use
         result.TrieBuildMs = trie.Elapsed.TotalMilliseconds;
-        var cases = JsonDocument.Parse(File.ReadAllText(Path.Combine(root, "tests", "MLNetGpt.Tests", "Fixtures", "constraint-cases.json"))).RootElement;
+        var cases = JsonDocument.Parse(File.ReadAllText(Path.Combine(root, "tests", "Fixtures", "constraint-cases.json"))).RootElement;
         var all = cases.GetProperty("regexes").EnumerateArray().Select(e => ("regex", e.GetString()!))
             .Concat(cases.GetProperty("schemas").EnumerateArray().Select(e => ("schema", JsonSerializer.Serialize(e))));
         foreach (var (kind, text) in all)

@@ -18,6 +18,7 @@ using MLNetGpt.Bench;
 //   profile MODEL BATCH PROMPT_TOKENS STEPS THREADS   (engine step against the leanest ONNX Runtime loop)
 //   gpu MODEL [MODEL...]   (the CUDA path on a machine with an NVIDIA GPU: correctness against the CPU, throughput)
 //   settings MODEL BATCH PROMPT_TOKENS STEPS THREADS ROUNDS   (engine step under ONNX Runtime thread/spinning settings)
+//   encode [ROUNDS] [MEGABYTES]   (tokenizer.json encode throughput against Hugging Face's Rust tokenizers; prints the docs table)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 string mode = args.Length > 0 ? args[0] : "all";
@@ -65,6 +66,13 @@ switch (mode)
         return 0;
     case "gpu":
         return GpuCheck.Run(args[1..]);
+    case "encode":
+    {
+        var rows = EncodeBench.Run(Report.FindRoot(), args.Length > 1 ? int.Parse(args[1]) : 3, args.Length > 2 ? int.Parse(args[2]) : 10);
+        Console.WriteLine(EncodeBench.Table(rows));
+        Console.WriteLine(JsonSerializer.Serialize(rows));
+        return 0;
+    }
     case "choose":
         Choose.Run(args[1], int.Parse(args[2]));
         return 0;
@@ -75,6 +83,6 @@ switch (mode)
     case "all":
         return Report.Run(args[1..]);
     default:
-        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, choose or micro");
+        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, choose, encode or micro");
         return 1;
 }

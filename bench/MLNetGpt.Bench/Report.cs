@@ -42,7 +42,7 @@ internal static class Report
     // f16 is made (q8_0 and q4_0 are quantized from it) but not timed: it adds minutes to the run and no comparison.
     private static readonly string[] LlamaSubjects = ["llama-f32", "llama-q8_0", "llama-q4_0"];
     private static readonly string[] NoSpinSubjects = ["engine-nospin", "engine-int4-nospin", "llama-f32-nospin", "llama-q4_0-nospin"];
-    private static readonly string[] Sections = ["throughput", "bandwidth", "perplexity", "ids", "prefix", "constraints", "continuous"];
+    private static readonly string[] Sections = ["throughput", "bandwidth", "perplexity", "ids", "prefix", "constraints", "continuous", "encode"];
 
     private sealed record ModelSpec(string Name, string Folder, string Description)
     {
@@ -75,6 +75,7 @@ internal static class Report
         public PrefixBench.Result? Prefix { get; set; }
         public Continuous.Result? Continuous { get; set; }
         public ConstraintCost.Result? Constraints { get; set; }
+        public List<EncodeBench.Row>? Encode { get; set; }
     }
 
     private static Options? Parse(string[] args)
@@ -155,7 +156,7 @@ internal static class Report
         var defaultModel = models.FirstOrDefault(m => m.Name == "default");
         if (options.Sections.Contains("perplexity") && defaultModel is not null)
         {
-            string verses = Path.Combine(root, "tests", "MLNetGpt.Tests", "Fixtures", "kjv-heldout.txt");
+            string verses = Path.Combine(root, "tests", "Fixtures", "kjv-heldout.txt");
             foreach (var (precision, folder) in defaultModel.Folders)
             {
                 if (Child<Precisions.PerplexityResult>($"held-out perplexity, default model {precision}", [self, "perplexity", folder, verses, threadsText], out _) is { } result)
@@ -189,12 +190,15 @@ internal static class Report
         {
             continuous = Child<Continuous.Result>("continuous batching on mixed lengths", [self, "continuous", defaultModel.Folder, quick ? "64" : "128", "16", quick ? "2" : "3", threadsText], out _);
         }
+        List<EncodeBench.Row>? encode = null;
+        if (options.Sections.Contains("encode"))
+            encode = Child<List<EncodeBench.Row>>("tokenizer.json encode throughput against Hugging Face's tokenizers", [self, "encode", quick ? "1" : "3", quick ? "2" : "10"], out _);
         Probe();
 
         var run = new RunRecord
         {
             Args = args, Date = DateTime.UtcNow, Minutes = started.Elapsed.TotalMinutes, Rows = rows, Bandwidth = bandwidth, Perplexity = perplexity,
-            Ids = ids, Prefix = prefix, Continuous = continuous, Constraints = constraints,
+            Ids = ids, Prefix = prefix, Continuous = continuous, Constraints = constraints, Encode = encode,
         };
         Write(output, Markdown(models, run, options), Chart(models, rows), run);
         return 0;
@@ -441,7 +445,7 @@ internal static class Report
     {
         md.AppendLine("## Structured-output constraints");
         md.AppendLine();
-        md.AppendLine($"The regexes and JSON schemas of the validity test (tests/MLNetGpt.Tests/Fixtures/constraint-cases.json) at GPT-2's {c.VocabularySize:N0}-token vocabulary; load {c.LoadAverage:F1} at the start.");
+        md.AppendLine($"The regexes and JSON schemas of the validity test (tests/Fixtures/constraint-cases.json) at GPT-2's {c.VocabularySize:N0}-token vocabulary; load {c.LoadAverage:F1} at the start.");
         md.AppendLine("\"Build\" parses the pattern and makes the automaton; \"start visit\" walks the vocabulary trie against it for the first state (each state is walked once, then its allowed set is cached);");
         md.AppendLine($"\"warm step\" is the per-row work of a decode step after warm-up: the cached allowed set, masking a {c.VocabularySize:N0}-wide logits row, advancing the state (median over seeded walks through allowed tokens, {c.Batch} rows).");
         md.AppendLine($"The vocabulary's byte trie, built once per tokenizer and shared by every constraint, took {c.TrieBuildMs:F0} ms.");
@@ -561,7 +565,7 @@ internal static class Report
             md.AppendLine("## Perplexity per precision");
             md.AppendLine();
             var first = perplexity.Values.First();
-            md.AppendLine($"The default model on {first.Verses} held-out KJV verses (tests/MLNetGpt.Tests/Fixtures/kjv-heldout.txt, chapters the training never saw), {first.Tokens:N0} scored tokens; corpus perplexity = exp(mean negative log-likelihood), scored by the engine (GptModel.Score).");
+            md.AppendLine($"The default model on {first.Verses} held-out KJV verses (tests/Fixtures/kjv-heldout.txt, chapters the training never saw), {first.Tokens:N0} scored tokens; corpus perplexity = exp(mean negative log-likelihood), scored by the engine (GptModel.Score).");
             md.AppendLine();
             md.AppendLine("| precision | perplexity | vs fp32 |");
             md.AppendLine("|---|---:|---:|");
@@ -621,15 +625,16 @@ internal static class Report
             md.AppendLine($"Outputs identical in every mode and run: **{(continuous.IdenticalOutputs ? "yes" : "NO")}**.");
             md.AppendLine();
         }
+        if (run.Encode is { Count: > 0 } encodeRows) EncodeBench.Section(md, encodeRows);
         md.AppendLine("![tokens/s against batch size, and by precision](benchmarks.svg)");
         md.AppendLine();
         md.AppendLine("Reproduce: `dotnet run -c Release --project bench/MLNetGpt.Bench -- all`. Options: `--quick` (batches 1 and 8, one run per process), `--models default|gpt2-small`,");
         md.AppendLine("`--subjects engine,llama` (keys, or a key standing for itself and its variants: pipeline, engine, plain, genai, engine-int8, engine-int4 (with engine-int4-b128), genai-int8, genai-int4,");
         md.AppendLine("llama-f32, llama-q8_0, llama-q4_0, and the -nospin variants of engine, engine-int4, llama-f32, llama-q4_0),");
-        md.AppendLine("`--sections throughput,bandwidth,perplexity,ids,prefix,constraints,continuous`, `--batches 1,8`, `--runs N`, `--rounds N`, `--timeout SECONDS` (per process); a filtered run writes artifacts/benchmarks-partial.md unless `--out` says otherwise.");
+        md.AppendLine("`--sections throughput,bandwidth,perplexity,ids,prefix,constraints,continuous,encode`, `--batches 1,8`, `--runs N`, `--rounds N`, `--timeout SECONDS` (per process); a filtered run writes artifacts/benchmarks-partial.md unless `--out` says otherwise.");
         md.AppendLine("The measurements are kept in artifacts/benchmarks-run.json; `all --from artifacts/benchmarks-run.json` renders the report from them again.");
         md.AppendLine("The GPT-2-small-shaped model, its int8/int4 copies and its GGUF files are made on first use into artifacts/ (tools/make_bench_model.py and tools/make_gguf.py need Debian's python3-torch, python3-onnx and python3-numpy).");
-        md.AppendLine("Other modes: `bandwidth THREADS REPS`, `prefix MODEL ROWS BATCH RUNS THREADS`, `constraints MODEL BATCH RUNS THREADS`, `profile MODEL BATCH PROMPT_TOKENS STEPS THREADS`, `micro` (BenchmarkDotNet, decoding controls).");
+        md.AppendLine("Other modes: `encode ROUNDS MEGABYTES`, `bandwidth THREADS REPS`, `prefix MODEL ROWS BATCH RUNS THREADS`, `constraints MODEL BATCH RUNS THREADS`, `profile MODEL BATCH PROMPT_TOKENS STEPS THREADS`, `micro` (BenchmarkDotNet, decoding controls).");
         return md.ToString();
     }
 

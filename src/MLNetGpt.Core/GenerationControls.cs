@@ -102,6 +102,9 @@ internal static class GenerationControls
             { ValueType = typeof(PromptOverflow), LibraryDefault = PromptOverflow.TruncateLeft },
         Bool("include_eos_token", o => o.IncludeEosToken, (o, v) => o.IncludeEosToken = v, config: false) with { LibraryDefault = false },
         Bool("prefix_caching", o => o.PrefixCaching, (o, v) => o.PrefixCaching = v, config: false) with { LibraryDefault = true },
+        // transformers' text-generation pipeline decodes completions with both.
+        Bool("skip_special_tokens", o => o.SkipSpecialTokens, (o, v) => o.SkipSpecialTokens = v, config: false) with { LibraryDefault = true },
+        Bool("clean_up_tokenization_spaces", o => o.CleanUpTokenizationSpaces, (o, v) => o.CleanUpTokenizationSpaces = v, config: false) with { LibraryDefault = true },
         // vLLM's names inside: {"guided_choice": [...]}, {"guided_regex": "..."} or {"guided_json": {...}}. The command
         // line offers it through its own flags (--choices, --regex, --json-schema).
         new("constraint", o => o.Constraint, (o, v) => o.Constraint = (OutputConstraint?)v,

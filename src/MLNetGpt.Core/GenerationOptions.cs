@@ -209,6 +209,20 @@ public sealed class GenerationOptions
     /// </summary>
     public bool? PrefixCaching { get; set; }
 
+    /// <summary>
+    /// Leave special tokens (end-of-sequence, chat markers) out of the generated text, as transformers'
+    /// <c>decode(..., skip_special_tokens=True)</c>. Default true, as transformers' text-generation pipeline
+    /// returns completions.
+    /// </summary>
+    public bool? SkipSpecialTokens { get; set; }
+
+    /// <summary>
+    /// Apply transformers' <c>clean_up_tokenization</c> to the generated text (no space before
+    /// <c>. ? ! ,</c> and the contractions <c>n't 'm 's 've 're</c>). Default true, as transformers'
+    /// text-generation pipeline returns completions.
+    /// </summary>
+    public bool? CleanUpTokenizationSpaces { get; set; }
+
     /// <summary>Returns a copy whose unset properties are taken from <paramref name="fallback"/>.</summary>
     public GenerationOptions WithDefaults(GenerationOptions? fallback)
     {

@@ -78,12 +78,14 @@ public sealed class GptModel : IDisposable
         {
             int? idCount = sessions.CheckTokenizer(TokenizerVocabulary.IdCount(tokenizer), tokenizerSource, description, options.Write);
             var info = sessions.Describe(description, tokenizerSource, idCount, options.Write);
+            var specialTokens = SpecialTokenRule.For(description.Folder, tokenizer, description.BosTokenId, description.EosTokenIds.Length > 0 ? description.EosTokenIds[0] : null);
+            info.AddBosToken = info.BosTokenId is int bos && specialTokens.Prefix.Contains(bos);
             info.ChatTemplateNames = description.ChatTemplates?.Names ?? [];
             info.ChatTemplateName = description.ChatTemplates?.Default?.Name;
             DecoderBackend backend = sessions.OnCuda
                 ? new CudaDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph, options.GpuDeviceId!.Value)
                 : new HostDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph);
-            return new GptModel(new GenerationEngine(backend, info, tokenizer, options.Write), description.ChatTemplates);
+            return new GptModel(new GenerationEngine(backend, info, tokenizer, specialTokens, options.Write), description.ChatTemplates);
         }
         catch
         {

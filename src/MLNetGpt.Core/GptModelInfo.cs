@@ -52,10 +52,11 @@ public sealed class GptModelInfo
     public int? BosTokenId { get; internal init; }
 
     /// <summary>
-    /// Whether text prompts start with <see cref="BosTokenId"/> (tokenizer_config.json's
-    /// <c>add_bos_token</c>). Token-id prompts are used as given.
+    /// Whether text prompts start with <see cref="BosTokenId"/>: the special tokens transformers adds
+    /// for the folder hold it (the tokenizer.json post-processor, or tokenizer_config.json's
+    /// <c>add_bos_token</c>; see docs/tokenization.md). Token-id prompts are used as given.
     /// </summary>
-    public bool AddBosToken { get; internal init; }
+    public bool AddBosToken { get; internal set; }
 
     /// <summary>Padding token id used for left padding (the configuration's, else the first EOS id, else 0).</summary>
     public int PadTokenId { get; internal init; }

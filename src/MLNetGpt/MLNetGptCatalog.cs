@@ -99,6 +99,8 @@ public static class MLNetGptCatalog
             {
                 OutputColumnName = options.OutputColumnName, InputColumnName = tokens, ModelFolder = options.ModelFolder,
                 StopStrings = options.Generation?.StopStrings, Storage = options.Storage,
+                SkipSpecialTokens = options.Generation?.SkipSpecialTokens ?? true,
+                CleanUpTokenizationSpaces = options.Generation?.CleanUpTokenizationSpaces ?? true,
             }));
     }
 

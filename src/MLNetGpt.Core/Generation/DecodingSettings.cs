@@ -31,6 +31,8 @@ internal sealed class DecodingSettings
     public PromptOverflow PromptOverflow => Options.PromptOverflow!.Value;
     public bool IncludeEosToken => Options.IncludeEosToken!.Value;
     public bool PrefixCaching => Options.PrefixCaching!.Value;
+    public bool SkipSpecialTokens => Options.SkipSpecialTokens!.Value;
+    public bool CleanUpTokenizationSpaces => Options.CleanUpTokenizationSpaces!.Value;
     public OutputConstraint? Constraint => Options.Constraint;
 
     /// <summary>Library defaults, as Hugging Face's GenerationConfig, from the list of controls (the output limit is resolved separately).</summary>

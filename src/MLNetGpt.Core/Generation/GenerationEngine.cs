@@ -19,12 +19,12 @@ internal sealed class GenerationEngine : IDisposable
     private int _disposed;
     private int _released;
 
-    public GenerationEngine(DecoderBackend backend, GptModelInfo info, Tokenizer tokenizer, Action<string> log)
+    public GenerationEngine(DecoderBackend backend, GptModelInfo info, Tokenizer tokenizer, Tokenization.SpecialTokenTemplate specialTokens, Action<string> log)
     {
         Backend = backend;
         Info = info;
         Tokenizer = tokenizer;
-        Prompts = new PromptPreparer(tokenizer, info, log);
+        Prompts = new PromptPreparer(tokenizer, info, specialTokens, log);
         _vocabulary = new Lazy<Models.VocabularyMap?>(() => info.ModelFiles.Count == 0 ? null : ReadVocabulary(Path.Combine(info.Folder, info.ModelFiles[0])));
     }
 

@@ -3,18 +3,22 @@ using Microsoft.ML.Tokenizers;
 namespace MLNetGpt.Generation;
 
 /// <summary>
-/// Turns prompts and texts into token ids the way the model expects them: the BOS token where the
-/// tokenizer configuration asks for it, ids checked against the vocabulary, and prompts that do
-/// not fit the context window cut or refused as <see cref="PromptOverflow"/> says.
+/// Turns prompts and texts into token ids the way the model expects them: the special tokens
+/// transformers adds for the folder (<see cref="Tokenization.SpecialTokenRule"/>: the tokenizer.json
+/// post-processor, or tokenizer_config.json's add_bos_token / add_eos_token), ids checked against the
+/// vocabulary, and prompts that do not fit the context window cut or refused as <see cref="PromptOverflow"/> says.
 /// </summary>
-internal sealed class PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Action<string> log)
+internal sealed class PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Tokenization.SpecialTokenTemplate specialTokens, Action<string> log)
 {
-    /// <summary>A text prompt, tokenized (with BOS when the model adds it).</summary>
+    /// <summary>The special tokens a text prompt gets (transformers' add_special_tokens=True).</summary>
+    public Tokenization.SpecialTokenTemplate SpecialTokens => specialTokens;
+
+    /// <summary>A text prompt, tokenized with the special tokens the model's tokenizer adds.</summary>
     public PreparedPrompt FromText(string text, int index, DecodingSettings settings)
     {
         if (text is null) throw new ArgumentNullException(nameof(text), $"Prompt {index} is null.");
         EnsureValidUnicode(text, $"Prompt {index}");
-        return FromIds(WithBos(tokenizer.EncodeToIds(text)), index, settings);
+        return FromIds(WithSpecialTokens(tokenizer.EncodeToIds(text)), index, settings);
     }
 
     /// <summary>A prompt given as token ids (used as given; an empty prompt starts from BOS).</summary>
@@ -49,7 +53,8 @@ internal sealed class PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Act
         EnsureValidUnicode(text, $"Text {index}");
         if (prompt is not null) EnsureValidUnicode(prompt, $"Prompt {index}");
         var head = new List<int>();
-        if (prompt is not null) head.AddRange(WithBos(tokenizer.EncodeToIds(prompt)));
+        // The prompt takes the tokens a prompt gets before its text; the scored text continues it.
+        if (prompt is not null) head.AddRange(specialTokens.Prefix.Concat(tokenizer.EncodeToIds(prompt)));
         else if (info.BosTokenId is int bos) head.Add(bos);
         var body = tokenizer.EncodeToIds(text);
         var ids = head.Concat(body).ToArray();
@@ -66,15 +71,8 @@ internal sealed class PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Act
         return new ScoreRequest(ids, first, truncated);
     }
 
-    /// <summary>Text ids with the BOS token in front when the model's tokenizer asks for it.</summary>
-    public int[] WithBos(IReadOnlyList<int> ids)
-    {
-        if (!info.AddBosToken || info.BosTokenId is not int bos || (ids.Count > 0 && ids[0] == bos)) return ids.ToArray();
-        var result = new int[ids.Count + 1];
-        result[0] = bos;
-        for (int i = 0; i < ids.Count; i++) result[i + 1] = ids[i];
-        return result;
-    }
+    /// <summary>Text ids with the special tokens the model's tokenizer adds (as transformers' <c>tokenizer(text)</c>).</summary>
+    public int[] WithSpecialTokens(IReadOnlyList<int> ids) => specialTokens.Apply(ids, addSpecialTokens: true);
 
     /// <summary>Refuses text that cannot be encoded as UTF-8 (a lone surrogate), naming where it is.</summary>
     public static void EnsureValidUnicode(string text, string what)

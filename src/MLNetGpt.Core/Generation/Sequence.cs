@@ -13,9 +13,15 @@ internal sealed class Sequence
         Tokens.AddRange(prompt.Ids);
         Random = SequenceRandom.ForPrompt(settings.Seed, prompt.Ids);
         if (settings.LogProbabilities) LogProbabilities = [];
-        if (streaming || settings.StopStrings.Length > 0) Text = new TextStreamer(tokenizer, settings.StopStrings);
+        if (streaming || settings.StopStrings.Length > 0)
+            Text = new TextStreamer(tokenizer, settings.StopStrings, settings.SkipSpecialTokens, settings.CleanUpTokenizationSpaces);
+        _skipSpecialTokens = settings.SkipSpecialTokens;
+        _cleanUp = settings.CleanUpTokenizationSpaces;
         Mask = new ColumnMask(prompt.Ids.Length + 16, padding);
     }
+
+    private readonly bool _skipSpecialTokens;
+    private readonly bool _cleanUp;
 
     public PreparedPrompt Prompt { get; }
 
@@ -66,7 +72,7 @@ internal sealed class Sequence
         else
         {
             int visible = EosKept ? generated.Length - 1 : generated.Length;
-            text = visible <= 0 ? "" : tokenizer.Decode(generated.AsSpan(0, visible).ToArray());
+            text = visible <= 0 ? "" : Tokenization.TokenDecoding.Decode(tokenizer, generated.AsSpan(0, visible).ToArray(), _skipSpecialTokens, _cleanUp);
         }
         return new GenerationResult(text, generated, Finish!.Value, LogProbabilities?.ToArray(), Prompt.Ids.Length, Prompt.Truncated);
     }

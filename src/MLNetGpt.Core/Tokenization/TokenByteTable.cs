@@ -88,6 +88,7 @@ internal sealed class TokenByteTable
     private static TokenByteTable Create(Tokenizer tokenizer, int count) => tokenizer switch
     {
         TiktokenTokenizer tiktoken => FromTiktoken(tiktoken, count),
+        HuggingFaceTokenizer huggingFace => FromHuggingFace(huggingFace, count),
         BpeTokenizer { ByteLevel: true } bpe => FromByteLevelBpe(bpe, count),
         SentencePieceTokenizer sentencePiece => FromSentencePiece(sentencePiece, count),
         BpeTokenizer => throw new NotSupportedException(
@@ -140,6 +141,41 @@ internal sealed class TokenByteTable
             }
             return bytes;
         }, special.Contains, "byte-level BPE", dropsLeadingSpace: false);
+    }
+
+    /// <summary>
+    /// A tokenizer.json tokenizer: a ByteLevel decoder reads each token's characters as bytes (a token
+    /// that is not all byte-level characters, such as an added token, as its UTF-8); a SentencePiece-style
+    /// decoder (Replace, ByteFallback, Fuse, Strip, Metaspace) gives <c>&lt;0xXX&gt;</c> pieces their byte and
+    /// other tokens the UTF-8 of their replaced text.
+    /// </summary>
+    private static TokenByteTable FromHuggingFace(HuggingFaceTokenizer tokenizer, int count)
+    {
+        var steps = tokenizer.Decoder ?? throw new NotSupportedException(
+            "Output constraints need token bytes; this tokenizer.json has no decoder, so its tokens are joined with spaces and have no bytes of their own.");
+        bool byteLevel = steps.OfType<DecoderStep.ByteLevel>().Any();
+        bool byteFallback = steps.OfType<DecoderStep.ByteFallback>().Any();
+        if (!byteLevel && steps.Any(step => step is not (DecoderStep.Replace or DecoderStep.ByteFallback or DecoderStep.Fuse or DecoderStep.Strip or DecoderStep.Metaspace)))
+            throw new NotSupportedException($"Output constraints need token bytes, which are known for tokenizer.json decoders of the byte-level and SentencePiece kinds; " +
+                $"this one has {string.Join(", ", steps.Select(step => step.GetType().Name))}.");
+        bool dropsLeadingSpace = steps.Any(step => step is DecoderStep.Strip { Content: ' ', Start: > 0 } or DecoderStep.Metaspace { DropsLeading: true });
+        return new TokenByteTable(count, id =>
+        {
+            if (tokenizer.IdToToken(id) is not { } token) return null;
+            if (byteLevel)
+            {
+                var bytes = new byte[token.Length];
+                for (int i = 0; i < token.Length; i++)
+                    if (!ByteLevelAlphabet.TryGetByte(token[i], out bytes[i])) return Encoding.UTF8.GetBytes(token);
+                return bytes;
+            }
+            if (byteFallback && DecoderStep.ByteFallback.TryParseByte(token, out byte value)) return [value];
+            var text = new List<string> { token };
+            foreach (var step in steps)
+                if (step is DecoderStep.Replace or DecoderStep.Metaspace { DropsLeading: false }) text = step.Apply(text);
+                else if (step is DecoderStep.Metaspace metaspace) text = [text[0].Replace(metaspace.Replacement, ' ')];
+            return Encoding.UTF8.GetBytes(text[0]);
+        }, tokenizer.IsSpecial, $"tokenizer.json ({tokenizer.Kind})", dropsLeadingSpace);
     }
 
     private static TokenByteTable FromSentencePiece(SentencePieceTokenizer tokenizer, int count)

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
 
 namespace MLNetGpt.Tokenization;
@@ -9,9 +8,6 @@ internal static class TokenizerFactory
 {
     /// <summary>The encodings Microsoft.ML.Tokenizers ships data for, by the names users pass.</summary>
     public static readonly IReadOnlyList<string> NamedEncodings = ["gpt2", "r50k_base", "cl100k_base", "o200k_base"];
-
-    // GPT-2's pre-tokenization pattern (also used by tokenizer.json files with a ByteLevel pre-tokenizer).
-    private const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
     /// <summary>Creates the tokenizer and a short description of where it came from.</summary>
     public static (Tokenizer Tokenizer, string Source) Create(string folder, GptModelOptions options)
@@ -69,64 +65,8 @@ internal static class TokenizerFactory
 
     private static (Tokenizer, string) FromTokenizerJson(string path)
     {
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(File.ReadAllBytes(path));
-        }
-        catch (JsonException e)
-        {
-            throw new GptModelException($"{path} is not valid JSON: {e.Message}", e);
-        }
-        using (document)
-        {
-            var root = document.RootElement;
-            if (!root.TryGetProperty("model", out var model) || !model.TryGetProperty("type", out var typeElement))
-                throw new GptModelException($"{path} has no model.type; expected a Hugging Face tokenizer.json.");
-            string type = typeElement.GetString() ?? "";
-            switch (type)
-            {
-                case "BPE" when !HasByteLevel(root, "pre_tokenizer") && !HasByteLevel(root, "decoder"):
-                    // Without ByteLevel a BPE works on characters with byte fallback: SentencePiece-style.
-                    return (SentencePieceBpeTokenizer.FromTokenizerJson(path, root), "tokenizer.json (SentencePiece-style BPE)");
-                case "BPE":
-                    return (CreateByteLevelBpe(path, root, model, ReadAddedTokens(path, root)), "tokenizer.json (byte-level BPE)");
-                case "Unigram":
-                    using (var stream = File.OpenRead(path))
-                    {
-                        try
-                        {
-                            return (SentencePieceTokenizer.CreateFromTokenizerJson(stream, addBeginningOfSentence: false, addEndOfSentence: false),
-                                "tokenizer.json (SentencePiece Unigram)");
-                        }
-                        catch (Exception e) when (e is ArgumentException or InvalidOperationException or JsonException or NotSupportedException or FormatException)
-                        {
-                            throw new GptModelException($"{path}: the Unigram tokenizer could not be read: {e.Message}", e);
-                        }
-                    }
-                default:
-                    throw new GptModelException($"{path} describes a '{type}' tokenizer; supported kinds are BPE (byte-level or SentencePiece-style) and Unigram.");
-            }
-        }
-    }
-
-    private static Dictionary<string, int> ReadAddedTokens(string path, JsonElement root)
-    {
-        var special = new Dictionary<string, int>(StringComparer.Ordinal);
-        if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
-        {
-            foreach (var token in added.EnumerateArray())
-            {
-                if (token.TryGetProperty("content", out var content) && token.TryGetProperty("id", out var id)
-                    && (!token.TryGetProperty("special", out var isSpecial) || isSpecial.ValueKind == JsonValueKind.True))
-                {
-                    if (id.ValueKind != JsonValueKind.Number || !id.TryGetInt32(out int value))
-                        throw new GptModelException($"{path}: added_tokens id of \"{content}\" must be an integer, but is {id.GetRawText()}.");
-                    special[content.GetString()!] = value;
-                }
-            }
-        }
-        return special;
+        var tokenizer = HuggingFaceTokenizer.FromFile(path);
+        return (tokenizer, $"tokenizer.json ({tokenizer.Kind})");
     }
 
     /// <summary>
@@ -135,74 +75,42 @@ internal static class TokenizerFactory
     /// </summary>
     private static Tokenizer FromVocabAndMerges(string vocabPath, string mergesPath)
     {
+        var json = new TokenizerJson(vocabPath);
         Dictionary<string, int> vocabulary;
         try
         {
-            vocabulary = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllBytes(vocabPath))
-                ?? throw new GptModelException($"{vocabPath} is empty.");
+            using var document = JsonDocument.Parse(File.ReadAllBytes(vocabPath));
+            vocabulary = ReadVocabJson(json, document.RootElement);
         }
         catch (JsonException e)
         {
             throw new GptModelException($"{vocabPath} is not a JSON object of token -> id: {e.Message}", e);
         }
-        var merges = File.ReadLines(mergesPath)
-            .Where(line => line.Length > 0 && !line.StartsWith("#version", StringComparison.Ordinal))
-            .ToList();
-        var special = vocabulary.Where(kv => kv.Key.StartsWith("<|", StringComparison.Ordinal) && kv.Key.EndsWith("|>", StringComparison.Ordinal))
-            .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
-        return CreateByteLevelBpe(vocabPath, vocabulary, merges, special);
+        var merges = new List<(string, string)>();
+        int line = 0;
+        foreach (string text in File.ReadLines(mergesPath))
+        {
+            line++;
+            if (text.Length == 0 || text.StartsWith("#version", StringComparison.Ordinal)) continue;
+            merges.Add(text.Split(' ') is [var left, var right] ? (left, right)
+                : throw new GptModelException($"{mergesPath}: line {line} must be \"left right\", but is \"{text}\"."));
+        }
+        return HuggingFaceTokenizer.FromVocabAndMerges(vocabulary, merges, vocabPath);
     }
 
-    private static Tokenizer CreateByteLevelBpe(string path, JsonElement root, JsonElement model, Dictionary<string, int> special)
+    private static Dictionary<string, int> ReadVocabJson(TokenizerJson json, JsonElement root)
     {
-        if (!model.TryGetProperty("vocab", out var vocabElement) || vocabElement.ValueKind != JsonValueKind.Object)
-            throw new GptModelException($"{path} has no model.vocab object.");
+        if (root.ValueKind != JsonValueKind.Object) throw json.Error($"the file must hold an object of token -> id, but holds {TokenizerJson.Describe(root)}.");
         var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var entry in vocabElement.EnumerateObject()) vocabulary[entry.Name] = entry.Value.GetInt32();
-
-        var merges = new List<string>();
-        if (model.TryGetProperty("merges", out var mergesElement))
+        foreach (var entry in root.EnumerateObject())
         {
-            foreach (var merge in mergesElement.EnumerateArray())
-            {
-                merges.Add(merge.ValueKind == JsonValueKind.Array
-                    ? $"{merge[0].GetString()} {merge[1].GetString()}"
-                    : merge.GetString() ?? throw new GptModelException($"{path}: a merge is not a string."));
-            }
+            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt64(out long id))
+                throw json.Error($"[\"{entry.Name}\"] must be an integer id, but is {TokenizerJson.Describe(entry.Value)}.");
+            if (id < 0) throw json.Error($"[\"{entry.Name}\"] has the negative id {id}.");
+            if (!vocabulary.TryAdd(entry.Name, id > int.MaxValue ? int.MaxValue : (int)id))
+                throw json.Error($"\"{entry.Name}\" is listed twice.");
         }
-        return CreateByteLevelBpe(path, vocabulary, merges, special);
-    }
-
-    private static Tokenizer CreateByteLevelBpe(string path, Dictionary<string, int> vocabulary, List<string> merges, Dictionary<string, int> special)
-    {
-        foreach (var (token, id) in special) vocabulary.TryAdd(token, id);
-        var options = new BpeOptions(vocabulary)
-        {
-            Merges = merges,
-            ByteLevel = true,
-            SpecialTokens = special.Count > 0 ? special : null,
-            PreTokenizer = new RegexPreTokenizer(new Regex(Gpt2Pattern, RegexOptions.Compiled), special.Count > 0 ? special : null),
-        };
-        try
-        {
-            return BpeTokenizer.Create(options);
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
-        {
-            throw new GptModelException($"{path}: the BPE tokenizer could not be built: {e.Message}", e);
-        }
-    }
-
-    private static bool HasByteLevel(JsonElement root, string property)
-    {
-        if (!root.TryGetProperty(property, out var element) || element.ValueKind != JsonValueKind.Object) return false;
-        if (element.TryGetProperty("type", out var type) && type.GetString() == "ByteLevel") return true;
-        foreach (var listName in new[] { "pretokenizers", "decoders" })
-        {
-            if (element.TryGetProperty(listName, out var list) && list.ValueKind == JsonValueKind.Array
-                && list.EnumerateArray().Any(item => item.TryGetProperty("type", out var t) && t.GetString() == "ByteLevel"))
-                return true;
-        }
-        return false;
+        TokenizerModels.CheckIds(json, vocabulary, "");
+        return vocabulary;
     }
 }

@@ -8,6 +8,7 @@ internal static class TokenizerVocabulary
     /// <summary>One more than the largest id the tokenizer can produce or decode, or null when its kind does not say.</summary>
     public static int? IdCount(Tokenizer tokenizer)
     {
+        if (tokenizer is HuggingFaceTokenizer huggingFace) return huggingFace.IdCount;
         IEnumerable<int>? ids = tokenizer switch
         {
             BpeTokenizer bpe => bpe.Vocabulary.Values.Concat(bpe.SpecialTokens?.Values ?? []),

@@ -2,6 +2,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.Tokenizers;
+using MLNetGpt.Tokenization;
 using MLNetGpt.Transforms;
 
 [assembly: LoadableClass(typeof(MLNetGpt.DecodeTokensTransformer), null, typeof(SignatureLoadModel),
@@ -29,6 +30,20 @@ public sealed class DecodeTokensOptions
     /// generated ids include the tokens that formed a stop string.
     /// </summary>
     public IReadOnlyList<string>? StopStrings { get; set; }
+
+    /// <summary>
+    /// Leave special tokens (end-of-sequence, chat markers, BOS) out of the text, for every tokenizer
+    /// kind alike (transformers' <c>skip_special_tokens=True</c>). Default true, as transformers'
+    /// text-generation pipeline returns completions.
+    /// </summary>
+    public bool SkipSpecialTokens { get; set; } = true;
+
+    /// <summary>
+    /// Apply transformers' <c>clean_up_tokenization</c> (no space before <c>. ? ! ,</c> and the
+    /// contractions <c>n't 'm 's 've 're</c>) after cutting at the stop strings. Default true, as
+    /// transformers' text-generation pipeline returns completions.
+    /// </summary>
+    public bool CleanUpTokenizationSpaces { get; set; } = true;
 
     /// <summary>How a saved pipeline keeps the tokenizer files.</summary>
     public ModelStorage Storage { get; set; } = ModelStorage.Reference;
@@ -72,6 +87,8 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
         InputColumnName = options.InputColumnName ?? options.OutputColumnName;
         _stopStrings = options.StopStrings?.ToArray() ?? [];
         if (_stopStrings.Any(string.IsNullOrEmpty)) throw new ArgumentException("Stop strings must be non-empty.", nameof(options));
+        SkipSpecialTokens = options.SkipSpecialTokens;
+        CleanUpTokenizationSpaces = options.CleanUpTokenizationSpaces;
         _source = options.ModelFolder is not null ? ModelSource.ForFolder(options.ModelFolder, options.Storage) : ModelSource.ForEncoding(options.Encoding!);
         _tokenizer = _source.GetTokenizer();
     }
@@ -79,8 +96,11 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
     // Saved-format history (ModelVerWritten):
     //   0x00010001  MLNetGpt 0.1.0: binary settings (LegacyOptionsFormat), model source.
     //   0x00010002  JSON settings (StageSettings), model source.
+    //   0x00010003  JSON settings gain "skip_special_tokens" and "clean_up_tokenization_spaces"; older zips
+    //               read as skipping special tokens without clean-up (their text stays as it was).
     private const uint VersionBinary = 0x00010001;
     private const uint VersionJson = 0x00010002;
+    private const uint VersionDecodeRule = 0x00010003;
 
     private DecodeTokensTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(DecodeTokensTransformer))
     {
@@ -92,6 +112,7 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
             OutputColumnName = r.ReadString();
             InputColumnName = r.ReadString();
             _stopStrings = LegacyOptionsFormat.ReadStrings(r) ?? [];
+            SkipSpecialTokens = true;
         }
         else
         {
@@ -99,6 +120,8 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
             OutputColumnName = s.RequiredString("output_column");
             InputColumnName = s.RequiredString("input_column");
             _stopStrings = s.Strings("stop_strings") ?? [];
+            SkipSpecialTokens = s.Bool("skip_special_tokens", true);
+            CleanUpTokenizationSpaces = s.Bool("clean_up_tokenization_spaces", false);
             s.EnsureAllRead();
         }
         _source = ModelSource.Load(ctx);
@@ -114,6 +137,12 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
     /// <summary>Texts at whose first occurrence the output is cut.</summary>
     public IReadOnlyList<string> StopStrings => _stopStrings;
 
+    /// <summary>Whether special tokens are left out of the text.</summary>
+    public bool SkipSpecialTokens { get; }
+
+    /// <summary>Whether transformers' clean-up of tokenization spaces is applied.</summary>
+    public bool CleanUpTokenizationSpaces { get; }
+
     private protected override string StageName => "DecodeTokens";
 
     internal override IReadOnlyList<(string Name, InputKind Kind)> InputColumns => [(InputColumnName, InputKind.TokenIds)];
@@ -125,7 +154,7 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
     internal override RowStreamMapper CreateMapper() => new Mapper(this);
 
     private static VersionInfo GetVersionInfo() => new(
-        modelSignature: "GPTDECTK", verWrittenCur: VersionJson, verReadableCur: VersionJson, verWeCanReadBack: VersionBinary,
+        modelSignature: "GPTDECTK", verWrittenCur: VersionDecodeRule, verReadableCur: VersionDecodeRule, verWeCanReadBack: VersionBinary,
         loaderSignature: LoaderSignature, loaderAssemblyName: typeof(DecodeTokensTransformer).Assembly.FullName);
 
     private protected override void SaveModel(ModelSaveContext ctx)
@@ -135,6 +164,8 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
             .String("output_column", OutputColumnName)
             .String("input_column", InputColumnName)
             .Strings("stop_strings", _stopStrings)
+            .Bool("skip_special_tokens", SkipSpecialTokens)
+            .Bool("clean_up_tokenization_spaces", CleanUpTokenizationSpaces)
             .ToString());
         _source.Save(ctx, tokenizerOnly: true);
     }
@@ -146,7 +177,7 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
         string text;
         try
         {
-            text = _tokenizer.Decode(ids);
+            text = TokenDecoding.Decode(_tokenizer, ids, SkipSpecialTokens, cleanUpTokenizationSpaces: false);
         }
         catch (Exception e) when (e is ArgumentException or KeyNotFoundException or InvalidOperationException)
         {
@@ -157,7 +188,7 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
             int at = text.IndexOf(stop, StringComparison.Ordinal);
             if (at >= 0) text = text[..at];
         }
-        return text;
+        return CleanUpTokenizationSpaces ? TokenDecoding.CleanUpTokenizationSpaces(text) : text;
     }
 
     private sealed class Mapper(DecodeTokensTransformer owner) : BatchRowMapper(256)

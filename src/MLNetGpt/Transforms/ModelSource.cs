@@ -45,6 +45,9 @@ namespace MLNetGpt.Transforms
 
         public override string ToString() => Folder ?? $"encoding {Encoding}";
 
+        /// <summary>The special tokens transformers adds to this source's text (none for a named encoding).</summary>
+        public SpecialTokenTemplate GetSpecialTokens() => SpecialTokenRule.For(Folder, GetTokenizer());
+
         public Tokenizer GetTokenizer() =>
             Tokenizers.GetOrAdd(Folder ?? "encoding:" + Encoding, _ => Folder is not null
                 ? TokenizerFactory.Create(Folder, new GptModelOptions()).Tokenizer

@@ -47,6 +47,15 @@ internal sealed class StageSettingsWriter
         return this;
     }
 
+    public StageSettingsWriter Ints(string key, IReadOnlyList<int>? values)
+    {
+        if (values is null) return this;
+        _writer.WriteStartArray(key);
+        foreach (var v in values) _writer.WriteNumberValue(v);
+        _writer.WriteEndArray();
+        return this;
+    }
+
     public StageSettingsWriter Generation(string key, GenerationOptions options)
     {
         _writer.WritePropertyName(key);
@@ -108,6 +117,13 @@ internal sealed class StageSettingsReader
         if (Take(key) is not { } e) return null;
         if (e.ValueKind != JsonValueKind.Array) throw Wrong(key, "a list of strings", e);
         return e.EnumerateArray().Select(item => item.ValueKind == JsonValueKind.String ? item.GetString()! : throw Wrong(key, "a list of strings", e)).ToArray();
+    }
+
+    public int[]? Ints(string key)
+    {
+        if (Take(key) is not { } e) return null;
+        if (e.ValueKind != JsonValueKind.Array) throw Wrong(key, "a list of integers", e);
+        return e.EnumerateArray().Select(item => item.ValueKind == JsonValueKind.Number && item.TryGetInt32(out int v) && v >= 0 ? v : throw Wrong(key, "a list of token ids", e)).ToArray();
     }
 
     public GenerationOptions Generation(string key)

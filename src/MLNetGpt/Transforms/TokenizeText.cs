@@ -2,6 +2,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.Tokenizers;
+using MLNetGpt.Tokenization;
 using MLNetGpt.Transforms;
 
 [assembly: LoadableClass(typeof(MLNetGpt.TokenizeTextTransformer), null, typeof(SignatureLoadModel),
@@ -37,8 +38,19 @@ public sealed class TokenizeTextOptions
     public bool TruncateFromStart { get; set; } = true;
 
     /// <summary>
-    /// Prepend the model's beginning-of-sequence token id to every row. <see langword="null"/> (the
-    /// default) follows the folder's tokenizer_config.json <c>add_bos_token</c>, as generation from text does.
+    /// Encode with the special tokens transformers' <c>tokenizer(text)</c> adds for the folder
+    /// (<c>add_special_tokens=True</c>): the tokenizer.json post-processor's template, such as Llama 3.1's
+    /// <c>&lt;|begin_of_text|&gt;</c>, or tokenizer_config.json's <c>add_bos_token</c> / <c>add_eos_token</c>
+    /// (docs/tokenization.md gives the rule). <see langword="null"/> (the default) does what transformers
+    /// does: true for plain text, false with <see cref="Chat"/> (a chat prompt is tokenized as rendered).
+    /// A named encoding adds none. Generation from text adds them the same way.
+    /// </summary>
+    public bool? AddSpecialTokens { get; set; }
+
+    /// <summary>
+    /// The older, narrower form of <see cref="AddSpecialTokens"/>: prepend only the model's
+    /// beginning-of-sequence token id (config.json's <c>bos_token_id</c>) to every row, or add nothing.
+    /// <see langword="null"/> (the default) leaves the choice to <see cref="AddSpecialTokens"/>; setting both is refused.
     /// </summary>
     public bool? AddBeginningOfSequence { get; set; }
 
@@ -48,8 +60,9 @@ public sealed class TokenizeTextOptions
     /// <summary>
     /// Treat each row's text as a user message and tokenize the prompt the model's chat template renders for it
     /// (with <see cref="SystemPrompt"/> first, and the assistant turn's header at the end), as transformers'
-    /// <c>apply_chat_template(..., add_generation_prompt=True)</c> does; the BOS token is then not added again
-    /// unless <see cref="AddBeginningOfSequence"/> asks for it (the template writes it when the model wants it).
+    /// <c>apply_chat_template(..., add_generation_prompt=True)</c> does; special tokens are then not added
+    /// unless <see cref="AddSpecialTokens"/> asks for them (the template writes BOS when the model wants it,
+    /// and a prompt that already starts with the tokens to add does not get them twice).
     /// Needs <see cref="ModelFolder"/> with a chat template. Default false.
     /// </summary>
     public bool Chat { get; set; }
@@ -81,13 +94,14 @@ public sealed class TokenizeTextEstimator : GptEstimatorBase<TokenizeTextTransfo
     private protected override TokenizeTextTransformer CreateTransformer() => new(Environment, _options);
 }
 
-/// <summary>Text to token ids. Empty text gives an empty vector (or just the BOS id).</summary>
+/// <summary>Text to token ids. Empty text gives an empty vector (or just the special tokens).</summary>
 public sealed class TokenizeTextTransformer : GptTransformerBase
 {
     internal const string LoaderSignature = "MLNetGptTokenizeText";
     private readonly ModelSource _source;
     private readonly Tokenizer _tokenizer;
-    private readonly int? _bos;
+    private readonly int[] _prefix;
+    private readonly int[] _suffix;
     private readonly ChatTemplate? _chatTemplate;
 
     internal TokenizeTextTransformer(IHostEnvironment env, TokenizeTextOptions options) : base(env, nameof(TokenizeTextTransformer))
@@ -104,13 +118,26 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
         InputColumnName = options.InputColumnName ?? options.OutputColumnName;
         MaxTokens = options.MaxTokens;
         TruncateFromStart = options.TruncateFromStart;
+        if (options.AddSpecialTokens is not null && options.AddBeginningOfSequence is not null)
+            throw new ArgumentException("Set AddSpecialTokens or the older AddBeginningOfSequence, not both.", nameof(options));
         _source = options.ModelFolder is not null ? ModelSource.ForFolder(options.ModelFolder, options.Storage) : ModelSource.ForEncoding(options.Encoding!);
-        var (bos, addBos) = _source.Folder is not null ? Models.ModelFolder.ReadBos(_source.Folder) : (null, false);
-        // A chat prompt is tokenized as transformers tokenizes apply_chat_template's text: without special tokens added.
-        AddBeginningOfSequence = options.AddBeginningOfSequence ?? (!options.Chat && addBos);
         _tokenizer = _source.GetTokenizer();
-        _bos = !AddBeginningOfSequence ? null
-            : bos ?? throw new ArgumentException($"AddBeginningOfSequence is set, but {_source} defines no bos_token_id.", nameof(options));
+        if (options.AddBeginningOfSequence is bool prependBos)
+        {
+            var (bos, _) = _source.Folder is not null ? Models.ModelFolder.ReadBos(_source.Folder) : (null, false);
+            _prefix = !prependBos ? []
+                : [bos ?? throw new ArgumentException($"AddBeginningOfSequence is set, but {_source} defines no bos_token_id.", nameof(options))];
+            _suffix = [];
+            AddSpecialTokens = prependBos;
+        }
+        else
+        {
+            // A chat prompt is tokenized as transformers tokenizes apply_chat_template's text: without special tokens added.
+            AddSpecialTokens = options.AddSpecialTokens ?? !options.Chat;
+            var template = AddSpecialTokens ? _source.GetSpecialTokens() : SpecialTokenTemplate.None;
+            _prefix = template.Prefix.ToArray();
+            _suffix = template.Suffix.ToArray();
+        }
         Chat = options.Chat;
         if (Chat)
         {
@@ -124,9 +151,12 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     //   0x00010001  MLNetGpt 0.1.0: binary settings (LegacyOptionsFormat), model source.
     //   0x00010002  JSON settings (StageSettings), model source.
     //   0x00010003  JSON settings gain "chat", "system_prompt" and "chat_template" (written only for chat stages).
+    //   0x00010004  "prepend_bos_token_id" gives way to "add_special_tokens" with the ids added before and
+    //               after the text ("special_prefix", "special_suffix"), resolved when the stage was made.
     private const uint VersionBinary = 0x00010001;
     private const uint VersionJson = 0x00010002;
     private const uint VersionChat = 0x00010003;
+    private const uint VersionSpecialTokens = 0x00010004;
 
     private TokenizeTextTransformer(IHostEnvironment env, ModelLoadContext ctx) : base(env, nameof(TokenizeTextTransformer))
     {
@@ -139,7 +169,9 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
             InputColumnName = r.ReadString();
             MaxTokens = LegacyOptionsFormat.ReadInt(r);
             TruncateFromStart = r.ReadBoolean();
-            _bos = LegacyOptionsFormat.ReadInt(r);
+            _prefix = LegacyOptionsFormat.ReadInt(r) is int bos ? [bos] : [];
+            _suffix = [];
+            AddSpecialTokens = _prefix.Length > 0;
         }
         else
         {
@@ -149,7 +181,18 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
             MaxTokens = s.Int("max_tokens");
             if (MaxTokens is < 1) throw new FormatException($"TokenizeText in the saved pipeline: 'max_tokens' must be 1 or more, but is {MaxTokens}.");
             TruncateFromStart = s.Bool("truncate_from_start", true);
-            _bos = s.Int("prepend_bos_token_id");
+            if (ctx.Header.ModelVerWritten < VersionSpecialTokens)
+            {
+                _prefix = s.Int("prepend_bos_token_id") is int bos ? [bos] : [];
+                _suffix = [];
+                AddSpecialTokens = _prefix.Length > 0;
+            }
+            else
+            {
+                AddSpecialTokens = s.Bool("add_special_tokens", false);
+                _prefix = s.Ints("special_prefix") ?? [];
+                _suffix = s.Ints("special_suffix") ?? [];
+            }
             bool chat = s.Bool("chat", false);
             SystemPrompt = s.String("system_prompt");
             ChatTemplateName = s.String("chat_template");
@@ -158,7 +201,6 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
                 throw new FormatException("TokenizeText in the saved pipeline: 'system_prompt' and 'chat_template' need 'chat': true.");
             Chat = chat;
         }
-        AddBeginningOfSequence = _bos is not null;
         _source = ModelSource.Load(ctx);
         _tokenizer = _source.GetTokenizer();
         if (Chat)
@@ -187,8 +229,11 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     /// <summary>Whether truncation drops tokens from the start.</summary>
     public bool TruncateFromStart { get; }
 
-    /// <summary>Whether the BOS id is prepended.</summary>
-    public bool AddBeginningOfSequence { get; }
+    /// <summary>Whether special tokens are added (transformers' add_special_tokens).</summary>
+    public bool AddSpecialTokens { get; }
+
+    /// <summary>Whether a special token is put in front of every row (the model's BOS, for most models).</summary>
+    public bool AddBeginningOfSequence => AddSpecialTokens && _prefix.Length > 0;
 
     /// <summary>Whether rows are rendered through the model's chat template as user messages before tokenizing.</summary>
     public bool Chat { get; }
@@ -210,7 +255,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     internal override RowStreamMapper CreateMapper() => new Mapper(this);
 
     private static VersionInfo GetVersionInfo() => new(
-        modelSignature: "GPTTOKNZ", verWrittenCur: VersionChat, verReadableCur: VersionChat, verWeCanReadBack: VersionBinary,
+        modelSignature: "GPTTOKNZ", verWrittenCur: VersionSpecialTokens, verReadableCur: VersionSpecialTokens, verWeCanReadBack: VersionBinary,
         loaderSignature: LoaderSignature, loaderAssemblyName: typeof(TokenizeTextTransformer).Assembly.FullName);
 
     private protected override void SaveModel(ModelSaveContext ctx)
@@ -221,7 +266,9 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
             .String("input_column", InputColumnName)
             .Int("max_tokens", MaxTokens)
             .Bool("truncate_from_start", TruncateFromStart)
-            .Int("prepend_bos_token_id", _bos);
+            .Bool("add_special_tokens", AddSpecialTokens)
+            .Ints("special_prefix", AddSpecialTokens ? _prefix : [])
+            .Ints("special_suffix", AddSpecialTokens ? _suffix : []);
         if (Chat) settings.Bool("chat", true).String("system_prompt", SystemPrompt).String("chat_template", ChatTemplateName);
         ctx.Writer.Write(settings.ToString());
         _source.Save(ctx, tokenizerOnly: true);
@@ -240,12 +287,14 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
         }
         if (_chatTemplate is not null) text = RenderChat(text, row);
         var ids = _tokenizer.EncodeToIds(text);
-        // A template that writes the BOS token itself gets no second one.
-        int? bosToAdd = _bos is int b && !(_chatTemplate is not null && ids.Count > 0 && ids[0] == b) ? b : null;
+        int[] prefix = AddSpecialTokens ? _prefix : [], suffix = AddSpecialTokens ? _suffix : [];
+        // A chat template that writes the special tokens itself gets no second copy.
+        if (_chatTemplate is not null && prefix.Length > 0 && ids.Take(prefix.Length).SequenceEqual(prefix)) prefix = [];
         IEnumerable<int> kept = ids;
-        int budget = (MaxTokens ?? int.MaxValue) - (bosToAdd is null ? 0 : 1);
+        // Room for the special tokens is kept, as transformers' truncation does with add_special_tokens.
+        int budget = Math.Max(0, (MaxTokens ?? int.MaxValue) - prefix.Length - suffix.Length);
         if (ids.Count > budget) kept = TruncateFromStart ? ids.Skip(ids.Count - budget) : ids.Take(budget);
-        return bosToAdd is int bos ? kept.Prepend(bos).ToArray() : kept.ToArray();
+        return [.. prefix, .. kept, .. suffix];
     }
 
     /// <summary>The prompt the chat template renders for one row: the system prompt, the row as the user's message, the assistant header.</summary>

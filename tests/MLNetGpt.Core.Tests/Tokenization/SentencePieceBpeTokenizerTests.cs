@@ -94,13 +94,14 @@ public sealed class SentencePieceBpeTokenizerTests
     }
 
     [Fact]
-    public void Special_tokens_decode_to_their_text_only_when_asked()
+    public void Special_tokens_are_kept_by_default_and_skipped_when_asked_as_transformers_decodes()
     {
         var (tokenizer, _) = TokenizerFactory.Create(Fixtures.Folder("spbpe-legacy"), new GptModelOptions());
         var hello = SpGolden.Load("spbpe-legacy").Strings.Single(s => s.Text == "Hello world");
         int[] withBosAndEos = [1, .. hello.Ids, 2];
-        Assert.Equal("Hello world", tokenizer.Decode(withBosAndEos));
-        Assert.Equal("<s> Hello world</s>", ((SentencePieceBpeTokenizer)tokenizer).Decode(withBosAndEos, considerSpecialTokens: true));
+        Assert.Equal("<s> Hello world</s>", tokenizer.Decode(withBosAndEos));
+        Assert.Equal("Hello world", ((HuggingFaceTokenizer)tokenizer).Decode(withBosAndEos, skipSpecialTokens: true));
+        Assert.Equal("<s> Hello world</s>", ((HuggingFaceTokenizer)tokenizer).Decode(withBosAndEos, skipSpecialTokens: false));
     }
 
     [Fact]
@@ -108,7 +109,7 @@ public sealed class SentencePieceBpeTokenizerTests
     {
         var (tokenizer, _) = TokenizerFactory.Create(Fixtures.Folder("spbpe-legacy"), new GptModelOptions());
         var hello = SpGolden.Load("spbpe-legacy").Strings.Single(s => s.Text == "Hello world");
-        Assert.Equal(2000, ((SentencePieceBpeTokenizer)tokenizer).VocabularySize);
+        Assert.Equal(2000, ((HuggingFaceTokenizer)tokenizer).IdCount);
         Assert.Equal("Hello world", tokenizer.Decode([.. hello.Ids, 2000, 31999]));
     }
 
@@ -151,10 +152,10 @@ public sealed class SentencePieceBpeTokenizerTests
         // The expected pieces are tokenizers' own documented example (SplitDelimiterBehavior, normalizer.rs).
         using var document = JsonDocument.Parse($$$"""{"pre_tokenizer":{"type":"Split","pattern":{"String":"-"},"behavior":"{{{behavior}}}","invert":false}}""");
         var steps = PreTokenizerStep.Read(new TokenizerJson("tokenizer.json"), document.RootElement);
-        var pieces = new List<PreToken> { new("The-final--countdown", true) };
-        foreach (var step in steps) step.Apply(pieces);
+        var pieces = new List<PreToken> { new("The-final--countdown", 1) };
+        foreach (var step in steps) step.Apply(pieces, trackOffsets: false);
         Assert.Equal(expected, pieces.Select(p => p.Text));
-        Assert.Equal([true, .. Enumerable.Repeat(false, expected.Length - 1)], pieces.Select(p => p.AtStart));
+        Assert.Equal([true, .. Enumerable.Repeat(false, expected.Length - 1)], pieces.Select(p => p.AtOrigin));
     }
 
     [Theory]
@@ -163,31 +164,31 @@ public sealed class SentencePieceBpeTokenizerTests
     public void A_splitting_metaspace_cuts_before_each_replacement_character(string scheme, string joined, string[] expected)
     {
         using var document = JsonDocument.Parse($$$"""{"pre_tokenizer":{"type":"Metaspace","replacement":"▁","prepend_scheme":"{{{scheme}}}","split":true}}""");
-        var pieces = new List<PreToken> { new("a b", true) };
-        foreach (var step in PreTokenizerStep.Read(new TokenizerJson("tokenizer.json"), document.RootElement)) step.Apply(pieces);
+        var pieces = new List<PreToken> { new("a b", 1) };
+        foreach (var step in PreTokenizerStep.Read(new TokenizerJson("tokenizer.json"), document.RootElement)) step.Apply(pieces, trackOffsets: false);
         Assert.Equal(joined, string.Concat(pieces.Select(p => p.Text)));
         Assert.Equal(expected, pieces.Select(p => p.Text));
     }
 
     [Theory]
-    [InlineData("""{"normalizer":{"type":"Sequence","normalizers":[{"type":"NFKC"}]}}""", "normalizer.normalizers[0].type is 'NFKC'", "Prepend, Replace")]
-    [InlineData("""{"normalizer":{"type":"Replace","pattern":{"Regex":" {2,}"},"content":"▁"}}""", "normalizer.pattern is the regular expression \" {2,}\"", "literal")]
-    [InlineData("""{"pre_tokenizer":{"type":"Whitespace"}}""", "pre_tokenizer.type is 'Whitespace'", "Metaspace, Split")]
+    [InlineData("""{"normalizer":{"type":"Sequence","normalizers":[{"type":"Precompiled"}]}}""", "normalizer.normalizers[0].type is 'Precompiled', a normalizer that is not supported", "NFKC, NFKD, Lowercase")]
+    [InlineData("""{"normalizer":{"type":"Replace","pattern":{"Regex":"^ +"},"content":"▁"}}""", "normalizer.pattern.Regex \"^ +\" cannot be used: '^' (a line anchor in Oniguruma) has no translation", "")]
+    [InlineData("""{"pre_tokenizer":{"type":"BertPreTokenizer"}}""", "pre_tokenizer.type is 'BertPreTokenizer', a pre-tokenizer that is not supported", "Metaspace, Whitespace")]
     [InlineData("""{"pre_tokenizer":{"type":"Metaspace","replacement":"▁","prepend_scheme":"sometimes"}}""", "pre_tokenizer.prepend_scheme is \"sometimes\"", "\"first\"")]
     [InlineData("""{"pre_tokenizer":{"type":"Metaspace","replacement":"__"}}""", "pre_tokenizer.replacement must be one character, but is \"__\"", "")]
-    [InlineData("""{"pre_tokenizer":{"type":"Split","pattern":{"String":" "},"behavior":"Removed","invert":true}}""", "pre_tokenizer.invert is true", "")]
-    [InlineData("""{"pre_tokenizer":{"type":"Split","pattern":{"String":" "},"behavior":"Dropped"}}""", "pre_tokenizer.behavior is \"Dropped\"", "MergedWithNext")]
-    [InlineData("""{"decoder":{"type":"Sequence","decoders":[{"type":"ByteFallback"},{"type":"WordPiece"}]}}""", "decoder.decoders[1].type is 'WordPiece'", "ByteFallback, Fuse, Strip")]
-    [InlineData("""{"decoder":{"type":"Strip","content":" ","start":-1}}""", "decoder.start must be a non-negative integer, but is -1", "")]
+    [InlineData("""{"pre_tokenizer":{"type":"Split","pattern":{"String":" "},"behavior":"Removed"}}""", "pre_tokenizer.invert is missing", "")]
+    [InlineData("""{"pre_tokenizer":{"type":"Split","pattern":{"String":" "},"behavior":"Dropped","invert":false}}""", "pre_tokenizer.behavior is \"Dropped\"", "MergedWithNext")]
+    [InlineData("""{"decoder":{"type":"Sequence","decoders":[{"type":"ByteFallback"},{"type":"WordPiece"}]}}""", "decoder.decoders[1].type is 'WordPiece', a decoder that is not supported", "ByteFallback, Fuse, Strip")]
+    [InlineData("""{"decoder":{"type":"Strip","content":" ","start":-1}}""", "decoder.start must be a non-negative integer", "")]
     [InlineData("""{"model":{"merges":["a b c"]}}""", "model.merges[0] must be \"left right\" or [\"left\", \"right\"], but is \"a b c\"", "")]
     [InlineData("""{"model":{"merges":[["a","z"]]}}""", "model.merges[0] (\"a\" + \"z\") names \"z\", which is not in model.vocab", "")]
     [InlineData("""{"model":{"merges":["b a"]}}""", "model.merges[0] (\"b\" + \"a\") names \"ba\", which is not in model.vocab", "")]
     [InlineData("""{"model":{"vocab":["a","b"]}}""", "model.vocab must be an object of token -> id, but is [\"a\",\"b\"]", "")]
-    [InlineData("""{"model":{"vocab":{"a":"zero"}}}""", "model.vocab[\"a\"] must be a non-negative integer id, but is \"zero\"", "")]
+    [InlineData("""{"model":{"vocab":{"a":"zero"}}}""", "model.vocab[\"a\"] must be an integer id, but is \"zero\"", "")]
     [InlineData("""{"model":{"unk_token":"<unk>"}}""", "model.unk_token is \"<unk>\", which is not in model.vocab", "")]
     [InlineData("""{"model":{"dropout":0.1}}""", "model.dropout is 0.1", "random")]
-    [InlineData("""{"model":{"continuing_subword_prefix":"##"}}""", "model.continuing_subword_prefix is \"##\"", "expected null")]
-    [InlineData("""{"added_tokens":[{"id":"one","content":"<s>"}]}""", "added_tokens[0].id must be a non-negative integer, but is \"one\"", "")]
+    [InlineData("""{"model":{"continuing_subword_prefix":"##"}}""", "model.merges[0] (\"▁\" + \"b\"): \"b\" is shorter than the continuing_subword_prefix \"##\"", "")]
+    [InlineData("""{"added_tokens":[{"id":"one","content":"<s>"}]}""", "added_tokens[0] (\"<s>\") has the id \"one\"; a token id must be an integer from 0 to 2^31-1", "")]
     public void A_malformed_or_unsupported_part_is_refused_naming_the_file_the_json_path_and_the_value(string overrides, string expected, string alsoExpected)
     {
         var folder = Fixtures.TempFolder("spbpe-bad");

@@ -108,6 +108,31 @@ public sealed class TokenByteTableTests
     }
 
     [Fact]
+    public void Sentencepiece_style_tokenizer_json_reads_byte_pieces_as_their_byte_and_u2581_as_space()
+    {
+        var (tokenizer, _) = TokenizerFactory.Create(Fixtures.Folder("spbpe-legacy"), new GptModelOptions());
+        var table = TokenByteTable.For(tokenizer, 2000);
+        foreach (var text in Texts)
+        {
+            var bytes = tokenizer.EncodeToIds(text).SelectMany(id => table.Bytes(id).ToArray()).ToArray();
+            Assert.Equal(" " + text, Encoding.UTF8.GetString(bytes));      // the Prepend normalizer's "▁", which the Strip decoder drops
+        }
+        Assert.True(table.DropsLeadingSpace);
+        Assert.True(table.HasEverySingleByte);
+        Assert.True(table.IsSpecial(1) && table.IsSpecial(2));
+    }
+
+    [SharedDataFact("peer-models/onnxruntime-genai/tiny-random-gpt2-fp32/tokenizer.json")]
+    public void Added_whitespace_tokens_of_a_byte_level_file_are_text_with_their_own_bytes()
+    {
+        var (tokenizer, _) = TokenizerFactory.Create(SharedData.PathOf("peer-models/onnxruntime-genai/tiny-random-gpt2-fp32"), new GptModelOptions());
+        var table = TokenByteTable.For(tokenizer, 50295);
+        Assert.Equal(new string(' ', 31), Encoding.UTF8.GetString(table.Bytes(50257)));
+        Assert.Equal("\t\t", Encoding.UTF8.GetString(table.Bytes(50294)));
+        AssertBytesRebuildText(tokenizer, table);
+    }
+
+    [Fact]
     public void A_tokenizer_without_byte_level_strings_is_refused_naming_its_kind()
     {
         var bpe = BpeTokenizer.Create(new BpeOptions(new Dictionary<string, int> { ["a"] = 0, ["b"] = 1 }) { ByteLevel = false });
