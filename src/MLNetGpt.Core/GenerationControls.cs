@@ -103,7 +103,9 @@ internal static class GenerationControls
         Bool("include_eos_token", o => o.IncludeEosToken, (o, v) => o.IncludeEosToken = v, config: false) with { LibraryDefault = false },
         Bool("prefix_caching", o => o.PrefixCaching, (o, v) => o.PrefixCaching = v, config: false) with { LibraryDefault = true },
         // transformers' text-generation pipeline decodes completions with both.
-        Bool("skip_special_tokens", o => o.SkipSpecialTokens, (o, v) => o.SkipSpecialTokens = v, config: false) with { LibraryDefault = true },
+        Bool("skip_special_tokens", o => o.SkipSpecialTokens, (o, v) => o.SkipSpecialTokens = v, config: false) with
+            { LibraryDefault = true, Flag = "--keep-special-tokens", SwitchValue = false,
+              Help = "Keep special tokens (such as <think> or <|eot_id|>) in the completion's text; by default they are left out, as transformers' text-generation pipeline does" },
         Bool("clean_up_tokenization_spaces", o => o.CleanUpTokenizationSpaces, (o, v) => o.CleanUpTokenizationSpaces = v, config: false) with { LibraryDefault = true },
         // vLLM's names inside: {"guided_choice": [...]}, {"guided_regex": "..."} or {"guided_json": {...}}. The command
         // line offers it through its own flags (--choices, --regex, --json-schema).
