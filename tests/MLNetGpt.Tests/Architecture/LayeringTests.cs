@@ -87,4 +87,22 @@ public sealed class LayeringTests
         Assert.DoesNotContain(Core.GetExportedTypes(), t => t.Namespace == "Microsoft.ML");
         Assert.Contains(Stages.GetExportedTypes(), t => t == typeof(Microsoft.ML.MLNetGptCatalog));
     }
+
+    [Fact]
+    public void Every_file_and_project_the_benchmarks_link_exists()
+    {
+        // bench/ has its own solution (the tests never restore its packages), so a moved file would break it unseen.
+        var missing = new List<string>();
+        foreach (var project in Directory.GetFiles(Path.Combine(SharedData.RepositoryRoot, "bench"), "*.csproj", SearchOption.AllDirectories))
+        {
+            var folder = Path.GetDirectoryName(project)!;
+            foreach (var item in new[] { "Compile", "ProjectReference", "None", "Content" }.SelectMany(kind => Items(project, kind)))
+            {
+                if (item.Contains('*') || !item.StartsWith("..", StringComparison.Ordinal)) continue;
+                var path = Path.GetFullPath(Path.Combine(folder, item.Replace('\\', Path.DirectorySeparatorChar)));
+                if (!File.Exists(path) && !Directory.Exists(path)) missing.Add($"{Path.GetRelativePath(SharedData.RepositoryRoot, project)}: {item}");
+            }
+        }
+        Assert.True(missing.Count == 0, "Linked from bench/ but not there: " + string.Join("; ", missing));
+    }
 }
