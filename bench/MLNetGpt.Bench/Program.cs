@@ -18,6 +18,10 @@ using MLNetGpt.Bench;
 //   profile MODEL BATCH PROMPT_TOKENS STEPS THREADS   (engine step against the leanest ONNX Runtime loop)
 //   gpu MODEL [MODEL...]   (the CUDA path on a machine with an NVIDIA GPU: correctness against the CPU, throughput)
 //   settings MODEL BATCH PROMPT_TOKENS STEPS THREADS ROUNDS   (engine step under ONNX Runtime thread/spinning settings)
+//   training [--models default,gpt2-small] [--threads 1,2] [--methods full,lora] [--steps N] [--rounds N]
+//            (training tokens/s of the training graph against torch 1.13, interleaved; see TrainingBench.cs)
+//   training-one MODEL_FOLDER full|lora THREADS STEPS   (one training measurement of the training graph)
+//   training-profile MODEL_FOLDER full|lora THREADS [RUNS]   (ONNX Runtime's profiler over the training graph: time per operator)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 string mode = args.Length > 0 ? args[0] : "all";
@@ -65,6 +69,25 @@ switch (mode)
         return 0;
     case "gpu":
         return GpuCheck.Run(args[1..]);
+    case "training":
+        return TrainingBench.Run(args[1..]);
+    case "training-profile":
+        TrainingProfile.Run(args[1], args[2], int.Parse(args[3]), args.Length > 4 ? int.Parse(args[4]) : 2);
+        return 0;
+    case "training-one":
+    {
+        TrainingBench.Result r;
+        try
+        {
+            r = TrainingBench.MeasureOne(args[1], args[2], int.Parse(args[3]), int.Parse(args[4]));
+        }
+        catch (Exception e)
+        {
+            r = new TrainingBench.Result { Error = e.GetType().Name + ": " + e.Message };
+        }
+        Console.WriteLine(JsonSerializer.Serialize(r));
+        return 0;
+    }
     case "choose":
         Choose.Run(args[1], int.Parse(args[2]));
         return 0;
@@ -75,6 +98,6 @@ switch (mode)
     case "all":
         return Report.Run(args[1..]);
     default:
-        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, choose or micro");
+        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, training, training-one, choose or micro");
         return 1;
 }

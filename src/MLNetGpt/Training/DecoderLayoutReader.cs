@@ -95,7 +95,12 @@ internal sealed class DecoderLayoutReader
                     (int)DataType.Float16 => WeightStorage.Float16,
                     _ => (WeightStorage?)null,
                 };
-                if (storage is null) throw Refuse("float32 or float16 weights", $"'{tensor.Name}' of type {OnnxTensors.TypeName(tensor.DataType)}");
+                if (storage is null)
+                {
+                    // Integer tensors are indices and shapes, not weights; other float types are weights this code cannot train.
+                    if (tensor.DataType is not ((int)DataType.Bfloat16 or (int)DataType.Double)) return null;
+                    throw Refuse("float32 or float16 weights", $"'{tensor.Name}' of type {OnnxTensors.TypeName(tensor.DataType)}");
+                }
                 if (castTo is int to && to != (int)DataType.Float)
                     throw Refuse("weights computed in float32", $"'{tensor.Name}' cast to {OnnxTensors.TypeName(to)}");
                 if (storage == WeightStorage.Float16 && castTo is null)

@@ -94,8 +94,6 @@ internal sealed class TrainingGraph : ITrainingGraph
                 _trainBinding = _train.CreateIoBinding();
             }
 
-            // Outputs first (token_nll is output 0 of every run), then the fixed inputs.
-            foreach (var binding in Bindings()) binding.BindOutputToDevice(TrainingGraphEmitter.TokenLoss, OrtMemoryInfo.DefaultInstance);
             if (_trainBinding is not null)
             {
                 foreach (var p in parameters)
@@ -159,12 +157,6 @@ internal sealed class TrainingGraph : ITrainingGraph
 
     /// <summary>The interface-id → inner-row table after the vocabulary extension (null without a remap).</summary>
     internal int[]? TokenMap => _tokenMap;
-
-    private IEnumerable<OrtIoBinding> Bindings()
-    {
-        yield return _evalBinding;
-        if (_trainBinding is not null) yield return _trainBinding;
-    }
 
     private IEnumerable<(InferenceSession, OrtIoBinding)> Sessions()
     {
@@ -351,16 +343,12 @@ internal sealed class TrainingGraph : ITrainingGraph
         if (inputIds.Length != tokens || targets.Length != tokens)
             throw new ArgumentException($"Expected {tokens} input ids and targets for {batch} x {sequence}, got {inputIds.Length} and {targets.Length}.");
 
-        var ids = new long[tokens];
+        var ids = InnerIds(inputIds);
         var rows = new List<long>();
         var inner = new List<long>();
         double correction = 0;
         for (int i = 0; i < tokens; i++)
         {
-            long id = inputIds[i];
-            if (id < 0 || id >= VocabularySize)
-                throw new ArgumentOutOfRangeException(nameof(inputIds), id, $"Input id {id} at position {i} is outside [0, {VocabularySize}).");
-            ids[i] = _tokenMap is null ? id : _tokenMap[id];
             long target = targets[i];
             if (target == IgnoreIndex) continue;
             if (target < 0 || target >= VocabularySize)
@@ -368,16 +356,68 @@ internal sealed class TrainingGraph : ITrainingGraph
             long row = _tokenMap is null ? target : _tokenMap[target];
             rows.Add(i);
             inner.Add(row);
-            // The interface's probability of an id that shares an inner row is that row's divided by the ids sharing it.
-            if (_logCounts is not null && row < _logCounts.Length) correction += _logCounts[row];
+            correction += LogCount(row);
         }
         if (rows.Count == 0) return (0, 0, perToken ? [] : null);
 
+        var losses = RunRows(session, binding, ids, rows.ToArray(), inner.ToArray(), batch, sequence);
+        // The interface's probability of an id that shares an inner row is that row's divided by the ids sharing it.
+        double sum = correction;
+        double[]? each = perToken ? new double[losses.Length] : null;
+        for (int i = 0; i < losses.Length; i++)
+        {
+            sum += losses[i];
+            if (each is not null) each[i] = losses[i] + LogCount(inner[i]);
+        }
+        return (sum, rows.Count, each);
+    }
+
+    private double LogCount(long row) => _logCounts is not null && row < _logCounts.Length ? _logCounts[row] : 0;
+
+    private long[] InnerIds(ReadOnlySpan<long> inputIds)
+    {
+        var ids = new long[inputIds.Length];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            long id = inputIds[i];
+            if (id < 0 || id >= VocabularySize)
+                throw new ArgumentOutOfRangeException(nameof(inputIds), id, $"Input id {id} at position {i} is outside [0, {VocabularySize}).");
+            ids[i] = _tokenMap is null ? id : _tokenMap[id];
+        }
+        return ids;
+    }
+
+    /// <summary>
+    /// The log-probability of every id after <paramref name="prefix"/> (one row), as the inference graph's softmax over its
+    /// output ids gives it: what greedy decoding with these weights would choose from.
+    /// </summary>
+    internal double[] NextTokenLogProbabilities(ReadOnlySpan<long> prefix)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int sequence = prefix.Length;
+        if (sequence < 1 || sequence > MaxSequenceLength)
+            throw new ArgumentOutOfRangeException(nameof(prefix), sequence, $"The prefix must hold 1 to {MaxSequenceLength} ids.");
+        int rows = _layout.InnerVocabulary + _extension.Count;
+        var losses = RunRows(_eval, _evalBinding, InnerIds(prefix), Enumerable.Repeat((long)sequence - 1, rows).ToArray(),
+            Enumerable.Range(0, rows).Select(r => (long)r).ToArray(), 1, sequence);
+        var result = new double[VocabularySize];
+        for (int id = 0; id < result.Length; id++)
+        {
+            int row = _tokenMap is null ? id : _tokenMap[id];
+            result[id] = -losses[row] - LogCount(row);
+        }
+        return result;
+    }
+
+    /// <summary>One pass over inner ids, counting the loss of inner target <paramref name="inner"/>[i] at flat position <paramref name="rows"/>[i].</summary>
+    private float[] RunRows(InferenceSession session, OrtIoBinding binding, long[] ids, long[] rows, long[] inner, int batch, int sequence)
+    {
+        long tokens = (long)batch * sequence;
         var (mask, cos, sin) = TablesFor(sequence);
         using var idsValue = OrtValue.CreateTensorValueFromMemory(ids, [batch, sequence]);
         using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, [sequence, sequence]);
-        using var rowsValue = OrtValue.CreateTensorValueFromMemory(rows.ToArray(), [rows.Count]);
-        using var targetsValue = OrtValue.CreateTensorValueFromMemory(inner.ToArray(), [inner.Count, 1]);
+        using var rowsValue = OrtValue.CreateTensorValueFromMemory(rows, [rows.Length]);
+        using var targetsValue = OrtValue.CreateTensorValueFromMemory(inner, [inner.Length, 1]);
         binding.BindInput(TrainingGraphEmitter.InputIds, idsValue);
         binding.BindInput(TrainingGraphEmitter.AttentionBias, maskValue);
         binding.BindInput(TrainingGraphEmitter.LossRows, rowsValue);
@@ -399,17 +439,12 @@ internal sealed class TrainingGraph : ITrainingGraph
                 binding.BindInput(TrainingGraphEmitter.RopeCos, cosValue);
                 binding.BindInput(TrainingGraphEmitter.RopeSin, sinValue);
             }
+            // Bound afresh each pass: once a pass has filled it, ONNX Runtime would take it as a preallocated output of that shape.
+            binding.BindOutputToDevice(TrainingGraphEmitter.TokenLoss, OrtMemoryInfo.DefaultInstance);
             session.RunWithBinding(_runOptions, binding);
             using var outputs = binding.GetOutputValues();
-            var losses = outputs[0].GetTensorDataAsSpan<float>();
-            double sum = correction;
-            double[]? each = perToken ? new double[losses.Length] : null;
-            for (int i = 0; i < losses.Length; i++)
-            {
-                sum += losses[i];
-                if (each is not null) each[i] = losses[i] + (_logCounts is not null && inner[i] < _logCounts.Length ? _logCounts[inner[i]] : 0);
-            }
-            return (sum, rows.Count, each);
+            int index = Array.IndexOf(binding.GetOutputNames(), TrainingGraphEmitter.TokenLoss);
+            return outputs[index].GetTensorDataAsSpan<float>().ToArray();
         }
         finally
         {
