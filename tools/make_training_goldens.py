@@ -335,7 +335,7 @@ def summary(array, rng, exclude=None, typical=False):
     if typical:
         # Samples of weights after Adam steps come from elements of typical size: an element near zero is one whose
         # steps cancelled, where Adam's m / sqrt(v) magnifies float32 rounding differences of its gradients.
-        keep &= np.abs(flat) >= 0.25 * np.sqrt((values ** 2).mean())
+        keep &= np.abs(flat) >= 0.5 * np.sqrt((values ** 2).mean())
     kept = np.nonzero(keep)[0]
     index = sorted(rng.choice(kept, size=min(SAMPLES, kept.size), replace=False).tolist())
     return {"sum": float(values.sum()), "abs_sum": float(np.abs(values).sum()), "norm": float(np.sqrt((values ** 2).sum())),

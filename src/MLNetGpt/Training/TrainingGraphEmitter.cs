@@ -237,21 +237,20 @@ internal sealed class TrainingGraphEmitter
 
     private Var GeluTanh(Var x)
     {
+        // 0.5·x·(1 + tanh(u)) with u = β·(x + κx³) is x·σ(2u): 6 passes over the MLP's activations instead of 9, and
+        // a backward of 7 instead of 10 (ONNX Runtime runs each elementwise op as its own pass over memory).
         string x2 = Op("Mul", "x2", x.Name, x.Name);
-        string x3 = Op("Mul", "x3", x.Name, x2);
-        string inner = Op("Mul", "gelu_in", _g.Scalar(GeluBeta), Op("Add", "gelu_in", x.Name, Op("Mul", "gelu_in", _g.Scalar(GeluKappa), x3)));
-        string t = Op("Tanh", "tanh", inner);
-        string onePlus = Op("Add", "one_plus_t", _g.Scalar(1f), t);
-        var result = new Var(Op("Mul", "gelu", Op("Mul", "half_x", _g.Scalar(0.5f), x.Name), onePlus), x.NeedsGrad);
+        string twiceU = Op("Mul", "gelu_2u", x.Name, Op("Add", "gelu_2u", Op("Mul", "gelu_2u", _g.Scalar(2f * GeluBeta * GeluKappa), x2), _g.Scalar(2f * GeluBeta)));
+        string s = Op("Sigmoid", "gelu_sigmoid", twiceU);
+        string y = Op("Mul", "gelu", x.Name, s);
+        var result = new Var(y, x.NeedsGrad);
         _backward.Add(() =>
         {
             if (Grad(result) is not { } dy || !x.NeedsGrad) return;
-            // d/dx 0.5·x·(1 + t) = 0.5·(1 + t) + 0.5·x·(1 - t²)·β·(1 + 3κ·x²)
-            string oneMinusT2 = Op("Sub", "one_minus_t2", _g.Scalar(1f), Op("Mul", "t2", t, t));
-            string slope = Op("Add", "gelu_slope", _g.Scalar(1f), Op("Mul", "gelu_slope", _g.Scalar(3f * GeluKappa), x2));
-            string term2 = Op("Mul", "gelu_t2", Op("Mul", "gelu_t2", Op("Mul", "gelu_t2", _g.Scalar(0.5f * GeluBeta), x.Name), oneMinusT2), slope);
-            string term1 = Op("Mul", "gelu_t1", _g.Scalar(0.5f), onePlus);
-            AddGrad(x, Op("Mul", "gelu_dx", dy, Op("Add", "gelu_d", term1, term2)));
+            // d/dx x·σ(v) = σ + x·σ·(1 − σ)·dv/dx, dv/dx = 2β(1 + 3κx²); x·σ·(1 − σ) = y − y·σ.
+            string slope = Op("Add", "gelu_dv", Op("Mul", "gelu_dv", _g.Scalar(6f * GeluBeta * GeluKappa), x2), _g.Scalar(2f * GeluBeta));
+            string curvature = Op("Mul", "gelu_d", Op("Sub", "gelu_d", y, Op("Mul", "gelu_d", y, s)), slope);
+            AddGrad(x, Op("Mul", "gelu_dx", dy, Op("Add", "gelu_d", curvature, s)));
         });
         return result;
     }
