@@ -71,6 +71,7 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
+    p.add_argument("--profile", action="store_true", help="print torch's profiler table of the last step instead of the JSON line")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -101,9 +102,22 @@ def main():
     inputs, targets = inner[:, :-1].contiguous(), inner[:, 1:].contiguous()
     mask = torch.ones(args.batch, args.sequence, dtype=torch.int64)
     positions = torch.arange(args.sequence).unsqueeze(0).expand(args.batch, args.sequence).contiguous()
-    times, losses = [], []
+    times, cpu, losses = [], [], []
+    if args.profile:
+        for _ in range(args.warmup):
+            optimizer.zero_grad(set_to_none=True)
+            logits, _ = model.compact_logits(inputs, mask, positions)
+            F.cross_entropy((logits + offset if offset is not None else logits).view(-1, logits.shape[-1]), targets.view(-1)).backward()
+            optimizer.step()
+        with torch.autograd.profiler.profile(record_shapes=True) as prof:
+            optimizer.zero_grad(set_to_none=True)
+            logits, _ = model.compact_logits(inputs, mask, positions)
+            F.cross_entropy((logits + offset if offset is not None else logits).view(-1, logits.shape[-1]), targets.view(-1)).backward()
+            optimizer.step()
+        print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=30))
+        return
     for step in range(args.warmup + args.steps):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
         logits, _ = model.compact_logits(inputs, mask, positions)
         if offset is not None:
@@ -111,12 +125,14 @@ def main():
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
         loss.backward()
         optimizer.step()
-        elapsed = time.perf_counter() - start
+        elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
         if step >= args.warmup:
             times.append(elapsed * 1000)
+            cpu.append(elapsed_cpu * 1000)
             losses.append(float(loss))
     tokens = args.batch * args.sequence
     print(json.dumps({"subject": "torch", "torch": torch.__version__, "step_ms": times, "tokens_per_second": tokens / (float(np.median(times)) / 1000),
+                      "cpu_ms": cpu, "tokens_per_cpu_second": tokens / (float(np.median(cpu)) / 1000),
                       "loss": losses[-1], "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 

@@ -28,6 +28,10 @@ internal static class TrainingBench
         public int Threads { get; set; }
         public List<double> StepMs { get; set; } = [];
         public double TokensPerSecond { get; set; }
+
+        /// <summary>Processor time (all threads, user + system) per step: unlike wall time, not stretched by other work on the machine.</summary>
+        public List<double> CpuMs { get; set; } = [];
+        public double TokensPerCpuSecond { get; set; }
         public double GraphMs { get; set; }
         public double OptimizerMs { get; set; }
         public double Loss { get; set; }
@@ -65,8 +69,11 @@ internal static class TrainingBench
         var result = new Result { Subject = "onnxruntime", Method = method, Threads = threads };
         var graphMs = new List<double>();
         var optimizerMs = new List<double>();
+        var process = Process.GetCurrentProcess();
         for (int step = 1; step <= Warmup + steps; step++)
         {
+            process.Refresh();
+            var cpuStart = process.TotalProcessorTime;
             var clock = Stopwatch.StartNew();
             var (loss, tokens) = graph.ForwardBackward(inputs, targets, Batch, Sequence);
             double pass = clock.Elapsed.TotalMilliseconds;
@@ -76,13 +83,17 @@ internal static class TrainingBench
                 AdamW(p.Value, p.Gradient, moments[i].M, moments[i].V, step, 1f / tokens, p.Decay);
             }
             double total = clock.Elapsed.TotalMilliseconds;
+            process.Refresh();
+            double cpu = (process.TotalProcessorTime - cpuStart).TotalMilliseconds;
             if (step <= Warmup) continue;
             result.StepMs.Add(total);
+            result.CpuMs.Add(cpu);
             graphMs.Add(pass);
             optimizerMs.Add(total - pass);
             result.Loss = loss / tokens;
         }
         result.TokensPerSecond = Batch * Sequence / (Stats.Median(result.StepMs) / 1000);
+        result.TokensPerCpuSecond = Batch * Sequence / (Stats.Median(result.CpuMs) / 1000);
         result.GraphMs = Stats.Median(graphMs);
         result.OptimizerMs = Stats.Median(optimizerMs);
         result.PeakRssBytes = Process.GetCurrentProcess().PeakWorkingSet64;
@@ -168,7 +179,7 @@ internal static class TrainingBench
                             r.LoadAfter = Load.Now();
                             results.Add(r);
                             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                                $"bench: training {model} {method} {t}t {subject}: {(r.Error ?? $"{r.TokensPerSecond:F0} tokens/s")} (load {before:F1} -> {r.LoadAfter:F1})"));
+                                $"bench: training {model} {method} {t}t {subject}: {(r.Error ?? $"{r.TokensPerSecond:F0} tokens/s, {r.TokensPerCpuSecond:F0} per processor-second")} (load {before:F1} -> {r.LoadAfter:F1})"));
                         }
                     }
 
@@ -192,6 +203,8 @@ internal static class TrainingBench
         {
             StepMs = root.GetProperty("step_ms").EnumerateArray().Select(e => e.GetDouble()).ToList(),
             TokensPerSecond = root.GetProperty("tokens_per_second").GetDouble(),
+            CpuMs = root.GetProperty("cpu_ms").EnumerateArray().Select(e => e.GetDouble()).ToList(),
+            TokensPerCpuSecond = root.GetProperty("tokens_per_cpu_second").GetDouble(),
             Loss = root.GetProperty("loss").GetDouble(),
             PeakRssBytes = root.GetProperty("peak_rss_bytes").GetInt64(),
         };
@@ -204,8 +217,8 @@ internal static class TrainingBench
         s.AppendLine(CultureInfo.InvariantCulture, $"Training throughput, batch {Batch} x {Sequence} tokens, forward + backward + AdamW; median of {steps} steps after {Warmup} warm-up, per fresh process;");
         s.AppendLine(CultureInfo.InvariantCulture, $"{rounds} rounds, subjects interleaved; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {minutes:F0} minutes in all.");
         s.AppendLine();
-        s.AppendLine("| model | method | threads | torch 1.13 tokens/s | ONNX Runtime tokens/s | ratio per round | ONNX Runtime graph / AdamW ms | peak RSS torch / ORT MB | load (1-min) |");
-        s.AppendLine("|---|---|---:|---:|---:|---|---|---|---|");
+        s.AppendLine("| model | method | threads | torch 1.13 tokens/s | ONNX Runtime tokens/s | ratio per round | tokens per processor-second torch / ORT | ratio per round | ONNX Runtime graph / AdamW ms | peak RSS torch / ORT MB | load (1-min) |");
+        s.AppendLine("|---|---|---:|---:|---:|---|---|---|---|---|---|");
         foreach (var model in models)
             foreach (var method in methods)
                 foreach (int t in threads)
@@ -214,15 +227,20 @@ internal static class TrainingBench
                     var torch = mine.Where(r => r.Subject == "torch" && r.Error is null).ToList();
                     var ort = mine.Where(r => r.Subject == "onnxruntime" && r.Error is null).ToList();
                     var ratios = torch.Zip(ort, (a, b) => b.TokensPerSecond / a.TokensPerSecond).ToList();
+                    var cpuRatios = torch.Zip(ort, (a, b) => b.TokensPerCpuSecond / a.TokensPerCpuSecond).ToList();
                     string errors = string.Join("; ", mine.Where(r => r.Error is not null).Select(r => $"{r.Subject}: {r.Error}"));
                     s.AppendLine(CultureInfo.InvariantCulture,
                         $"| {model} | {method} | {t} | {Figures(torch)} | {Figures(ort)} | {string.Join(", ", ratios.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} | " +
+                        $"{CpuFigures(torch)} / {CpuFigures(ort)} | {string.Join(", ", cpuRatios.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} | " +
                         $"{(ort.Count > 0 ? $"{Stats.Median(ort.Select(r => r.GraphMs)):F0} / {Stats.Median(ort.Select(r => r.OptimizerMs)):F0}" : "")} | " +
                         $"{(torch.Count > 0 ? torch.Max(r => r.PeakRssBytes) / 1048576 : 0)} / {(ort.Count > 0 ? ort.Max(r => r.PeakRssBytes) / 1048576 : 0)} | " +
                         $"{string.Join(" ", mine.Select(r => $"{r.LoadBefore:F1}"))}{(errors.Length > 0 ? $" ({errors})" : "")} |");
                 }
         return s.ToString();
     }
+
+    private static string CpuFigures(List<Result> rs) =>
+        rs.Count == 0 ? "-" : string.Join(" ", rs.Select(r => r.TokensPerCpuSecond.ToString("F0", CultureInfo.InvariantCulture)));
 
     private static string Figures(List<Result> rs) =>
         rs.Count == 0 ? "-" : string.Join(" / ", rs.Select(r => r.TokensPerSecond.ToString("F0", CultureInfo.InvariantCulture)));

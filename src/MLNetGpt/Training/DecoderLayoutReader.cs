@@ -329,9 +329,6 @@ internal sealed class DecoderLayoutReader
         return false;
     }
 
-    private static readonly HashSet<string> Reshaping = new(StringComparer.Ordinal)
-        { "Reshape", "Transpose", "Split", "Slice", "Unsqueeze", "Squeeze", "Expand", "Concat", "Identity", "Cast", "Neg", "Mul", "Add" };
-
     /// <summary>Whether the value goes (through reshapes) into a MatMul as the operand multiplied by attention probabilities.</summary>
     private bool FeedsAttentionValues(string value) => Reaches(value,
         (node, input) => node.OpType == "MatMul" && node.Input[1] == input && _producers.TryGetValue(node.Input[0], out var p) && p.OpType == "Softmax",

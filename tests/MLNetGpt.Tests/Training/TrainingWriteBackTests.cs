@@ -49,6 +49,8 @@ public sealed class TrainingWriteBackTests
     public static TheoryData<string, string, string[]> Float32Cases() => new()
     {
         { "tiny-gpt2-a", "full", [] },
+        { "tiny-gpt2-a-pair", "full", [] },
+        { "tiny-gpt2-a-merged", "lora", ["q", "v", "o"] },
         { "tiny-gpt2-hf", "lora", ["q", "k", "v", "o", "up", "down"] },
         { "tiny-onnx-community", "lora", ["q", "k", "v", "o", "gate", "up", "down"] },
         { "tiny-onnx-community", "full", [] },
