@@ -21,11 +21,15 @@ def main():
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--width", type=int, default=768)
     p.add_argument("--positions", type=int, default=1024)
+    # Random biases and LayerNorm gains (around 1) instead of zeros and ones: torch.onnx.export stores identical
+    # tensors once, so with the plain GPT-2 start every bias of the file is one shared initializer. Training
+    # benchmarks need each block's own (tools/bench_training_torch.py loads the file by parameter name).
+    p.add_argument("--vector-std", type=float, default=0.0)
     args = p.parse_args()
     torch.set_num_threads(2)
     config = gptkit.GPTConfig(args.layers, args.heads, args.width, args.positions, kept_ids=None)
     model = gptkit.GPT(config)
-    model.init_weights(std=0.02, seed=1)
+    model.init_weights(std=0.02, seed=1, vector_std=args.vector_std)
     name = os.path.basename(os.path.normpath(args.out))
     card = (f"# {name}\n\nRandom weights in GPT-2 small's shape ({args.layers} layers, {args.heads} heads, width {args.width}, "
             f"{args.positions} positions, 50,257 ids), made by tools/make_bench_model.py for speed measurements only.\n")

@@ -19,6 +19,10 @@ using MLNetGpt.Bench;
 //   gpu MODEL [MODEL...]   (the CUDA path on a machine with an NVIDIA GPU: correctness against the CPU, throughput)
 //   settings MODEL BATCH PROMPT_TOKENS STEPS THREADS ROUNDS   (engine step under ONNX Runtime thread/spinning settings)
 //   encode [ROUNDS] [MEGABYTES]   (tokenizer.json encode throughput against Hugging Face's Rust tokenizers; prints the docs table)
+//   training [--models default,gpt2-small] [--threads 1,2] [--methods full,lora] [--steps N] [--rounds N]
+//            (training tokens/s of the training graph against torch 1.13, interleaved; see TrainingBench.cs)
+//   training-one MODEL_FOLDER full|lora THREADS STEPS   (one training measurement of the training graph)
+//   training-profile MODEL_FOLDER full|lora THREADS [RUNS]   (ONNX Runtime's profiler over the training graph: time per operator)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 string mode = args.Length > 0 ? args[0] : "all";
@@ -73,6 +77,25 @@ switch (mode)
         Console.WriteLine(JsonSerializer.Serialize(rows));
         return 0;
     }
+    case "training":
+        return TrainingBench.Run(args[1..]);
+    case "training-profile":
+        TrainingProfile.Run(args[1], args[2], int.Parse(args[3]), args.Length > 4 ? int.Parse(args[4]) : 2);
+        return 0;
+    case "training-one":
+    {
+        TrainingBench.Result r;
+        try
+        {
+            r = TrainingBench.MeasureOne(args[1], args[2], int.Parse(args[3]), int.Parse(args[4]));
+        }
+        catch (Exception e)
+        {
+            r = new TrainingBench.Result { Error = e.GetType().Name + ": " + e.Message };
+        }
+        Console.WriteLine(JsonSerializer.Serialize(r));
+        return 0;
+    }
     case "choose":
         Choose.Run(args[1], int.Parse(args[2]));
         return 0;
@@ -83,6 +106,6 @@ switch (mode)
     case "all":
         return Report.Run(args[1..]);
     default:
-        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, choose, encode or micro");
+        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, training, training-one, training-profile, choose, encode or micro");
         return 1;
 }

@@ -9,7 +9,15 @@ internal static class SessionFactory
         "ONNX Runtime 1.31 with CUDA needs an NVIDIA GPU and driver, CUDA 13.x (libcudart.so.13, libcublas.so.13) and cuDNN 9 on the library path";
 
     /// <summary>Opens <paramref name="path"/>; returns the session and the provider it runs on (<c>CPU</c> or <c>CUDA:N</c>).</summary>
-    public static (InferenceSession Session, string Provider) Open(string path, GptModelOptions options, bool cudaAlreadyFailed)
+    public static (InferenceSession Session, string Provider) Open(string path, GptModelOptions options, bool cudaAlreadyFailed) =>
+        Open(so => new InferenceSession(path, so), path, options, cudaAlreadyFailed);
+
+    /// <summary>Opens a model held in memory (a training graph); <paramref name="label"/> names it in messages.</summary>
+    public static (InferenceSession Session, string Provider) Open(byte[] model, string label, GptModelOptions options, bool cudaAlreadyFailed) =>
+        Open(so => new InferenceSession(model, so), label, options, cudaAlreadyFailed);
+
+    private static (InferenceSession Session, string Provider) Open(Func<SessionOptions, InferenceSession> create, string path, GptModelOptions options,
+        bool cudaAlreadyFailed)
     {
         if (options.GpuDeviceId is int device && !cudaAlreadyFailed)
         {
@@ -18,7 +26,7 @@ internal static class SessionFactory
             {
                 cuda = CreateOptions(options);
                 cuda.AppendExecutionProvider_CUDA(device);
-                var session = new InferenceSession(path, cuda);
+                var session = create(cuda);
                 return (session, $"CUDA:{device}");
             }
             catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException or TypeInitializationException)
@@ -44,7 +52,7 @@ internal static class SessionFactory
         try
         {
             cpu = CreateOptions(options);
-            return (new InferenceSession(path, cpu), "CPU");
+            return (create(cpu), "CPU");
         }
         catch (OnnxRuntimeException e)
         {

@@ -103,6 +103,7 @@ internal static class FineTuner
             Threads = options.Threads,
             Device = options.Device ?? GptDevice.Cpu,
             Seed = options.Seed,
+            Log = options.Log,
         };
         using var graph = TrainingGraphs.Create(request);
         if (graph.MaxSequenceLength < options.SequenceLength)

@@ -28,4 +28,7 @@ internal sealed record TrainingGraphRequest
 
     /// <summary>Seeds the LoRA factors' initialization.</summary>
     public int Seed { get; init; }
+
+    /// <summary>Where the graph reports what it decided (the layout it recognised, a device fallback); null: nowhere.</summary>
+    public Action<string>? Log { get; init; }
 }

@@ -11,8 +11,21 @@ internal static class TrainingGraphs
     private static readonly AsyncLocal<Func<TrainingGraphRequest, ITrainingGraph>?> Substitute = new();
 
     /// <summary>Builds the training graph for a request.</summary>
-    public static Func<TrainingGraphRequest, ITrainingGraph> Factory { get; set; } = request =>
-        throw new NotSupportedException($"This build of MLNetGpt cannot build a training graph for '{request.ModelFolder}'.");
+    public static Func<TrainingGraphRequest, ITrainingGraph> Factory { get; set; } = Build;
+
+    /// <summary>The product's graph: the folder's decoder layout recognised and emitted as forward + loss + backward.</summary>
+    private static ITrainingGraph Build(TrainingGraphRequest request) => TrainingGraph.Create(request.ModelFolder, new TrainingGraphOptions
+    {
+        Method = request.Method == FineTuneMethod.LoRA ? TrainingMethod.Lora : TrainingMethod.Full,
+        LoraRank = request.LoraRank,
+        LoraAlpha = (float)request.LoraAlpha,
+        LoraTargets = request.LoraTargets,
+        Seed = request.Seed,
+        VocabularyExtension = request.AddedTokenIds,
+        Threads = request.Threads,
+        Device = request.Device,
+        Log = request.Log,
+    });
 
     /// <summary>Builds the graph for <paramref name="request"/> with the substitute of this flow, if any, else <see cref="Factory"/>.</summary>
     public static ITrainingGraph Create(TrainingGraphRequest request) => (Substitute.Value ?? Factory)(request);
