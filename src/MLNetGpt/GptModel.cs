@@ -41,7 +41,8 @@ public sealed class GptModel : IDisposable
         _options = options;
         Prompts = new PromptPreparer(tokenizer, info, options.Write);
         ChatTemplates = chatTemplates;
-        ChatTemplate = chatTemplates?.Default is { } entry ? new ChatTemplate(entry, chatTemplates) : null;
+        TemplateLimits = options.ChatTemplateLimits.ToTemplateLimits();
+        ChatTemplate = chatTemplates?.Default is { } entry ? new ChatTemplate(entry, chatTemplates, TemplateLimits) : null;
     }
 
     /// <summary>What was discovered about the model: layout, shapes, special tokens, tokenizer and device.</summary>
@@ -62,11 +63,14 @@ public sealed class GptModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(name);
         var files = ChatTemplates ?? throw new ArgumentException($"The model folder '{Info.Folder}' has no chat template.", nameof(name));
-        return new ChatTemplate(files.Choose(name, withTools: false), files);
+        return new ChatTemplate(files.Choose(name, withTools: false), files, TemplateLimits);
     }
 
     /// <summary>Every chat template of the folder and its special tokens (null when it has none).</summary>
     internal Chat.ChatTemplateFiles? ChatTemplates { get; }
+
+    /// <summary>The render budget of the model's chat templates (from <see cref="GptModelOptions.ChatTemplateLimits"/> when it opened).</summary>
+    internal Chat.TemplateLimits TemplateLimits { get; }
 
     /// <summary>The decoder graph runner, for tests that drive single steps.</summary>
     internal DecoderBackend Backend => _backend;

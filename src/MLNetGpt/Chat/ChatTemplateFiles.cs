@@ -165,12 +165,15 @@ internal sealed class ChatTemplateEntry
 {
     private readonly Lazy<JinjaTemplate> _parsed;
 
+    private static readonly TemplateLimits UnlimitedLength = TemplateLimits.Default with { MaxTemplateLength = long.MaxValue };
+
     public ChatTemplateEntry(string name, string text, string source)
     {
         Name = name;
         Text = text;
         Source = source;
-        _parsed = new Lazy<JinjaTemplate>(() => JinjaTemplate.Parse(text), LazyThreadSafetyMode.ExecutionAndPublication);
+        // The length budget is the caller's (ChatTemplate checks it before a render asks for the parse).
+        _parsed = new Lazy<JinjaTemplate>(() => JinjaTemplate.Parse(text, UnlimitedLength), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     public string Name { get; }
