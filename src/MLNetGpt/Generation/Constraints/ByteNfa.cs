@@ -31,9 +31,17 @@ internal sealed class ByteNfa
     public int[] Epsilon(int state) => _epsilon[state];
 
     /// <summary>Builds the NFA; throws <see cref="ArgumentException"/> prefixed with <paramref name="what"/> when too large.</summary>
-    public static ByteNfa Build(ConstraintNode root, string what)
+    public static ByteNfa Build(ConstraintNode root, string what, CancellationToken cancellation = default)
     {
-        long size = 1 + Size(root);
+        long size;
+        try
+        {
+            size = 1 + Size(root);
+        }
+        catch (ConstraintDepthException e)
+        {
+            throw new ArgumentException($"{what}: {e.Message}.");
+        }
         if (size > MaxStates)
         {
             var culprit = Culprit(root);
@@ -41,14 +49,31 @@ internal sealed class ByteNfa
             throw new ArgumentException(
                 $"{what}: the automaton would need {(size >= long.MaxValue / 4 ? "too many" : size.ToString("N0"))} states, more than the limit of {MaxStates:N0}{because}.");
         }
-        var nfa = new ByteNfa();
+        var nfa = new ByteNfa { _cancellation = cancellation };
         nfa.Accept = nfa.NewState();
-        nfa.Start = nfa.Compile(root, nfa.Accept);
+        try
+        {
+            nfa.Start = nfa.Compile(root, nfa.Accept);
+        }
+        catch (ConstraintDepthException e)
+        {
+            throw new ArgumentException($"{what}: {e.Message}.");
+        }
         return nfa;
+    }
+
+    private CancellationToken _cancellation;
+
+    /// <summary>The walks below recurse once per level of the tree, whose depth <see cref="ConstraintNode.MaxDepth"/> bounds; this is the backstop for small stacks.</summary>
+    private static void EnsureStack()
+    {
+        if (!System.Runtime.CompilerServices.RuntimeHelpers.TryEnsureSufficientExecutionStack())
+            throw new ConstraintDepthException("the expression nests too deeply for the stack of this thread");
     }
 
     private int NewState()
     {
+        if ((_lo.Count & 4095) == 0) _cancellation.ThrowIfCancellationRequested();
         _lo.Add(0);
         _hi.Add(0);
         _byteTarget.Add(-1);
@@ -58,6 +83,7 @@ internal sealed class ByteNfa
 
     private int Compile(ConstraintNode node, int next)
     {
+        EnsureStack();
         switch (node)
         {
             case ByteRangeNode b:
@@ -108,14 +134,31 @@ internal sealed class ByteNfa
     }
 
     /// <summary>The exact number of states <see cref="Compile"/> allocates for a node (saturating).</summary>
-    private static long Size(ConstraintNode node) => node switch
+    private static long Size(ConstraintNode node)
     {
-        ByteRangeNode => 1,
-        SequenceNode s => s.Items.Aggregate(0L, (total, item) => Saturate(total + Size(item))),
-        ChoiceNode c => c.Items.Aggregate(1L, (total, item) => Saturate(total + Size(item))),
-        RepeatNode r => RepeatSize(r, Size(r.Item)),
-        _ => 0,
-    };
+        EnsureStack();
+        switch (node)
+        {
+            case ByteRangeNode:
+                return 1;
+            case SequenceNode s:
+            {
+                long total = 0;
+                foreach (var item in s.Items) total = Saturate(total + Size(item));
+                return total;
+            }
+            case ChoiceNode c:
+            {
+                long total = 1;
+                foreach (var item in c.Items) total = Saturate(total + Size(item));
+                return total;
+            }
+            case RepeatNode r:
+                return RepeatSize(r, Size(r.Item));
+            default:
+                return 0;
+        }
+    }
 
     private static long RepeatSize(RepeatNode r, long item)
     {
