@@ -101,7 +101,7 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
             _stopStrings = s.Strings("stop_strings") ?? [];
             s.EnsureAllRead();
         }
-        _source = ModelSource.Load(ctx);
+        _source = ModelSource.Load(ctx, Warn);
         _tokenizer = _source.GetTokenizer();
     }
 

@@ -159,7 +159,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
             Chat = chat;
         }
         AddBeginningOfSequence = _bos is not null;
-        _source = ModelSource.Load(ctx);
+        _source = ModelSource.Load(ctx, Warn);
         _tokenizer = _source.GetTokenizer();
         if (Chat)
         {
@@ -228,7 +228,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     }
 
 
-    internal int[] Tokenize(string text, long row)
+    internal int[] Tokenize(string text, long row, CancellationToken cancellationToken = default)
     {
         try
         {
@@ -238,7 +238,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
         {
             throw new InvalidOperationException(e.Message, e);
         }
-        if (_chatTemplate is not null) text = RenderChat(text, row);
+        if (_chatTemplate is not null) text = RenderChat(text, row, cancellationToken);
         var ids = _tokenizer.EncodeToIds(text);
         // A template that writes the BOS token itself gets no second one.
         int? bosToAdd = _bos is int b && !(_chatTemplate is not null && ids.Count > 0 && ids[0] == b) ? b : null;
@@ -249,14 +249,16 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     }
 
     /// <summary>The prompt the chat template renders for one row: the system prompt, the row as the user's message, the assistant header.</summary>
-    internal string RenderChat(string text, long row)
+    internal string RenderChat(string text, long row, CancellationToken cancellationToken = default)
     {
         var messages = new List<Microsoft.Extensions.AI.ChatMessage>();
         if (SystemPrompt is not null) messages.Add(new(Microsoft.Extensions.AI.ChatRole.System, SystemPrompt));
         messages.Add(new(Microsoft.Extensions.AI.ChatRole.User, text));
         try
         {
-            return _chatTemplate!.Render(messages, addGenerationPrompt: true);
+            // The cursor's token: a cursor disposed (or a job stopped) mid-render ends the render too.
+            return _chatTemplate!.RenderValues(MLNetGpt.Chat.ChatTemplateInput.Messages(messages), tools: null, addGenerationPrompt: true,
+                variables: null, now: null, cancellationToken);
         }
         catch (ChatTemplateException e)
         {
@@ -270,7 +272,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
         {
             var outputs = new object?[rows.Count][];
             for (int i = 0; i < rows.Count; i++)
-                outputs[i] = [ToVector(owner.Tokenize((string)rows[i].Values[0]!, rows[i].Index))];
+                outputs[i] = [ToVector(owner.Tokenize((string)rows[i].Values[0]!, rows[i].Index, cancellationToken))];
             return outputs;
         }
     }
