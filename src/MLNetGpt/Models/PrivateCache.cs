@@ -15,6 +15,12 @@ internal static class PrivateCache
     /// <summary>Files a content list may name (a saved pipeline's count is checked against it before anything is allocated).</summary>
     public const int MaxFiles = 100_000;
 
+    /// <summary>A root for the current flow of execution only (tests give each case its own, without touching the process's environment).</summary>
+    internal static readonly AsyncLocal<string?> RootOverride = new();
+
+    /// <summary>Where extracted models go: <see cref="RootOverride"/>, else <see cref="DefaultModel.CacheRoot"/>.</summary>
+    public static string Root() => RootOverride.Value ?? DefaultModel.CacheRoot();
+
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
     private const UnixFileMode OthersAnything = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
         | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;

@@ -170,7 +170,7 @@ namespace MLNetGpt.Transforms
 
             // The cache folder is named by the content's hash, so equal content is extracted once; a copy there is
             // checked against the hash before it is used, and one that fails is extracted again.
-            string root = PrivateCache.EnsurePrivate(DefaultModel.CacheRoot());
+            string root = PrivateCache.EnsurePrivate(PrivateCache.Root());
             string hash = ForEachFile(ctx, entries, originalFolder, _ => null);
             string target = Path.Combine(root, $"{Path.GetFileName(originalFolder)}-{hash[..24]}");
             if (PrivateCache.Matches(target, names, hash)) return target;
