@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Microsoft.ML;
 using Microsoft.Extensions.AI;
 using MLNetGpt.Chat;
 using MLNetGpt.Tests.Infrastructure;
@@ -132,6 +133,26 @@ public sealed class ChatTemplateBudgetTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
             client.GetResponseAsync(Hello, new ChatOptions { ResponseFormat = ChatResponseFormat.ForJsonSchema(schema) }, cancellation.Token));
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"returned {clock.ElapsedMilliseconds} ms after the call");
+    }
+
+    public sealed class TextRow
+    {
+        public string Text { get; set; } = "";
+    }
+
+    [Fact]
+    public void The_tokenize_stage_stops_a_render_at_its_budget_and_when_its_cursor_token_is_cancelled()
+    {
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromEnumerable(new[] { new TextRow { Text = "Hello" } });
+        var stage = ml.Transforms.Text.TokenizeText(new TokenizeTextOptions { OutputColumnName = "Ids", InputColumnName = "Text", ModelFolder = FolderWithTemplate(Endless), Chat = true })
+            .Fit(data);
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        Assert.Throws<OperationCanceledException>(() => stage.Tokenize("Hello", 0, cancelled.Token));
+        var e = Assert.Throws<InvalidOperationException>(() => stage.Tokenize("Hello", 0));
+        Assert.StartsWith("TokenizeText: row 0 of column 'Text': The chat template 'default'", e.Message);
+        Assert.Contains("ran past its budget of 10,000,000 steps", e.Message);
     }
 
     [Fact]
