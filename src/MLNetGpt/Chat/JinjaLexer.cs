@@ -533,7 +533,8 @@ internal sealed class JinjaLexer
                     // backslash before it then escaped that backslash: the text of the escape remains.
                     if (e > '\x7f')
                     {
-                        var codePoint = char.IsHighSurrogate(e) && i + 1 < raw.Length ? char.ConvertToUtf32(e, raw[++i]) : e;
+                        // A pair is one character; a lone surrogate is escaped on its own (\udXXX), as Python's backslashreplace does.
+                        var codePoint = char.IsHighSurrogate(e) && i + 1 < raw.Length && char.IsLowSurrogate(raw[i + 1]) ? char.ConvertToUtf32(e, raw[++i]) : e;
                         sb.Append('\\').Append(codePoint < 0x100 ? $"x{codePoint:x2}" : codePoint < 0x10000 ? $"u{codePoint:x4}" : $"U{codePoint:x8}");
                     }
                     else sb.Append('\\').Append(e);

@@ -190,7 +190,7 @@ internal static class PyStringFormat
             case 'X': magnitude = Convert.ToString(Math.Abs(value), 16).ToUpperInvariant(); prefix = s.Alternate ? "0X" : ""; break;
             case 'o': magnitude = Convert.ToString(Math.Abs(value), 8); prefix = s.Alternate ? "0o" : ""; break;
             case 'b': magnitude = Convert.ToString(Math.Abs(value), 2); prefix = s.Alternate ? "0b" : ""; break;
-            case 'c': return Pad(char.ConvertFromUtf32((int)value), s, '<');
+            case 'c': return Pad(Chr(value), s, '<');
             default: throw TemplateException.ValueError($"Unknown format code '{s.Type}' for object of type 'int'");
         }
         if (s.Grouping is { } g) magnitude = PyNumberFormat.Group(magnitude, g, s.Type is 'x' or 'X' or 'o' or 'b' ? 4 : 3);
@@ -274,6 +274,14 @@ internal static class PyStringFormat
             _ => text + new string(fill, padding),
         };
     }
+
+    /// <summary>Python's chr() for the c format: any code point, a lone surrogate included; OverflowError outside the range.</summary>
+    internal static string Chr(long codePoint) => codePoint switch
+    {
+        < 0 or > 0x10FFFF => throw new TemplateException(TemplateErrorKind.Overflow, "%c arg not in range(0x110000)"),
+        < 0x10000 => ((char)codePoint).ToString(),
+        _ => char.ConvertFromUtf32((int)codePoint),
+    };
 
     /// <summary>A width or precision; CPython refuses one that does not fit its Py_ssize_t with this message.</summary>
     internal static int Number(ReadOnlySpan<char> digits) =>
@@ -473,7 +481,7 @@ internal static class PyPercentFormat
                 if (type is 'E' or 'F' or 'G') body = body.ToUpperInvariant();
                 break;
             case 'c':
-                body = argument is string { Length: > 0 } ch ? ch : char.ConvertFromUtf32((int)ToInteger(argument, type));
+                body = argument is string { Length: > 0 } ch ? ch : PyStringFormat.Chr(ToInteger(argument, type));
                 numeric = false;
                 break;
             default:

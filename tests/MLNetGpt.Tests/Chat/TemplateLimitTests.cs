@@ -261,4 +261,19 @@ public sealed class TemplateLimitTests
         Assert.Null(SmallStacks.OnSmallStack(() => text = JinjaTemplate.Parse(source).Render(variables)));
         Assert.Contains("Hello", text);
     }
+
+    [Fact]
+    public void A_lone_surrogate_after_a_backslash_in_a_string_literal_is_kept_as_its_escape_as_python_does()
+    {
+        // The stress test's case 184: a high surrogate not followed by a low one crashed the literal's decoding.
+        Assert.Equal("\\ud83dx", JinjaTemplate.Parse("{{ '\\\ud83dx' }}").Render(NoVariables));
+    }
+
+    [Fact]
+    public void The_c_format_of_a_code_point_outside_unicode_is_an_overflow_error_as_in_python()
+    {
+        Assert.Equal("%c arg not in range(0x110000)", RenderRefusal("{{ '{:c}'.format(-1) }}").Description);
+        Assert.Equal("%c arg not in range(0x110000)", RenderRefusal("{{ '%c' % 1114112 }}").Description);
+        Assert.Equal("\U0001F600", JinjaTemplate.Parse("{{ '{:c}'.format(128512) }}").Render(NoVariables));
+    }
 }

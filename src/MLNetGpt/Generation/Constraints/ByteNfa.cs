@@ -34,9 +34,10 @@ internal sealed class ByteNfa
     public static ByteNfa Build(ConstraintNode root, string what, CancellationToken cancellation = default)
     {
         long size;
+        var sizes = new Dictionary<ConstraintNode, long>(ReferenceEqualityComparer.Instance);
         try
         {
-            size = 1 + Size(root);
+            size = 1 + Size(root, sizes);
         }
         catch (ConstraintDepthException e)
         {
@@ -44,8 +45,8 @@ internal sealed class ByteNfa
         }
         if (size > MaxStates)
         {
-            var culprit = Culprit(root);
-            string because = culprit is null ? "" : $"; {culprit.Origin} makes it that large (about {Size(culprit):N0} states)";
+            var culprit = Culprit(root, sizes);
+            string because = culprit is null ? "" : $"; {culprit.Origin} makes it that large (about {Size(culprit, sizes):N0} states)";
             throw new ArgumentException(
                 $"{what}: the automaton would need {(size >= long.MaxValue / 4 ? "too many" : size.ToString("N0"))} states, more than the limit of {MaxStates:N0}{because}.");
         }
@@ -134,30 +135,36 @@ internal sealed class ByteNfa
     }
 
     /// <summary>The exact number of states <see cref="Compile"/> allocates for a node (saturating).</summary>
-    private static long Size(ConstraintNode node)
+    /// <summary>
+    /// The tree is a graph with shared parts (a JSON schema's array refers to its item schema twice, and nested arrays
+    /// double that at every level): sizes are memoised per node, so computing one costs a visit per distinct node, not
+    /// one per path through the graph.
+    /// </summary>
+    private static long Size(ConstraintNode node, Dictionary<ConstraintNode, long> sizes)
     {
+        if (node is ByteRangeNode) return 1;
+        if (sizes.TryGetValue(node, out long known)) return known;
         EnsureStack();
+        long size;
         switch (node)
         {
-            case ByteRangeNode:
-                return 1;
             case SequenceNode s:
-            {
-                long total = 0;
-                foreach (var item in s.Items) total = Saturate(total + Size(item));
-                return total;
-            }
+                size = 0;
+                foreach (var item in s.Items) size = Saturate(size + Size(item, sizes));
+                break;
             case ChoiceNode c:
-            {
-                long total = 1;
-                foreach (var item in c.Items) total = Saturate(total + Size(item));
-                return total;
-            }
+                size = 1;
+                foreach (var item in c.Items) size = Saturate(size + Size(item, sizes));
+                break;
             case RepeatNode r:
-                return RepeatSize(r, Size(r.Item));
+                size = RepeatSize(r, Size(r.Item, sizes));
+                break;
             default:
-                return 0;
+                size = 0;
+                break;
         }
+        sizes[node] = size;
+        return size;
     }
 
     private static long RepeatSize(RepeatNode r, long item)
@@ -169,21 +176,23 @@ internal sealed class ByteNfa
     private static long Saturate(long value) => value < 0 || value > long.MaxValue / 4 ? long.MaxValue / 4 : value;
 
     /// <summary>The repetition whose own expansion is the largest: the one to name in the error.</summary>
-    private static RepeatNode? Culprit(ConstraintNode root)
+    private static RepeatNode? Culprit(ConstraintNode root, Dictionary<ConstraintNode, long> sizes)
     {
         RepeatNode? best = null;
         double bestGrowth = 0;
         var stack = new Stack<ConstraintNode>();
+        var seen = new HashSet<ConstraintNode>(ReferenceEqualityComparer.Instance);
         stack.Push(root);
         while (stack.Count > 0)
         {
             var node = stack.Pop();
+            if (!seen.Add(node)) continue;
             switch (node)
             {
                 case SequenceNode s: foreach (var i in s.Items) stack.Push(i); break;
                 case ChoiceNode c: foreach (var i in c.Items) stack.Push(i); break;
                 case RepeatNode r:
-                    double growth = (double)Size(r) - Size(r.Item);
+                    double growth = (double)Size(r, sizes) - Size(r.Item, sizes);
                     if (best is null || growth > bestGrowth)
                     {
                         best = r;

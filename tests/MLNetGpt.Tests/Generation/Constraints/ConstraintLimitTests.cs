@@ -150,4 +150,14 @@ public sealed class ConstraintLimitTests
         Assert.Throws<OperationCanceledException>(() => OutputConstraint.JsonSchema("{\"type\":\"string\"}", cancellation.Token));
         Assert.Throws<OperationCanceledException>(() => OutputConstraint.Regex(Repeat("ab", 5_000), cancellation.Token));
     }
+
+    [Fact]
+    public void Arrays_nested_sixty_levels_whose_item_schema_is_used_twice_per_level_are_sized_once_per_node_and_refused()
+    {
+        // Each array refers to its item schema twice (first item, further items): 2^60 paths through a graph of 60
+        // nodes. Sizing it path by path ran for hours; sized per node it is refused at once.
+        var schema = Repeat("{\"type\":\"array\",\"items\":", 60) + "{\"type\":\"null\"}" + Repeat("}", 60);
+        var e = Assert.Throws<ArgumentException>(() => OutputConstraint.JsonSchema(schema));
+        Assert.StartsWith("JSON schema: the automaton would need too many states, more than the limit of 100,000", e.Message);
+    }
 }
