@@ -121,7 +121,9 @@ public sealed class GptModel : IDisposable
     /// carries its files inside its assembly; the first use in a process extracts them, once per model
     /// version, to <c>MLNetGpt/models/mlnetgpt-kjv-HASH</c> under the local application data folder
     /// (<c>~/.local/share</c> on Linux, <c>%LOCALAPPDATA%</c> on Windows) or under the folder that the
-    /// <c>MLNETGPT_CACHE</c> environment variable names. Later uses, and other processes, reuse that copy.
+    /// <c>MLNETGPT_CACHE</c> environment variable names (made private to the user, mode 0700 on Unix). Later uses,
+    /// and other processes, reuse that copy once it matches the package's content hash; a copy changed on disk is
+    /// written again (docs/security.md).
     /// </summary>
     /// <exception cref="GptModelException">The package is missing from the app, or the cache folder cannot be written.</exception>
     public static string DefaultModelFolder => DefaultModel.Folder;
