@@ -276,4 +276,18 @@ public sealed class TemplateLimitTests
         Assert.Equal("%c arg not in range(0x110000)", RenderRefusal("{{ '%c' % 1114112 }}").Description);
         Assert.Equal("\U0001F600", JinjaTemplate.Parse("{{ '{:c}'.format(128512) }}").Render(NoVariables));
     }
+
+    [Theory]
+    [MemberData(nameof(Threads))]
+    public void A_json_value_a_million_levels_deep_given_to_a_template_is_refused_naming_its_depth(string thread)
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(new string('[', Million) + new string(']', Million),
+            new System.Text.Json.JsonDocumentOptions { MaxDepth = Million + 1 });
+        var root = document.RootElement;
+        var e = Assert.IsType<ArgumentException>(SmallStacks.Run(thread, () => JinjaValues.FromJson(root)));
+        Assert.StartsWith("a JSON value nests deeper than 256 levels, more than a template is given", e.Message);
+        var viaVariables = Assert.IsType<ArgumentException>(SmallStacks.Run(thread,
+            () => JinjaTemplate.Parse("{{ x }}").Render(new Dictionary<string, object?> { ["x"] = root })));
+        Assert.Contains("nests deeper than 256 levels", viaVariables.Message);
+    }
 }

@@ -68,4 +68,18 @@ public sealed class ConfigValueTests
         Assert.Equal($"{Path.Combine(folder, "genai_config.json")}: 'model.context_length' must be a positive integer, but is 0.",
             Assert.Throws<GptModelException>(() => GptModel.Open(folder)).Message);
     }
+
+    public static TheoryData<string> Threads => SmallStacks.Threads;
+
+    [Theory]
+    [MemberData(nameof(Threads))]
+    public void A_configuration_nested_a_million_levels_is_refused_by_the_json_reader_naming_the_file(string thread)
+    {
+        var folder = Fixtures.CopyOf("tiny-gpt2-a");
+        var path = Path.Combine(folder, "generation_config.json");
+        File.WriteAllText(path, "{\"a\":" + new string('[', 1_000_000) + new string(']', 1_000_000) + "}");
+        var e = Assert.IsType<GptModelException>(SmallStacks.Run(thread, () => GptModel.Open(folder)));
+        Assert.StartsWith($"{path} is not valid JSON at line 1, column ", e.Message);
+        Assert.Contains("maximum configured depth of 64", e.Message);
+    }
 }
