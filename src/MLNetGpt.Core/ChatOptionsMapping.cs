@@ -9,7 +9,8 @@ namespace MLNetGpt;
 /// </summary>
 internal static class ChatOptionsMapping
 {
-    public static GenerationOptions ToGenerationOptions(ChatOptions? options, GenerationOptions defaults, string modelId)
+    public static GenerationOptions ToGenerationOptions(ChatOptions? options, GenerationOptions defaults, string modelId,
+        CancellationToken cancellationToken = default)
     {
         var result = defaults.Clone();
         if (options is null) return result;
@@ -61,7 +62,7 @@ internal static class ChatOptionsMapping
             case ChatResponseFormatJson { Schema: { } schema }:
                 try
                 {
-                    result.Constraint = OutputConstraint.JsonSchema(schema.GetRawText());
+                    result.Constraint = OutputConstraint.JsonSchema(schema.GetRawText(), cancellationToken);
                 }
                 catch (ArgumentException e)
                 {

@@ -22,11 +22,13 @@ public sealed class ChatTemplate
 {
     private readonly ChatTemplateEntry _entry;
     private readonly ChatTemplateFiles _files;
+    private readonly TemplateLimits _limits;
 
-    internal ChatTemplate(ChatTemplateEntry entry, ChatTemplateFiles files)
+    internal ChatTemplate(ChatTemplateEntry entry, ChatTemplateFiles files, TemplateLimits? limits = null)
     {
         _entry = entry;
         _files = files;
+        _limits = limits ?? TemplateLimits.Default;
     }
 
     /// <summary>The template's name: <c>default</c> for a folder's only or default template, else the name the folder gives it.</summary>
@@ -55,7 +57,7 @@ public sealed class ChatTemplate
     /// <param name="addGenerationPrompt">End with the header of an assistant turn, so that the model writes the reply (transformers' <c>add_generation_prompt</c>).</param>
     /// <param name="tools">Function declarations shown to the model through the template's <c>tools</c> variable (as JSON schemas); null or empty: <c>tools</c> is none.</param>
     /// <param name="variables">Further template variables (transformers' extra keyword arguments, e.g. <c>enable_thinking</c> or <c>documents</c>); they may replace a special token. Values: strings, numbers, booleans, null, lists, string-keyed dictionaries, <see cref="System.Text.Json.JsonElement"/>.</param>
-    /// <exception cref="ChatTemplateException">The template does not parse, fails, or refuses the conversation.</exception>
+    /// <exception cref="ChatTemplateException">The template does not parse, fails, refuses the conversation, or spends its budget (see <see cref="GptModelOptions.ChatTemplateLimits"/>).</exception>
     /// <exception cref="ArgumentException">A message, tool or variable cannot be given to a template (the message names which and why).</exception>
     /// <exception cref="NotSupportedException">A message holds content other than text, reasoning, function calls and results, or a tool is not a function declaration.</exception>
     public string Render(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true, IEnumerable<AITool>? tools = null,
@@ -64,7 +66,7 @@ public sealed class ChatTemplate
 
     /// <summary>Renders messages already in the template's shape (lists and string-keyed dictionaries).</summary>
     internal string RenderValues(IReadOnlyList<object?> messages, IReadOnlyList<object?>? tools, bool addGenerationPrompt,
-        IReadOnlyDictionary<string, object?>? variables, Func<DateTime>? now)
+        IReadOnlyDictionary<string, object?>? variables, Func<DateTime>? now, CancellationToken cancellationToken = default)
     {
         // The order of transformers' render call: messages, tools, documents, add_generation_prompt, special tokens, extra keyword arguments.
         var all = new OrderedStringDictionary();
@@ -85,15 +87,26 @@ public sealed class ChatTemplate
         }
         try
         {
-            return _entry.Parsed.Render(all, now);
+            if (Text.Length > _limits.MaxTemplateLength)
+                throw TemplateException.LimitExceeded(nameof(TemplateLimits.MaxTemplateLength),
+                    $"the template is {Text.Length:N0} characters long, more than the {_limits.MaxTemplateLength:N0} accepted");
+            return _entry.Parsed.Render(all, now, _limits, cancellationToken);
         }
         catch (TemplateException e)
         {
-            bool raised = e.Kind == TemplateErrorKind.Raised;
-            string what = raised ? "refused the conversation" : e.Kind == TemplateErrorKind.Syntax ? "does not parse" : "failed";
-            throw new ChatTemplateException($"The chat template '{Name}' ({Source} in '{_files.Folder}') {what}: {e.Message}",
-                Name, e.Line, e.Column, raised, e);
+            throw Wrap(e);
         }
+    }
+
+    /// <summary>The engine's error as the public one: the template, its file and folder, the line, and for a spent budget the setting that raises it.</summary>
+    internal ChatTemplateException Wrap(TemplateException e)
+    {
+        bool raised = e.Kind == TemplateErrorKind.Raised;
+        string what = raised ? "refused the conversation" : e.Kind == TemplateErrorKind.Syntax ? "does not parse"
+            : e.Kind == TemplateErrorKind.Limit ? "was stopped" : "failed";
+        string hint = e.Limit is { } limit ? $"; {ChatTemplateLimits.Hint(limit)}" : "";
+        return new ChatTemplateException($"The chat template '{Name}' ({Source} in '{_files.Folder}') {what}: {e.Message}{hint}",
+            Name, e.Line, e.Column, raised, e);
     }
 
     /// <inheritdoc/>

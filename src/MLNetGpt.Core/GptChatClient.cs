@@ -93,7 +93,7 @@ public sealed class GptChatClient : IChatClient
     /// <inheritdoc/>
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var request = Prepare(messages, options);
+        var request = await PrepareAsync(messages, options, cancellationToken).ConfigureAwait(false);
         var result = await Task.Run(() => Model.Engine.RunOrdered([request.Prompt], request.Settings, 1, continuous: false, cancellationToken)[0], cancellationToken)
             .ConfigureAwait(false);
         string text = result.Text;
@@ -124,7 +124,7 @@ public sealed class GptChatClient : IChatClient
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var request = Prepare(messages, options);
+        var request = await PrepareAsync(messages, options, cancellationToken).ConfigureAwait(false);
         string responseId = NewId("chatcmpl");
         GenerationResult? result = null;
         ChatResponseUpdate Update(IList<AIContent> contents) => new(ChatRole.Assistant, contents)
@@ -175,13 +175,24 @@ public sealed class GptChatClient : IChatClient
     /// <summary>The rendered, tokenized prompt of a request, its decoding settings, and how tool calls will be read.</summary>
     internal sealed record Request(string Text, PreparedPrompt Prompt, DecodingSettings Settings, ToolCallSplitter? Splitter, ChatTemplate Template, DateTimeOffset CreatedAt);
 
-    internal Request Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    /// <summary>
+    /// Renders the template and compiles the response format off the caller's thread: a request returns its task at once,
+    /// and a cancelled token ends the wait when it fires, whatever the render or the compile is doing (both also look
+    /// at the token themselves and stop soon after).
+    /// </summary>
+    private static Task<Request> PrepareAsync(GptChatClient client, IEnumerable<ChatMessage> messages, ChatOptions? options, CancellationToken cancellationToken) =>
+        Task.Run(() => client.Prepare(messages, options, cancellationToken), cancellationToken).WaitAsync(cancellationToken);
+
+    private Task<Request> PrepareAsync(IEnumerable<ChatMessage> messages, ChatOptions? options, CancellationToken cancellationToken) =>
+        PrepareAsync(this, messages, options, cancellationToken);
+
+    internal Request Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messages);
         var conversation = WithInstructions(messages.ToList(), options?.Instructions);
         var tools = ToolsOf(options);
         var entry = _templates.Choose(_templateName, withTools: tools.Count > 0);
-        var template = new ChatTemplate(entry, _templates);
+        var template = new ChatTemplate(entry, _templates, Model.TemplateLimits);
         ToolCallFormat? format = null;
         if (tools.Count > 0)
         {
@@ -191,9 +202,10 @@ public sealed class GptChatClient : IChatClient
             format = ToolCallFormat.For(template.Text);
         }
         IReadOnlyDictionary<string, object?>? variables = options?.AdditionalProperties;
-        string text = template.RenderValues(ChatTemplateInput.Messages(conversation), ChatTemplateInput.Tools(tools), addGenerationPrompt: true, variables, now: null);
+        string text = template.RenderValues(ChatTemplateInput.Messages(conversation), ChatTemplateInput.Tools(tools), addGenerationPrompt: true, variables, now: null,
+            cancellationToken);
 
-        var generation = ChatOptionsMapping.ToGenerationOptions(options, BaseOptions(options), ModelId);
+        var generation = ChatOptionsMapping.ToGenerationOptions(options, BaseOptions(options), ModelId, cancellationToken);
         var settings = Model.Engine.Resolve(generation);
         try
         {

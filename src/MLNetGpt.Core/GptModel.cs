@@ -26,11 +26,12 @@ namespace MLNetGpt;
 /// </example>
 public sealed class GptModel : IDisposable
 {
-    private GptModel(GenerationEngine engine, Chat.ChatTemplateFiles? chatTemplates)
+    private GptModel(GenerationEngine engine, Chat.ChatTemplateFiles? chatTemplates, Chat.TemplateLimits templateLimits)
     {
         Engine = engine;
         ChatTemplates = chatTemplates;
-        ChatTemplate = chatTemplates?.Default is { } entry ? new ChatTemplate(entry, chatTemplates) : null;
+        TemplateLimits = templateLimits;
+        ChatTemplate = chatTemplates?.Default is { } entry ? new ChatTemplate(entry, chatTemplates, TemplateLimits) : null;
     }
 
     /// <summary>What was discovered about the model: layout, shapes, special tokens, tokenizer and device.</summary>
@@ -54,11 +55,14 @@ public sealed class GptModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(name);
         var files = ChatTemplates ?? throw new ArgumentException($"The model folder '{Info.Folder}' has no chat template.", nameof(name));
-        return new ChatTemplate(files.Choose(name, withTools: false), files);
+        return new ChatTemplate(files.Choose(name, withTools: false), files, TemplateLimits);
     }
 
     /// <summary>Every chat template of the folder and its special tokens (null when it has none).</summary>
     internal Chat.ChatTemplateFiles? ChatTemplates { get; }
+
+    /// <summary>The render budget of the model's chat templates (from <see cref="GptModelOptions.ChatTemplateLimits"/> when it opened).</summary>
+    internal Chat.TemplateLimits TemplateLimits { get; }
 
     /// <summary>
     /// Opens a model folder: Optimum (<c>model.onnx</c>, <c>decoder_model_merged.onnx</c>, or
@@ -85,7 +89,8 @@ public sealed class GptModel : IDisposable
             DecoderBackend backend = sessions.OnCuda
                 ? new CudaDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph, options.GpuDeviceId!.Value)
                 : new HostDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph);
-            return new GptModel(new GenerationEngine(backend, info, tokenizer, specialTokens, options.Write), description.ChatTemplates);
+            return new GptModel(new GenerationEngine(backend, info, tokenizer, specialTokens, options.Write), description.ChatTemplates,
+                options.ChatTemplateLimits.ToTemplateLimits());
         }
         catch
         {
@@ -100,7 +105,9 @@ public sealed class GptModel : IDisposable
     /// carries its files inside its assembly; the first use in a process extracts them, once per model
     /// version, to <c>MLNetGpt/models/mlnetgpt-kjv-HASH</c> under the local application data folder
     /// (<c>~/.local/share</c> on Linux, <c>%LOCALAPPDATA%</c> on Windows) or under the folder that the
-    /// <c>MLNETGPT_CACHE</c> environment variable names. Later uses, and other processes, reuse that copy.
+    /// <c>MLNETGPT_CACHE</c> environment variable names (made private to the user, mode 0700 on Unix). Later uses,
+    /// and other processes, reuse that copy once it matches the package's content hash; a copy changed on disk is
+    /// written again (docs/security.md).
     /// </summary>
     /// <exception cref="GptModelException">The package is missing from the app, or the cache folder cannot be written.</exception>
     public static string DefaultModelFolder => DefaultModel.Folder;

@@ -20,6 +20,14 @@ public sealed class GptModelInfo
     /// <summary>The ONNX files in use, relative to <see cref="Folder"/>.</summary>
     public IReadOnlyList<string> ModelFiles { get; internal init; } = [];
 
+    /// <summary>
+    /// Every file of the folder the model reads, relative to <see cref="Folder"/> with '/' separators: the ONNX files,
+    /// their external data, and the configuration, tokenizer and chat-template files present. What
+    /// the ML.NET stages' <c>ModelStorage.Embed</c> and <see cref="GptQuantizer"/> copy; nothing else of the folder is read.
+    /// Each was checked against the folder's file policy (no link out of the folder; see docs/security.md).
+    /// </summary>
+    public IReadOnlyList<string> Files { get; internal init; } = [];
+
     /// <summary>Number of decoder layers (pairs of key/value cache inputs in the graph).</summary>
     public int LayerCount { get; internal init; }
 

@@ -8,6 +8,7 @@ public sealed class GptModelOptions
 {
     private int? _gpuDeviceId;
     private int? _intraOpThreads;
+    private ChatTemplateLimits _chatTemplateLimits = new();
 
     /// <summary>
     /// The CUDA device to run on, or <see langword="null"/> for the CPU (the default), as
@@ -62,6 +63,17 @@ public sealed class GptModelOptions
     /// <c>cl100k_base</c> or <c>o200k_base</c>.
     /// </summary>
     public string? TokenizerEncoding { get; set; }
+
+    /// <summary>
+    /// The budget of every chat-template render of the model (steps, prompt length, value sizes, allocation, template
+    /// length): a template from a downloaded folder cannot hang or exhaust the process. The defaults suit every known
+    /// chat template by a wide margin; raise one when an error names it. Copied when the model opens. Not null.
+    /// </summary>
+    public ChatTemplateLimits ChatTemplateLimits
+    {
+        get => _chatTemplateLimits;
+        set => _chatTemplateLimits = value ?? throw new ArgumentNullException(nameof(ChatTemplateLimits), "GptModelOptions.ChatTemplateLimits cannot be null; use new ChatTemplateLimits() for the defaults.");
+    }
 
     /// <summary>Receives warnings and notes (execution-provider fallback, prompt truncation). Default: <see cref="System.Diagnostics.Trace"/>.</summary>
     public Action<string>? Log { get; set; }

@@ -11,8 +11,11 @@ namespace MLNetGpt;
 /// The output is a model folder like the input: every ONNX file its layout uses is quantized (Optimum
 /// <c>model.onnx</c>, <c>decoder_model_merged.onnx</c>, the <c>decoder_model.onnx</c> +
 /// <c>decoder_with_past_model.onnx</c> pair, the file <c>genai_config.json</c> names, and
-/// <c>onnx/*.onnx</c>), every other file is copied, and the model card (<c>README.md</c>) gains a
-/// section saying what was done. Open it with <see cref="GptModel.Open"/> as any other folder.
+/// <c>onnx/*.onnx</c>), the other files a model reads (configurations, tokenizer files, chat templates;
+/// see <see cref="GptModelInfo.Files"/>) are copied and nothing else of the folder, and the model card
+/// (<c>README.md</c>) gains a section saying what was done. Every file is read through the folder's
+/// file policy: a link leading out of the folder is refused, naming it and its target (docs/security.md).
+/// Open the output with <see cref="GptModel.Open"/> as any other folder.
 /// Static and thread-safe; quantizing a model of a few million weights takes well under a second.
 /// </remarks>
 /// <example>

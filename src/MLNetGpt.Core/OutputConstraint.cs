@@ -21,7 +21,15 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
 {
     private readonly string[]? _choices;
 
-    private OutputConstraint(OutputConstraintKind kind, string[]? choices, string? pattern, string? schema, ConstraintNode node)
+    /// <summary>
+    /// The longest pattern, schema text or choice list (all choices together) accepted, in characters. An automaton
+    /// holds at most 100,000 states, one per byte of text it must match, so nothing useful is longer; the cap keeps a
+    /// request from spending memory and time on a tree that would be refused anyway.
+    /// </summary>
+    public const int MaxTextLength = 1 << 20;
+
+    private OutputConstraint(OutputConstraintKind kind, string[]? choices, string? pattern, string? schema, ConstraintNode node,
+        CancellationToken cancellation = default)
     {
         Kind = kind;
         _choices = choices;
@@ -32,7 +40,7 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
             OutputConstraintKind.Choices => "choices",
             OutputConstraintKind.Regex => "regex",
             _ => "JSON schema",
-        }));
+        }, cancellation));
         if (Automaton.MinBytesToAccept(Automaton.Start) == int.MaxValue)
             throw new ArgumentException(kind == OutputConstraintKind.Regex
                 ? $"regex: the pattern '{pattern}' matches no string."
@@ -75,12 +83,15 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// </remarks>
     /// <param name="choices">At least one string; each non-empty; no duplicates.</param>
     /// <exception cref="ArgumentNullException"><paramref name="choices"/> or one of them is null.</exception>
-    /// <exception cref="ArgumentException">The list is empty, or a choice is empty or repeated (the message gives its index).</exception>
+    /// <exception cref="ArgumentException">The list is empty, a choice is empty or repeated (the message gives its index), or the choices hold more than <see cref="MaxTextLength"/> characters in all.</exception>
     public static OutputConstraint Choices(IEnumerable<string> choices)
     {
         ArgumentNullException.ThrowIfNull(choices);
         var list = choices.ToArray();
         if (list.Length == 0) throw new ArgumentException("choices: at least one choice is needed; the list is empty.", nameof(choices));
+        long total = list.Sum(c => (long)(c?.Length ?? 0));
+        if (total > MaxTextLength)
+            throw new ArgumentException($"choices: the {list.Length:N0} choices hold {total:N0} characters in all, more than the {MaxTextLength:N0} accepted.", nameof(choices));
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < list.Length; i++)
         {
@@ -119,15 +130,21 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// (<c>\p{..} \P{..}</c>), inline flags (<c>(?i)</c>), atomic and conditional groups, possessive
     /// quantifiers (<c>a*+</c>), class subtraction, octal and unknown letter escapes. A pattern
     /// whose automaton would exceed 100,000 states is refused, naming the repetition that makes
-    /// it large; so is a pattern that matches no string.</para>
+    /// it large; so is a pattern that matches no string, one longer than <see cref="MaxTextLength"/>
+    /// characters, and one whose groups nest more than 256 levels deep.</para>
     /// </remarks>
     /// <param name="pattern">The regular expression.</param>
     /// <exception cref="ArgumentNullException"><paramref name="pattern"/> is null.</exception>
     /// <exception cref="ArgumentException">The pattern is malformed or uses an unsupported feature.</exception>
-    public static OutputConstraint Regex(string pattern)
+    public static OutputConstraint Regex(string pattern) => Regex(pattern, CancellationToken.None);
+
+    /// <summary>As <see cref="Regex(string)"/>, stopping with an <see cref="OperationCanceledException"/> when <paramref name="cancellation"/> is cancelled.</summary>
+    internal static OutputConstraint Regex(string pattern, CancellationToken cancellation)
     {
         ArgumentNullException.ThrowIfNull(pattern);
-        return new OutputConstraint(OutputConstraintKind.Regex, null, pattern, null, RegexParser.Parse(pattern, "regex"));
+        if (pattern.Length > MaxTextLength)
+            throw new ArgumentException($"regex: the pattern is {pattern.Length:N0} characters long, more than the {MaxTextLength:N0} accepted.", nameof(pattern));
+        return new OutputConstraint(OutputConstraintKind.Regex, null, pattern, null, RegexParser.Parse(pattern, "regex", cancellation), cancellation);
     }
 
     /// <summary>
@@ -168,18 +185,30 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// <c>$comment</c>) are ignored.</para>
     /// <para>Every other keyword (<c>$ref</c>, <c>oneOf</c>, <c>allOf</c>,
     /// <c>patternProperties</c>, <c>multipleOf</c>, ...) and the schema <c>true</c> are refused with
-    /// an <see cref="ArgumentException"/> naming the keyword and its JSON pointer.</para>
+    /// an <see cref="ArgumentException"/> naming the keyword and its JSON pointer. So are a text
+    /// longer than <see cref="MaxTextLength"/> characters, schemas nested more than 64 levels deep
+    /// inside one another (a document more than 256 levels deep), and prefixItems of more than 256
+    /// schemas.</para>
     /// </remarks>
     /// <param name="schemaJson">The schema document.</param>
     /// <exception cref="ArgumentNullException"><paramref name="schemaJson"/> is null.</exception>
     /// <exception cref="ArgumentException">The text is not JSON, or the schema uses an unsupported keyword or form.</exception>
-    public static OutputConstraint JsonSchema(string schemaJson)
+    public static OutputConstraint JsonSchema(string schemaJson) => JsonSchema(schemaJson, CancellationToken.None);
+
+    /// <summary>As <see cref="JsonSchema(string)"/>, stopping with an <see cref="OperationCanceledException"/> when <paramref name="cancellation"/> is cancelled.</summary>
+    internal static OutputConstraint JsonSchema(string schemaJson, CancellationToken cancellation)
     {
         ArgumentNullException.ThrowIfNull(schemaJson);
+        if (schemaJson.Length > MaxTextLength)
+            throw new ArgumentException($"JSON schema: the text is {schemaJson.Length:N0} characters long, more than the {MaxTextLength:N0} accepted.", nameof(schemaJson));
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(schemaJson);
+            document = JsonDocument.Parse(schemaJson, JsonSchemaCompiler.DocumentOptions);
+        }
+        catch (JsonException e) when (e.Message.Contains("maximum configured depth", StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"JSON schema: the document nests more than {JsonSchemaCompiler.DocumentOptions.MaxDepth} levels deep (at line {e.LineNumber + 1}).", nameof(schemaJson), e);
         }
         catch (JsonException e)
         {
@@ -188,7 +217,7 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
         using (document)
         {
             return new OutputConstraint(OutputConstraintKind.JsonSchema, null, null, JsonText.Compact(document.RootElement),
-                JsonSchemaCompiler.Compile(document.RootElement));
+                JsonSchemaCompiler.Compile(document.RootElement, cancellation), cancellation);
         }
     }
 
@@ -198,7 +227,7 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// <summary>
     /// Any compact JSON value whose containers nest at most <see cref="AnyJson.MaxDepth"/> deep: JSON with no
     /// schema (the chat client's <c>ChatResponseFormat.Json</c>). Its <see cref="Schema"/> is <c>{}</c>, the
-    /// schema that allows every value; the public <see cref="JsonSchema"/> refuses that schema, since its objects
+    /// schema that allows every value; the public <see cref="JsonSchema(string)"/> refuses that schema, since its objects
     /// never take undeclared properties.
     /// </summary>
     internal static OutputConstraint AnyJsonValue() => AnyJsonInstance.Value;
@@ -239,7 +268,7 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(json);
+            document = JsonDocument.Parse(json, JsonSchemaCompiler.DocumentOptions);
         }
         catch (JsonException e)
         {

@@ -68,16 +68,17 @@ internal sealed class ChatTemplateFiles
 
     /// <summary>The folder's templates, or null when it declares none.</summary>
     /// <exception cref="GptModelException">A file is not valid JSON, or a value has the wrong shape (the message names the file, the key, what was expected and what is there).</exception>
-    public static ChatTemplateFiles? Read(string folder)
+    public static ChatTemplateFiles? Read(string folder, ModelFiles? files = null)
     {
-        string At(string name) => Path.Combine(folder, name);
-        var config = JsonConfig.LoadIfExists(At(TokenizerConfigFile));
+        // Every file is read through the folder's policy: a template that is a link out of the folder is refused.
+        files ??= ModelFiles.For(folder);
+        var config = JsonConfig.LoadIfExists(files, TokenizerConfigFile);
         var templates = new List<ChatTemplateEntry>();
-        if (File.Exists(At(TemplateFile)))
-            templates.Add(new ChatTemplateEntry(DefaultName, File.ReadAllText(At(TemplateFile)), TemplateFile));
+        if (files.Exists(TemplateFile))
+            templates.Add(new ChatTemplateEntry(DefaultName, files.ReadSmallText(TemplateFile), TemplateFile));
         else if (config?.Find("chat_template") is { } declared)
             templates.AddRange(FromConfig(config, declared));
-        string additional = At(AdditionalFolder);
+        string additional = Path.Combine(folder, AdditionalFolder);
         if (Directory.Exists(additional))
         {
             foreach (var file in Directory.GetFiles(additional, "*.jinja").OrderBy(f => f, StringComparer.Ordinal))
@@ -85,12 +86,13 @@ internal sealed class ChatTemplateFiles
                 string name = Path.GetFileNameWithoutExtension(file);
                 if (templates.Any(t => t.Name == name))
                     throw new GptModelException($"{file} names the chat template '{name}', which {templates.First(t => t.Name == name).Source} already defines.");
-                templates.Add(new ChatTemplateEntry(name, File.ReadAllText(file), $"{AdditionalFolder}/{Path.GetFileName(file)}"));
+                string relative = $"{AdditionalFolder}/{Path.GetFileName(file)}";
+                templates.Add(new ChatTemplateEntry(name, files.ReadSmallText(relative), relative));
             }
         }
         if (templates.Count == 0) return null;
 
-        var (tokens, extra) = ReadSpecialTokens(config, JsonConfig.LoadIfExists(At(SpecialTokensMapFile)));
+        var (tokens, extra) = ReadSpecialTokens(config, JsonConfig.LoadIfExists(files, SpecialTokensMapFile));
         return new ChatTemplateFiles(folder, templates, tokens, extra);
     }
 
@@ -165,12 +167,15 @@ internal sealed class ChatTemplateEntry
 {
     private readonly Lazy<JinjaTemplate> _parsed;
 
+    private static readonly TemplateLimits UnlimitedLength = TemplateLimits.Default with { MaxTemplateLength = long.MaxValue };
+
     public ChatTemplateEntry(string name, string text, string source)
     {
         Name = name;
         Text = text;
         Source = source;
-        _parsed = new Lazy<JinjaTemplate>(() => JinjaTemplate.Parse(text), LazyThreadSafetyMode.ExecutionAndPublication);
+        // The length budget is the caller's (ChatTemplate checks it before a render asks for the parse).
+        _parsed = new Lazy<JinjaTemplate>(() => JinjaTemplate.Parse(text, UnlimitedLength), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     public string Name { get; }

@@ -70,6 +70,7 @@ internal sealed class DecoderSessions : IDisposable
             Variants = folder.Variants,
             Variant = folder.Variant,
             ModelFiles = folder.ModelFiles,
+            Files = folder.UsedFiles,
             LayerCount = Graph.LayerCount,
             AttentionHeadCount = folder.HeadCount ?? Graph.KeyValueHeadCount,
             TokenizerIdCount = tokenizerIdCount,

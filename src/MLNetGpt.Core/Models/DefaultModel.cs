@@ -1,8 +1,5 @@
-using System.Buffers.Binary;
 using System.Reflection;
 using System.Runtime.CompilerServices;
-using System.Security.Cryptography;
-using System.Text;
 using MLNetGpt.Models.Kjv;
 
 namespace MLNetGpt.Models;
@@ -42,19 +39,27 @@ internal static class DefaultModel
     }
 
     /// <summary>
-    /// Returns <c>ROOT/mlnetgpt-kjv-HASH</c> with the model files of <paramref name="source"/>, writing them
-    /// only when that folder is absent or damaged (a file missing or of the wrong length). The files are
-    /// written to a staging folder that is renamed into place, so no process ever sees a half-written model.
+    /// Returns <c>ROOT/mlnetgpt-kjv-HASH</c> with the model files of <paramref name="source"/>, writing them only when
+    /// that folder is absent, damaged or tampered with: its files are checked against the resources' content hash
+    /// before use (a folder that fails is written again, with a warning). <paramref name="root"/> is made private to
+    /// the user (mode 0700). The files are written to a staging folder that is renamed into place and removed on any
+    /// failure, so no process ever sees a half-written model and nothing is left behind.
     /// </summary>
     /// <exception cref="GptModelException">The assembly carries no model files, or the folder cannot be written.</exception>
-    public static string Extract(string root, Assembly? source)
+    public static string Extract(string root, Assembly? source, Action<string>? warn = null)
     {
+        warn ??= message => System.Diagnostics.Trace.WriteLine(message, "MLNetGpt");
         var files = Resources(source);
-        string target = Path.Combine(root, FolderPrefix + ContentHash(source!, files));
-        if (IsComplete(target, source!, files)) return target;
+        string hash = ContentHash(source!, files);
+        string target = Path.Combine(root, FolderPrefix + hash[..16]);
+        var names = files.Select(f => f.File).ToList();
         string staging = Path.Combine(root, $".{FolderPrefix}{Guid.NewGuid():N}.partial");
         try
         {
+            PrivateCache.EnsurePrivate(root);
+            if (PrivateCache.Matches(target, names, hash)) return target;
+            if (Directory.Exists(target))
+                warn($"The default model's copy at '{target}' does not match the model's files (damaged or changed since it was written); writing it again.");
             Directory.CreateDirectory(staging);
             foreach (var (resource, file) in files)
             {
@@ -62,12 +67,12 @@ internal static class DefaultModel
                 using var output = File.Create(Path.Combine(staging, file));
                 input.CopyTo(output);
             }
-            if (Directory.Exists(target) && !IsComplete(target, source!, files)) DeleteIfPresent(target);
+            if (Directory.Exists(target) && !PrivateCache.Matches(target, names, hash)) PrivateCache.DeleteIfPresent(target);
             try
             {
                 Directory.Move(staging, target);
             }
-            catch (IOException) when (IsComplete(target, source!, files))
+            catch (IOException) when (PrivateCache.Matches(target, names, hash))
             {
                 // Another process extracted the same content first: its copy is as good as ours.
             }
@@ -80,7 +85,7 @@ internal static class DefaultModel
         }
         finally
         {
-            DeleteIfPresent(staging);
+            PrivateCache.DeleteIfPresent(staging);
         }
     }
 
@@ -112,43 +117,16 @@ internal static class DefaultModel
         return files;
     }
 
+    /// <summary>The SHA-256 of the resources' names, lengths and bytes, as <see cref="PrivateCache.Hasher"/> computes it for a folder.</summary>
     private static string ContentHash(Assembly source, List<(string Resource, string File)> files)
     {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        Span<byte> length = stackalloc byte[8];
+        using var hasher = new PrivateCache.Hasher();
         foreach (var (resource, file) in files)
         {
-            hash.AppendData(Encoding.UTF8.GetBytes(file + "\0"));
             using var stream = source.GetManifestResourceStream(resource)!;
-            BinaryPrimitives.WriteInt64LittleEndian(length, stream.Length);
-            hash.AppendData(length);
-            var buffer = new byte[81920];
-            for (int read; (read = stream.Read(buffer, 0, buffer.Length)) > 0;)
-                hash.AppendData(buffer, 0, read);
+            hasher.AppendHeader(file, stream.Length);
+            hasher.AppendContent(stream);
         }
-        return Convert.ToHexString(hash.GetHashAndReset(), 0, 8).ToLowerInvariant();
-    }
-
-    private static bool IsComplete(string folder, Assembly source, List<(string Resource, string File)> files)
-    {
-        foreach (var (resource, file) in files)
-        {
-            var info = new FileInfo(Path.Combine(folder, file));
-            using var stream = source.GetManifestResourceStream(resource)!;
-            if (!info.Exists || info.Length != stream.Length) return false;
-        }
-        return true;
-    }
-
-    private static void DeleteIfPresent(string folder)
-    {
-        try
-        {
-            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
-        }
-        catch (DirectoryNotFoundException)
-        {
-            // Removed by another process meanwhile.
-        }
+        return hasher.Finish();
     }
 }

@@ -63,12 +63,17 @@ internal sealed class GraphFacts
             return null;
         }
 
-        // Whether a value derives from a graph input named like positions or the attention mask.
+        // Whether a value derives from a graph input named like positions or the attention mask. Memoised: a graph
+        // whose nodes take many inputs would otherwise be walked once per path (fan-out to the eighth power).
+        var known = new Dictionary<(string, int), bool>();
         bool FromPositions(string name, int depth)
         {
             if (inputs.Contains(name)) return name.Contains("position", StringComparison.OrdinalIgnoreCase) || name.Contains("mask", StringComparison.OrdinalIgnoreCase);
             if (depth == 0 || !producers.TryGetValue(name, out var node)) return false;
-            return node.Input.Where(i => i.Length > 0 && !initializers.ContainsKey(i)).Any(i => FromPositions(i, depth - 1));
+            if (known.TryGetValue((name, depth), out bool result)) return result;
+            result = node.Input.Where(i => i.Length > 0 && !initializers.ContainsKey(i)).Any(i => FromPositions(i, depth - 1));
+            known[(name, depth)] = result;
+            return result;
         }
 
         bool gqa = false;

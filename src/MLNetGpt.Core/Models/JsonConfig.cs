@@ -20,9 +20,19 @@ internal sealed class JsonConfig
 
     public string FileName => System.IO.Path.GetFileName(Path);
 
-    public static JsonConfig Load(string path)
+    /// <summary>Reads a configuration file of a model folder, through the folder's file policy.</summary>
+    /// <exception cref="GptModelException">The file is missing, leads outside the folder, is too large or is not a JSON object.</exception>
+    public static JsonConfig Load(ModelFiles files, string relative) =>
+        Parse(System.IO.Path.Combine(files.Folder, relative), files.ReadSmallFile(relative));
+
+    /// <summary>As <see cref="Load(ModelFiles, string)"/>, or null when the folder has no such file.</summary>
+    public static JsonConfig? LoadIfExists(ModelFiles files, string relative) => files.Exists(relative) ? Load(files, relative) : null;
+
+    /// <summary>Reads a configuration file by path (at most <see cref="ModelFiles.MaxConfigurationBytes"/>).</summary>
+    public static JsonConfig Load(string path) => Parse(path, ModelFiles.ReadSmallFile(path, path));
+
+    private static JsonConfig Parse(string path, byte[] bytes)
     {
-        var bytes = File.ReadAllBytes(path);
         try
         {
             using var document = JsonDocument.Parse(bytes,
@@ -90,6 +100,35 @@ internal sealed class JsonConfig
         return null;
     }
 
+    /// <summary>
+    /// The first of the keys present, as an integer of 1 or more: counts and sizes (layers, heads, positions). A value
+    /// of 0 or less is refused here, naming the key and the value, rather than meeting the generator as an empty window.
+    /// </summary>
+    public int? Positive(params string[] keys)
+    {
+        foreach (var key in keys)
+        {
+            if (Find(key) is not { } value) continue;
+            if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out int result) && result > 0) return result;
+            throw new GptModelException($"{Path}: '{key}' must be a positive integer, but is {Short(value)}.");
+        }
+        return null;
+    }
+
+    /// <summary>A token id: an integer of 0 or more.</summary>
+    public int? Id(string key)
+    {
+        if (Find(key) is not { } value) return null;
+        if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out int result) && result >= 0) return result;
+        throw new GptModelException($"{Path}: '{key}' must be a token id (an integer of 0 or more), but is {Short(value)}.");
+    }
+
+    private static string Short(JsonElement value)
+    {
+        string raw = value.GetRawText();
+        return raw.Length > 60 ? raw[..57] + "..." : raw;
+    }
+
     public float? Float(string key)
     {
         if (Find(key) is not { } value) return null;
@@ -119,18 +158,18 @@ internal sealed class JsonConfig
     public int[]? IntList(string key)
     {
         if (Find(key) is not { } value) return null;
-        if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out int single)) return [single];
+        if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out int single) && single >= 0) return [single];
         if (value.ValueKind == JsonValueKind.Array)
         {
             var list = new List<int>();
             foreach (var item in value.EnumerateArray())
             {
-                if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int id))
-                    throw new GptModelException($"{Path}: '{key}' must hold integers, but holds {item.GetRawText()}.");
+                if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int id) || id < 0)
+                    throw new GptModelException($"{Path}: '{key}' must hold token ids (integers of 0 or more), but holds {Short(item)}.");
                 list.Add(id);
             }
             return list.ToArray();
         }
-        throw new GptModelException($"{Path}: '{key}' must be an integer or a list of integers, but is {value.GetRawText()}.");
+        throw new GptModelException($"{Path}: '{key}' must be a token id or a list of them (integers of 0 or more), but is {Short(value)}.");
     }
 }

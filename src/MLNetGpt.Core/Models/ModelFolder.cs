@@ -64,6 +64,15 @@ internal sealed class ModelFolder
 
     public IReadOnlyList<string> ModelFiles => WithPastFile is null ? [MainFile] : [MainFile, WithPastFile];
 
+    /// <summary>The folder's file policy: every file above was found through it.</summary>
+    public required ModelFiles Files { get; init; }
+
+    /// <summary>
+    /// Every file of the folder the model reads, relative and '/'-separated: the graphs, their external data, and the
+    /// configurations, tokenizer files and chat templates present. What embedding or quantizing the model copies.
+    /// </summary>
+    public IReadOnlyList<string> UsedFiles { get; init; } = [];
+
     /// <param name="folder">The model folder.</param>
     /// <param name="variant">For the onnx-community layout: the precision to open (fp32, fp16, q4, ...); null picks one for the device.</param>
     /// <param name="onCuda">Whether the model is meant for CUDA (the default variant differs).</param>
@@ -77,34 +86,36 @@ internal sealed class ModelFolder
         if (!Directory.Exists(folder))
             throw new GptModelException($"The model folder '{folder}' does not exist.");
 
-        string At(string name) => Path.Combine(folder, name);
-        bool addBos = JsonConfig.LoadIfExists(At("tokenizer_config.json"))?.Bool("add_bos_token") ?? false;
-        if (File.Exists(At(GenAIConfigFile))) return OpenGenAI(folder, addBos);
+        var files = Models.ModelFiles.For(folder);
+        bool Has(string name) => files.Exists(name);
+        bool addBos = JsonConfig.LoadIfExists(files, "tokenizer_config.json")?.Bool("add_bos_token") ?? false;
+        if (Has(GenAIConfigFile)) return OpenGenAI(folder, files, addBos);
 
         ModelLayout layout;
         string main;
         string? withPast = null;
         var variants = OnnxCommunityVariants.Find(folder);
         string? chosen = null;
-        if (variants.Count > 0 && !File.Exists(At(OptimumMergedFile)) && !File.Exists(At(OptimumDecoderFile)) && !File.Exists(At(OptimumPrefillFile)))
+        if (variants.Count > 0 && !Has(OptimumMergedFile) && !Has(OptimumDecoderFile) && !Has(OptimumPrefillFile))
         {
             layout = ModelLayout.OnnxCommunity;
             chosen = OnnxCommunityVariants.Choose(variants, variant, onCuda, folder);
             main = variants[chosen];
+            files.Require(main);
         }
-        else if (File.Exists(At(OptimumMergedFile)))
+        else if (Has(OptimumMergedFile))
         {
             layout = ModelLayout.OptimumMergedDecoder;
             main = OptimumMergedFile;
         }
-        else if (File.Exists(At(OptimumDecoderFile)))
+        else if (Has(OptimumDecoderFile))
         {
             layout = ModelLayout.OptimumDecoder;
             main = OptimumDecoderFile;
         }
-        else if (File.Exists(At(OptimumPrefillFile)))
+        else if (Has(OptimumPrefillFile))
         {
-            if (!File.Exists(At(OptimumWithPastFile)))
+            if (!Has(OptimumWithPastFile))
                 throw new GptModelException($"The model folder '{folder}' has {OptimumPrefillFile} but not {OptimumWithPastFile}; " +
                     "a decoder without a key/value cache is not supported (export it with --task text-generation-with-past).");
             layout = ModelLayout.OptimumDecoderPair;
@@ -117,14 +128,14 @@ internal sealed class ModelFolder
                 $"{OptimumMergedFile}, {OptimumPrefillFile} + {OptimumWithPastFile}, {GenAIConfigFile}, or onnx/model*.onnx (onnx-community).");
         }
 
-        if (!File.Exists(At(ConfigFile)))
+        if (!Has(ConfigFile))
             throw new GptModelException($"The model folder '{folder}' has {main} but no {ConfigFile}; it is needed for the context length and special tokens.");
-        var config = JsonConfig.Load(At(ConfigFile));
-        var generation = JsonConfig.LoadIfExists(At(GenerationConfigFile));
+        var config = JsonConfig.Load(files, ConfigFile);
+        var generation = JsonConfig.LoadIfExists(files, GenerationConfigFile);
 
-        int? heads = config.Int("n_head", "num_attention_heads");
-        int? hidden = config.Int("n_embd", "hidden_size", "d_model");
-        int? context = config.Int("n_positions", "max_position_embeddings", "n_ctx", "seq_length");
+        int? heads = config.Positive("n_head", "num_attention_heads");
+        int? hidden = config.Positive("n_embd", "hidden_size", "d_model");
+        int? context = config.Positive("n_positions", "max_position_embeddings", "n_ctx", "seq_length");
         if (context is null)
             throw new GptModelException($"{config.Path} has no context length: set one of n_positions, max_position_embeddings or n_ctx.");
         int[] eos = generation?.IntList("eos_token_id") ?? config.IntList("eos_token_id") ?? [];
@@ -148,20 +159,54 @@ internal sealed class ModelFolder
             Layout = layout,
             MainFile = main,
             WithPastFile = withPast,
-            LayerCount = config.Int("n_layer", "num_hidden_layers"),
+            LayerCount = config.Positive("n_layer", "num_hidden_layers"),
             HeadCount = heads,
-            KeyValueHeadCount = config.Int("num_key_value_heads", "n_kv_heads") ?? heads,
-            HeadSize = config.Int("head_dim") ?? (heads is > 0 && hidden is > 0 ? hidden / heads : null),
+            KeyValueHeadCount = config.Positive("num_key_value_heads", "n_kv_heads") ?? heads,
+            HeadSize = config.Positive("head_dim") ?? (heads is > 0 && hidden is > 0 ? hidden / heads : null),
             HiddenSize = hidden,
-            VocabularySize = config.Int("vocab_size"),
+            VocabularySize = config.Positive("vocab_size"),
             ContextLength = context,
             EosTokenIds = eos,
-            BosTokenId = generation?.Int("bos_token_id") ?? config.Int("bos_token_id"),
-            PadTokenId = generation?.Int("pad_token_id") ?? config.Int("pad_token_id"),
+            BosTokenId = generation?.Id("bos_token_id") ?? config.Id("bos_token_id"),
+            PadTokenId = generation?.Id("pad_token_id") ?? config.Id("pad_token_id"),
             AddBosToken = addBos,
             Defaults = generation is null ? new GenerationOptions() : ReadDefaults(generation, null),
-            ChatTemplates = Chat.ChatTemplateFiles.Read(folder),
+            ChatTemplates = Chat.ChatTemplateFiles.Read(folder, files),
+            Files = files,
+            UsedFiles = Used(files, withPast is null ? [main] : [main, withPast]),
         };
+    }
+
+    /// <summary>
+    /// The companions present, the graphs and each graph's external data, checked against the policy (an external
+    /// data file that is a link leading out of the folder is refused here, before ONNX Runtime would follow it).
+    /// </summary>
+    private static IReadOnlyList<string> Used(ModelFiles files, IReadOnlyList<string> graphs)
+    {
+        var used = new List<string>(files.PresentCompanions());
+        foreach (var graph in graphs)
+        {
+            string relative = graph.Replace('\\', '/');
+            used.Add(relative);
+            Onnx.OnnxModelFile model;
+            try
+            {
+                model = Onnx.OnnxModelFile.Load(files.Require(relative));
+            }
+            catch (Exception e) when (e is GptModelException or Google.Protobuf.InvalidProtocolBufferException or InvalidOperationException or FormatException)
+            {
+                continue;    // not a graph this reader understands: ONNX Runtime reports the damage when it loads it
+            }
+            string directory = Path.GetDirectoryName(relative) ?? "";
+            foreach (var data in model.ExternalDataFiles())
+            {
+                string dataRelative = Path.Combine(directory, data).Replace('\\', '/');
+                if (Path.IsPathRooted(data) || data.Split('/', '\\').Contains(".."))
+                    throw new GptModelException($"{Path.Combine(files.Folder, relative)} keeps tensor data in '{data}', outside the model folder '{files.Folder}'.");
+                if (files.Find(dataRelative) is not null && !used.Contains(dataRelative)) used.Add(dataRelative);
+            }
+        }
+        return used;
     }
 
     /// <summary>
@@ -170,11 +215,11 @@ internal sealed class ModelFolder
     /// </summary>
     public static (int? Bos, bool AddBos) ReadBos(string folder)
     {
-        string At(string name) => Path.Combine(folder, name);
-        int? bos = JsonConfig.LoadIfExists(At(GenerationConfigFile))?.Int("bos_token_id")
-            ?? JsonConfig.LoadIfExists(At(ConfigFile))?.Int("bos_token_id")
-            ?? JsonConfig.LoadIfExists(At(GenAIConfigFile))?.Int("model.bos_token_id");
-        bool addBos = JsonConfig.LoadIfExists(At("tokenizer_config.json"))?.Bool("add_bos_token") ?? false;
+        var files = Models.ModelFiles.For(folder);
+        int? bos = JsonConfig.LoadIfExists(files, GenerationConfigFile)?.Id("bos_token_id")
+            ?? JsonConfig.LoadIfExists(files, ConfigFile)?.Id("bos_token_id")
+            ?? JsonConfig.LoadIfExists(files, GenAIConfigFile)?.Id("model.bos_token_id");
+        bool addBos = JsonConfig.LoadIfExists(files, "tokenizer_config.json")?.Bool("add_bos_token") ?? false;
         return (bos, addBos && bos is not null);
     }
 
@@ -192,17 +237,19 @@ internal sealed class ModelFolder
         }
     }
 
-    private static ModelFolder OpenGenAI(string folder, bool addBos)
+    private static ModelFolder OpenGenAI(string folder, ModelFiles files, bool addBos)
     {
-        var g = JsonConfig.Load(Path.Combine(folder, GenAIConfigFile));
+        var g = JsonConfig.Load(files, GenAIConfigFile);
         string file = g.String("model.decoder.filename")
             ?? throw new GptModelException($"{g.Path} has no model.decoder.filename.");
-        if (!File.Exists(Path.Combine(folder, file)))
+        if (Path.IsPathRooted(file) || file.Split('/', '\\').Contains(".."))
+            throw new GptModelException($"{g.Path}: 'model.decoder.filename' is '{file}', outside the model folder '{folder}'; expected a file inside it.");
+        if (!files.Exists(file))
             throw new GptModelException($"{g.Path} names the model file '{file}', which is not in '{folder}'.");
-        int? context = g.Int("model.context_length")
+        int? context = g.Positive("model.context_length")
             ?? throw new GptModelException($"{g.Path} has no model.context_length.");
-        int? heads = g.Int("model.decoder.num_attention_heads");
-        int? layers = g.Int("model.decoder.num_hidden_layers");
+        int? heads = g.Positive("model.decoder.num_attention_heads");
+        int? layers = g.Positive("model.decoder.num_hidden_layers");
         // GenAI names each state kind by a pattern pair: inputs.past_X_names ↔ outputs.present_X_names.
         var patterns = new List<(string Past, string Present)>();
         if (g.Find("model.decoder.inputs") is { ValueKind: System.Text.Json.JsonValueKind.Object } inputNames)
@@ -240,19 +287,21 @@ internal sealed class ModelFolder
             MainFile = file,
             LayerCount = layers,
             HeadCount = heads,
-            KeyValueHeadCount = g.Int("model.decoder.num_key_value_heads") ?? heads,
-            HeadSize = g.Int("model.decoder.head_size"),
-            HiddenSize = g.Int("model.decoder.hidden_size"),
-            VocabularySize = g.Int("model.vocab_size"),
+            KeyValueHeadCount = g.Positive("model.decoder.num_key_value_heads") ?? heads,
+            HeadSize = g.Positive("model.decoder.head_size"),
+            HiddenSize = g.Positive("model.decoder.hidden_size"),
+            VocabularySize = g.Positive("model.vocab_size"),
             ContextLength = context,
             EosTokenIds = g.IntList("model.eos_token_id") ?? [],
-            BosTokenId = g.Int("model.bos_token_id"),
-            PadTokenId = g.Int("model.pad_token_id"),
+            BosTokenId = g.Id("model.bos_token_id"),
+            PadTokenId = g.Id("model.pad_token_id"),
             AddBosToken = addBos,
             Names = names,
             ShareBuffer = shareBuffer,
             Defaults = defaults,
-            ChatTemplates = Chat.ChatTemplateFiles.Read(folder),
+            ChatTemplates = Chat.ChatTemplateFiles.Read(folder, files),
+            Files = files,
+            UsedFiles = Used(files, [file]),
         };
     }
 }

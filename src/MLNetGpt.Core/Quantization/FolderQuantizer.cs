@@ -51,20 +51,23 @@ internal static class FolderQuantizer
     /// <summary>The ONNX files (relative paths) that the folder's layout uses.</summary>
     public static IReadOnlyList<string> FindModelFiles(string folder)
     {
+        // Every file is found through the folder's policy: a graph that is a link out of the folder is refused.
+        var policy = ModelFiles.For(folder);
         var files = new List<string>();
         foreach (var name in new[] { ModelFolder.OptimumDecoderFile, ModelFolder.OptimumMergedFile, ModelFolder.OptimumPrefillFile, ModelFolder.OptimumWithPastFile })
-            if (File.Exists(Path.Combine(folder, name))) files.Add(name);
-        var genai = JsonConfig.LoadIfExists(Path.Combine(folder, ModelFolder.GenAIConfigFile));
+            if (policy.Exists(name)) files.Add(name);
+        var genai = JsonConfig.LoadIfExists(policy, ModelFolder.GenAIConfigFile);
         if (genai?.String("model.decoder.filename") is { } decoder)
         {
-            if (!File.Exists(Path.Combine(folder, decoder)))
+            if (!policy.Exists(decoder))
                 throw new GptModelException($"{genai.Path} names the model file '{decoder}', which is not in '{folder}'.");
             files.Add(Normalize(decoder));
         }
         string community = Path.Combine(folder, CommunityOnnxFolder);
         if (Directory.Exists(community))
             files.AddRange(Directory.GetFiles(community, "*.onnx").Order(StringComparer.Ordinal)
-                .Select(f => Normalize(Path.GetRelativePath(folder, f))));
+                .Select(f => Normalize(Path.GetRelativePath(folder, f)))
+                .Where(policy.Exists));
         files = files.Distinct(StringComparer.Ordinal).ToList();
         if (files.Count == 0)
             throw new GptModelException($"The folder '{folder}' holds no ONNX model to quantize: expected {ModelFolder.OptimumDecoderFile}, " +
@@ -76,6 +79,7 @@ internal static class FolderQuantizer
     private static QuantizationReport Run(string input, string output, IReadOnlyList<string> modelFiles, QuantizationOptions options,
         IProgress<string>? progress, CancellationToken cancellationToken)
     {
+        var policy = ModelFiles.For(input);
         var written = new List<string>();
         var skipped = new List<QuantizationReport.SkippedMatMul>();
         var consumed = new HashSet<string>(modelFiles, StringComparer.Ordinal);   // files not to copy as they are
@@ -86,12 +90,15 @@ internal static class FolderQuantizer
             cancellationToken.ThrowIfCancellationRequested();
             string source = Path.Combine(input, file);
             var model = OnnxModelFile.Load(source);
-            long before = new FileInfo(source).Length;
+            // Lengths of what the links lead to: a link's own length is that of its target's path.
+            long before = policy.Length(file);
             foreach (var data in model.ExternalDataFiles())
             {
+                if (Path.IsPathRooted(data) || data.Split('/', '\\').Contains(".."))
+                    throw new GptModelException($"'{file}' keeps tensor data in '{data}', outside the model folder '{input}'.");
                 string relative = Normalize(Path.GetRelativePath(input, Path.Combine(Path.GetDirectoryName(source)!, data)));
                 consumed.Add(relative);
-                before += new FileInfo(Path.Combine(input, relative)).Length;
+                if (policy.Find(relative) is not null) before += policy.Length(relative);
             }
             progress?.Report($"{file}: quantizing to {options.Bits} bits, block size {options.BlockSize}");
             var result = MatMulRewriter.Rewrite(model, options, file, progress, cancellationToken);
@@ -113,18 +120,18 @@ internal static class FolderQuantizer
                 $"{file}: {result.Rewritten} of {result.MatMulCount} MatMuls quantized, {before:N0} -> {after:N0} bytes"));
         }
 
-        foreach (var path in Directory.EnumerateFiles(input, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        // Only the files a model reads are copied (configurations, tokenizer files, chat templates), each through the
+        // folder's policy: whatever else the folder holds, and anything a link in it points at, stays behind.
+        foreach (var relative in policy.PresentCompanions())
         {
-            string relative = Normalize(Path.GetRelativePath(input, path));
-            if (consumed.Contains(relative) || relative == ModelCard) continue;
+            if (consumed.Contains(relative)) continue;
             string target = Path.Combine(output, relative);
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(path, target);
+            File.Copy(policy.Require(relative), target);
             written.Add(relative);
         }
 
-        string card = Path.Combine(input, ModelCard);
-        string text = File.Exists(card) ? File.ReadAllText(card) : $"# {Path.GetFileName(input)}\n";
+        string text = policy.Exists(ModelCard) ? policy.ReadSmallText(ModelCard) : $"# {Path.GetFileName(input)}\n";
         File.WriteAllText(Path.Combine(output, ModelCard), AppendSection(text, options, rows));
         written.Add(ModelCard);
         progress?.Report($"Wrote {written.Count} files to {output}");

@@ -14,6 +14,7 @@ internal static class TokenizerFactory
     {
         if (options.Tokenizer is { } given) return (given, $"provided {given.GetType().Name}");
         if (options.TokenizerEncoding is { } encoding) return (FromEncodingName(encoding, "GptModelOptions.TokenizerEncoding"), $"encoding {encoding}");
+        Models.ModelFiles.For(folder).RefuseLinksOut(Models.ModelFiles.CompanionFiles);   // the folder's file policy, before any tokenizer file is opened
 
         string At(string name) => Path.Combine(folder, name);
         if (File.Exists(At("tokenizer.json"))) return FromTokenizerJson(At("tokenizer.json"));

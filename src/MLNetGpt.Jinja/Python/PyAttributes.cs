@@ -128,8 +128,8 @@ internal static class PyAttributes
         "join" => Bound(s, name, a => Join(s, a[0]), new[] { "iterable" }, new object?[] { Req }),
         "format" => new BuiltinFunction(name, (_, args) => PyStringFormat.Format(s, args), s, true),
         "center" => Bound(s, name, a => PyStr.Center(s, PyOps.ToIndex(a[0]), Fill(a[1], name)), new[] { "width", "fillchar" }, new object?[] { Req, " " }),
-        "ljust" => Bound(s, name, a => s + PyStr.Repeat(Fill(a[1], name), PyOps.ToIndex(a[0]) - PyStr.Length(s)), new[] { "width", "fillchar" }, new object?[] { Req, " " }),
-        "rjust" => Bound(s, name, a => PyStr.Repeat(Fill(a[1], name), PyOps.ToIndex(a[0]) - PyStr.Length(s)) + s, new[] { "width", "fillchar" }, new object?[] { Req, " " }),
+        "ljust" => Bound(s, name, a => s + Padding(s, a, name), new[] { "width", "fillchar" }, new object?[] { Req, " " }),
+        "rjust" => Bound(s, name, a => Padding(s, a, name) + s, new[] { "width", "fillchar" }, new object?[] { Req, " " }),
         "zfill" => Bound(s, name, a => ZFill(s, PyOps.ToIndex(a[0])), new[] { "width" }, new object?[] { Req }),
         "partition" => Bound(s, name, a => Partition(s, Text(a[0], name), last: false), new[] { "sep" }, new object?[] { Req }),
         "rpartition" => Bound(s, name, a => Partition(s, Text(a[0], name), last: true), new[] { "sep" }, new object?[] { Req }),
@@ -158,6 +158,16 @@ internal static class PyAttributes
 
     private static string Text(object? value, string method) => value as string
         ?? throw TemplateException.TypeError($"{method}() argument must be str, not {PyOps.TypeName(value)}");
+
+    /// <summary>The fill that ljust/rjust add up to the width, refused before it is built when it would be too long.</summary>
+    private static string Padding(string s, object?[] a, string method)
+    {
+        var fill = Fill(a[1], method);
+        var count = PyOps.ToIndex(a[0]) - PyStr.Length(s);
+        if (count <= 0) return "";
+        RenderState.ChargeString(s.Length + count * fill.Length, $"the result of str.{method}");
+        return PyStr.Repeat(fill, count);
+    }
 
     private static string Fill(object? value, string method) => value is string { Length: 1 } s ? s
         : throw TemplateException.TypeError($"The fill character must be exactly one character long");
@@ -210,23 +220,26 @@ internal static class PyAttributes
 
     public static string Join(string separator, object? iterable)
     {
-        var sb = new StringBuilder();
-        var index = 0;
+        var parts = new List<string>();
+        long length = 0;
         foreach (var item in PyOps.Iterate(iterable))
         {
             if (item is not string text)
-                throw TemplateException.TypeError($"sequence item {index}: expected str instance, {PyOps.TypeName(item)} found");
-            if (index > 0) sb.Append(separator);
-            sb.Append(text);
-            index++;
+                throw TemplateException.TypeError($"sequence item {parts.Count}: expected str instance, {PyOps.TypeName(item)} found");
+            length += text.Length + (parts.Count > 0 ? separator.Length : 0);
+            // Checked as it grows: a long list of references to one long string never reaches the allocator.
+            if (length > (RenderState.Current?.Limits ?? TemplateLimits.Default).MaxValueLength) RenderState.ChargeString(length, "the joined string");
+            parts.Add(text);
         }
-        return sb.ToString();
+        RenderState.ChargeString(length, "the joined string");
+        return string.Join(separator, parts);
     }
 
     private static string ZFill(string s, long width)
     {
         var padding = width - PyStr.Length(s);
         if (padding <= 0) return s;
+        RenderState.ChargeString(s.Length + padding, "the result of str.zfill");
         var sign = s.Length > 0 && s[0] is '+' or '-' ? 1 : 0;
         return s.Substring(0, sign) + new string('0', (int)padding) + s.Substring(sign);
     }
@@ -251,7 +264,11 @@ internal static class PyAttributes
 
     private static BuiltinFunction? ListMethod(PyList l, string name) => name switch
     {
-        "copy" => Bound(l, name, _ => new PyList(l.Items), Array.Empty<string>(), Array.Empty<object?>()),
+        "copy" => Bound(l, name, _ =>
+        {
+            RenderState.ChargeItems(l.Count, "the list copy");
+            return new PyList(l.Items);
+        }, Array.Empty<string>(), Array.Empty<object?>()),
         "pop" => Bound(l, name, a =>
         {
             if (l.Count == 0) throw new TemplateException(TemplateErrorKind.Lookup, "pop from empty list");

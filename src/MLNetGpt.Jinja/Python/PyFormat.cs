@@ -21,15 +21,32 @@ internal static class PyFormat
     public static string Repr(object? value)
     {
         var sb = new StringBuilder();
-        AppendRepr(sb, value);
+        AppendRepr(sb, value, 0);
+        RenderState.ChargeString(sb.Length, "the printed value");
         return sb.ToString();
     }
 
-    public static void AppendRepr(StringBuilder sb, object? value)
+    public static void AppendRepr(StringBuilder sb, object? value) => AppendRepr(sb, value, 0);
+
+    /// <summary>
+    /// Refuses a printed form before it outgrows one value: a list holding one long string a million times would
+    /// otherwise be written out in full before anything looked at its size.
+    /// </summary>
+    private static void Guard(StringBuilder sb, long adding)
+    {
+        long limit = (RenderState.Current?.Limits ?? TemplateLimits.Default).MaxValueLength;
+        if (sb.Length + adding > limit) RenderState.ChargeString(sb.Length + adding, "the printed value");
+    }
+
+    private static void AppendRepr(StringBuilder sb, object? value, int depth)
     {
         switch (value)
         {
-            case string s: AppendStringRepr(sb, s); break;
+            case string s:
+                Guard(sb, s.Length + 2);
+                AppendStringRepr(sb, s);
+                Guard(sb, 0);
+                break;
             case null: sb.Append("None"); break;
             case bool b: sb.Append(b ? "True" : "False"); break;
             case long l: sb.Append(l.ToString(CultureInfo.InvariantCulture)); break;
@@ -37,26 +54,26 @@ internal static class PyFormat
             case Undefined: sb.Append("Undefined"); break;
             case PyList list:
                 sb.Append('[');
-                AppendItems(sb, list.Items);
+                AppendItems(sb, list.Items, depth);
                 sb.Append(']');
                 break;
             case PyTuple tuple:
                 sb.Append('(');
-                AppendItems(sb, tuple.Items);
+                AppendItems(sb, tuple.Items, depth);
                 if (tuple.Count == 1) sb.Append(',');
                 sb.Append(')');
                 break;
             case PyDict dict:
-                AppendDict(sb, dict);
+                AppendDict(sb, dict, depth);
                 break;
             case Namespace ns:
                 sb.Append("<Namespace ");
-                AppendDict(sb, ns.Attributes);
+                AppendDict(sb, ns.Attributes, depth);
                 sb.Append('>');
                 break;
             case DictView view:
                 sb.Append(view.TypeName).Append("([");
-                AppendItems(sb, view.Iterate().ToList());
+                AppendItems(sb, view.Iterate().ToList(), depth);
                 sb.Append("])");
                 break;
             case PyRange range:
@@ -83,26 +100,35 @@ internal static class PyFormat
         }
     }
 
-    private static void AppendItems(StringBuilder sb, IReadOnlyList<object?> items)
+    private static void AppendItems(StringBuilder sb, IReadOnlyList<object?> items, int depth)
     {
+        // CPython's repr recurses through nested containers (RecursionError past its limit); so does this, as far as
+        // the depth guard allows.
+        RenderState.EnsureValueDepth(depth + 1, "while getting the repr of an object");
         for (var i = 0; i < items.Count; i++)
         {
-            if (i > 0) sb.Append(", ");
-            AppendRepr(sb, items[i]);
+            if (i > 0)
+            {
+                Guard(sb, 2);
+                sb.Append(", ");
+            }
+            AppendRepr(sb, items[i], depth + 1);
         }
     }
 
-    private static void AppendDict(StringBuilder sb, PyDict dict)
+    private static void AppendDict(StringBuilder sb, PyDict dict, int depth)
     {
+        RenderState.EnsureValueDepth(depth + 1, "while getting the repr of an object");
         sb.Append('{');
         var first = true;
         foreach (var (key, item) in dict.Entries)
         {
+            Guard(sb, 4);
             if (!first) sb.Append(", ");
             first = false;
-            AppendRepr(sb, key);
+            AppendRepr(sb, key, depth + 1);
             sb.Append(": ");
-            AppendRepr(sb, item);
+            AppendRepr(sb, item, depth + 1);
         }
         sb.Append('}');
     }

@@ -15,7 +15,7 @@ internal static class PyJson
         {
             null => null,
             string s => s,
-            long or bool => new string(' ', (int)Math.Max(0, Math.Min(PyOps.AsLong(indent), 1000))),
+            long or bool => Indentation(PyOps.AsLong(indent)),
             Undefined u => throw u.Error(),
             _ => throw TemplateException.TypeError($"can't multiply sequence by non-int of type {PyFormat.Repr(PyOps.TypeName(indent))}"),
         };
@@ -36,7 +36,16 @@ internal static class PyJson
         }
         var writer = new Writer(ensureAscii, indentText, itemSeparator, keySeparator, sortKeys);
         writer.Write(value, 0);
-        return writer.ToString();
+        var text = writer.ToString();
+        RenderState.ChargeString(text.Length, "the JSON text");
+        return text;
+    }
+
+    private static string Indentation(long width)
+    {
+        if (width <= 0) return "";
+        RenderState.ChargeString(width, "the JSON indentation");
+        return new string(' ', (int)width);
     }
 
     private sealed class Writer
@@ -61,7 +70,10 @@ internal static class PyJson
 
         public void Write(object? value, int level)
         {
-            if (level > 1000) throw new TemplateException(TemplateErrorKind.Recursion, "maximum recursion depth exceeded while encoding a JSON object");
+            RenderState.EnsureValueDepth(level, "while encoding a JSON object");
+            // Checked as the text grows: the same long string a million times over is refused, not written.
+            if (sb.Length > (RenderState.Current?.Limits ?? TemplateLimits.Default).MaxValueLength)
+                RenderState.ChargeString(sb.Length, "the JSON text");
             switch (value)
             {
                 case string s: WriteString(s); break;
@@ -83,6 +95,8 @@ internal static class PyJson
         private void NewLine(int level)
         {
             sb.Append('\n');
+            if ((long)level * indent!.Length + sb.Length > (RenderState.Current?.Limits ?? TemplateLimits.Default).MaxValueLength)
+                RenderState.ChargeString((long)level * indent.Length + sb.Length, "the JSON text");
             for (var i = 0; i < level; i++) sb.Append(indent);
         }
 
@@ -146,6 +160,8 @@ internal static class PyJson
 
         private void WriteString(string s)
         {
+            if (sb.Length + (long)s.Length > (RenderState.Current?.Limits ?? TemplateLimits.Default).MaxValueLength)
+                RenderState.ChargeString(sb.Length + (long)s.Length, "the JSON text");
             sb.Append('"');
             foreach (var c in s)
             {

@@ -34,9 +34,16 @@ internal static class PyNumberFormat
         return quotient;
     }
 
+    // A double's exact decimal expansion ends within 1,074 places after the point and holds at most 767 significant
+    // digits: every digit past these is a zero, written out without big-integer arithmetic (which grows
+    // quadratically with the digits a huge precision would ask of it).
+    private const int MaxExactPlaces = 1100;
+    private const int MaxExactDigits = 800;
+
     /// <summary>printf's %.Nf of |value| (the caller adds the sign).</summary>
     public static string Fixed(double value, int precision, bool alternate = false)
     {
+        if (precision > MaxExactPlaces) return Fixed(value, MaxExactPlaces, alternate) + new string('0', precision - MaxExactPlaces);
         value = Math.Abs(value);
         var (digits, scale) = Exact(value);
         var rounded = RoundTo(digits, scale, precision).ToString(CultureInfo.InvariantCulture);
@@ -62,6 +69,11 @@ internal static class PyNumberFormat
     public static (string Digits, int Exponent) SignificantDigits(double value, int count)
     {
         if (value == 0) return (new string('0', count), 0);
+        if (count > MaxExactDigits)
+        {
+            var (exactDigits, firstExponent) = SignificantDigits(value, MaxExactDigits);
+            return (exactDigits + new string('0', count - MaxExactDigits), firstExponent);
+        }
         var (digits, scale) = Exact(value);
         var text = digits.ToString(CultureInfo.InvariantCulture);
         var exponent = text.Length - 1 - scale;

@@ -42,6 +42,16 @@ internal static class PyOps
         _ => TypeName(value) + " object",
     };
 
+    /// <summary>The characters of a string or the items of a list, tuple or dictionary (what reading it costs); 0 otherwise.</summary>
+    public static long SizeOf(object? value) => value switch
+    {
+        string s => s.Length,
+        PyList l => l.Count,
+        PyTuple t => t.Count,
+        PyDict d => d.Count,
+        _ => 0,
+    };
+
     public static bool Truthy(object? value) => value switch
     {
         null => false,
@@ -88,7 +98,9 @@ internal static class PyOps
 
     // ---- equality and order ----
 
-    public static bool Equal(object? a, object? b)
+    public static bool Equal(object? a, object? b) => Equal(a, b, 0);
+
+    private static bool Equal(object? a, object? b, int depth)
     {
         if (ReferenceEquals(a, b)) return true;
         if (a is Undefined || b is Undefined) return a is Undefined && b is Undefined;
@@ -101,12 +113,14 @@ internal static class PyOps
         switch (a)
         {
             case string sa: return b is string sb && string.Equals(sa, sb, StringComparison.Ordinal);
-            case PyList la: return b is PyList lb && SequenceEqual(la.Items, lb.Items);
-            case PyTuple ta: return b is PyTuple tb && SequenceEqual(ta.Items, tb.Items);
+            case PyList la: return b is PyList lb && SequenceEqual(la.Items, lb.Items, depth);
+            case PyTuple ta: return b is PyTuple tb && SequenceEqual(ta.Items, tb.Items, depth);
             case PyDict da:
                 if (b is not PyDict db || da.Count != db.Count) return false;
+                RenderState.EnsureValueDepth(depth + 1, "in comparison");
+                RenderState.ChargeRead(da.Count);
                 foreach (var (key, value) in da.Entries)
-                    if (!db.TryGetValue(key, out var other) || !Equal(value, other)) return false;
+                    if (!db.TryGetValue(key, out var other) || !Equal(value, other, depth + 1)) return false;
                 return true;
             case PyRange ra:
                 return b is PyRange rb && ra.Length == rb.Length
@@ -115,10 +129,14 @@ internal static class PyOps
         }
     }
 
-    private static bool SequenceEqual(IReadOnlyList<object?> a, IReadOnlyList<object?> b)
+    private static bool SequenceEqual(IReadOnlyList<object?> a, IReadOnlyList<object?> b, int depth)
     {
         if (a.Count != b.Count) return false;
-        for (var i = 0; i < a.Count; i++) if (!Equal(a[i], b[i])) return false;
+        // Python's == recurses through nested lists; a list built inside itself level by level must stop here
+        // (RecursionError there) rather than on the end of the thread's stack.
+        RenderState.EnsureValueDepth(depth + 1, "in comparison");
+        RenderState.ChargeRead(a.Count);
+        for (var i = 0; i < a.Count; i++) if (!Equal(a[i], b[i], depth + 1)) return false;
         return true;
     }
 
@@ -148,23 +166,27 @@ internal static class PyOps
     }
 
     /// <summary>Three-way comparison with Python's rules; int.MinValue when a NaN makes every order false.</summary>
-    public static int Compare(object? a, object? b, string op = "<")
+    public static int Compare(object? a, object? b, string op = "<") => Compare(a, b, op, 0);
+
+    private static int Compare(object? a, object? b, string op, int depth)
     {
         if (a is Undefined ua) throw ua.Error();
         if (b is Undefined ub) throw ub.Error();
         if (IsNumber(a) && IsNumber(b)) return NumericCompare(a!, b!);
         if (a is string sa && b is string sb) return PyStr.CompareOrdinalCodePoints(sa, sb);
-        if (a is PyList la && b is PyList lb) return CompareSequences(la.Items, lb.Items, op);
-        if (a is PyTuple ta && b is PyTuple tb) return CompareSequences(ta.Items, tb.Items, op);
+        if (a is PyList la && b is PyList lb) return CompareSequences(la.Items, lb.Items, op, depth);
+        if (a is PyTuple ta && b is PyTuple tb) return CompareSequences(ta.Items, tb.Items, op, depth);
         throw TemplateException.TypeError(
             $"{PyFormat.Repr(op)} not supported between instances of {PyFormat.Repr(TypeName(a))} and {PyFormat.Repr(TypeName(b))}");
     }
 
-    private static int CompareSequences(IReadOnlyList<object?> a, IReadOnlyList<object?> b, string op)
+    private static int CompareSequences(IReadOnlyList<object?> a, IReadOnlyList<object?> b, string op, int depth)
     {
+        RenderState.EnsureValueDepth(depth + 1, "in comparison");
         var n = Math.Min(a.Count, b.Count);
+        RenderState.ChargeRead(n);
         for (var i = 0; i < n; i++)
-            if (!Equal(a[i], b[i])) return Compare(a[i], b[i], op);
+            if (!Equal(a[i], b[i], depth + 1)) return Compare(a[i], b[i], op, depth + 1);
         return a.Count.CompareTo(b.Count);
     }
 
@@ -175,6 +197,9 @@ internal static class PyOps
     public static List<T> Sorted<T>(IEnumerable<T> items, Func<T, object?> key, bool reverse = false)
     {
         var entries = items.Select(item => (Key: key(item), Item: item)).ToArray();
+        RenderState.ChargeItems(entries.Length, "a sorted list");
+        // A merge sort compares about n log2 n times.
+        RenderState.ChargeRead((long)entries.Length * (64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)Math.Max(entries.Length, 1))));
         var buffer = new (object? Key, T Item)[entries.Length];
         bool Less(object? a, object? b)
         {
@@ -200,7 +225,19 @@ internal static class PyOps
 
     // ---- containers ----
 
-    public static IEnumerable<object?> Iterate(object? value) => value switch
+    /// <summary>Python's iter(value); each item taken spends one step of the current render.</summary>
+    public static IEnumerable<object?> Iterate(object? value) => Counted(Items(value));
+
+    private static IEnumerable<object?> Counted(IEnumerable<object?> items)
+    {
+        foreach (var item in items)
+        {
+            RenderState.ChargeStep();
+            yield return item;
+        }
+    }
+
+    private static IEnumerable<object?> Items(object? value) => value switch
     {
         PyList l => l.Iterate(),
         PyTuple t => t.Items,
@@ -241,6 +278,7 @@ internal static class PyOps
             case string s:
                 if (item is not string sub)
                     throw TemplateException.TypeError($"'in <string>' requires string as left operand, not {TypeName(item)}");
+                RenderState.ChargeRead(s.Length);
                 return s.Contains(sub, StringComparison.Ordinal);
             case PyDict d:
                 return d.ContainsKey(item);
@@ -267,15 +305,20 @@ internal static class PyOps
         }
         switch (a)
         {
-            case string sa when b is string sb: return string.Concat(sa, sb);
+            case string sa when b is string sb:
+                RenderState.ChargeString((long)sa.Length + sb.Length, "the '+' of two strings");
+                return string.Concat(sa, sb);
             case string: throw TemplateException.TypeError($"can only concatenate str (not \"{TypeName(b)}\") to str");
             case PyList la when b is PyList lb:
+                RenderState.ChargeItems((long)la.Count + lb.Count, "the '+' of two lists");
                 var list = new List<object?>(la.Count + lb.Count);
                 list.AddRange(la.Items);
                 list.AddRange(lb.Items);
                 return new PyList(list);
             case PyList: throw TemplateException.TypeError($"can only concatenate list (not \"{TypeName(b)}\") to list");
-            case PyTuple ta when b is PyTuple tb: return new PyTuple(ta.Items.Concat(tb.Items).ToArray());
+            case PyTuple ta when b is PyTuple tb:
+                RenderState.ChargeItems((long)ta.Count + tb.Count, "the '+' of two tuples");
+                return new PyTuple(ta.Items.Concat(tb.Items).ToArray());
             case PyTuple: throw TemplateException.TypeError($"can only concatenate tuple (not \"{TypeName(b)}\") to tuple");
         }
         throw Unsupported("+", a, b);
@@ -310,18 +353,22 @@ internal static class PyOps
     private static object Repeat(object? sequence, long times)
     {
         times = Math.Max(0, times);
-        if (times > 10_000_000) throw new TemplateException(TemplateErrorKind.Overflow, "repeated sequence is too long");
+        // The size is known before anything is built: ('a' * 1000) * 10000000 is refused here, not by the allocator.
+        long length = SizeOf(sequence);
+        long total = times == 0 || length == 0 ? 0 : length > long.MaxValue / times ? -1 : length * times;
+        if (sequence is string) RenderState.ChargeString(total, "the repeated string");
+        else RenderState.ChargeItems(total, $"the repeated {TypeName(sequence)}");
         switch (sequence)
         {
             case string s:
-                return string.Concat(Enumerable.Repeat(s, (int)times));
+                return PyStr.Repeat(s, times);
             case PyList l:
-                var items = new List<object?>();
+                var items = new List<object?>((int)total);
                 for (var i = 0; i < times; i++) items.AddRange(l.Items);
                 return new PyList(items);
             default:
                 var t = (PyTuple)sequence!;
-                var all = new List<object?>();
+                var all = new List<object?>((int)total);
                 for (var i = 0; i < times; i++) all.AddRange(t.Items);
                 return new PyTuple(all.ToArray());
         }
@@ -487,6 +534,7 @@ internal static class PyOps
     public static object? GetItem(object? obj, object? key)
     {
         if (obj is Undefined u) throw u.Error();
+        RenderState.ChargeRead(SizeOf(key));
         if (TryGetItem(obj, key, out var item)) return item;
         if (key is string name)
         {
@@ -547,6 +595,7 @@ internal static class PyOps
         if (key is PySlice slice)
         {
             var (start, _, step, count) = ResolveSlice(slice, items.Count);
+            RenderState.ChargeItems(count, "the slice");
             var result = new List<object?>((int)count);
             for (long i = 0, at = start; i < count; i++, at += step) result.Add(items[(int)at]);
             value = make(result);
@@ -601,6 +650,9 @@ internal static class PyOps
     /// <summary>Python's call: the sandbox lets templates call only what the renderer itself offers.</summary>
     public static object? Call(RenderState state, object? callee, Arguments arguments)
     {
+        state.Step();
+        // A method reads the string or list it is bound to (find, count, split, ...): that costs in proportion.
+        if (callee is BuiltinFunction { Self: { } self }) state.Read(SizeOf(self));
         if (callee is ICallable callable) return callable.Invoke(state, arguments);
         if (callee is Undefined u) throw u.Error();
         throw TemplateException.TypeError($"{PyFormat.Repr(TypeName(callee))} object is not callable");

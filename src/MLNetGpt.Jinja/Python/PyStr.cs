@@ -12,8 +12,9 @@ internal static class PyStr
 {
     private static bool HasSurrogates(string s)
     {
-        foreach (var c in s) if (char.IsSurrogate(c)) return true;
-        return false;
+        // Every index, length and slice scans the text for surrogates: a long text costs in proportion.
+        RenderState.ChargeRead(s.Length);
+        return s.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') >= 0;
     }
 
     /// <summary>The UTF-16 offset of each code point, plus the length at the end.</summary>
@@ -29,7 +30,17 @@ internal static class PyStr
         return offsets.ToArray();
     }
 
-    public static long Length(string s) => HasSurrogates(s) ? CodePointOffsets(s).Length - 1 : s.Length;
+    public static long Length(string s)
+    {
+        if (!HasSurrogates(s)) return s.Length;
+        long count = 0;
+        for (var i = 0; i < s.Length; i++)
+        {
+            count++;
+            if (char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])) i++;
+        }
+        return count;
+    }
 
     public static IEnumerable<object?> CodePoints(string s)
     {
@@ -64,6 +75,7 @@ internal static class PyStr
         var offsets = surrogates ? CodePointOffsets(s) : null;
         var n = surrogates ? offsets!.Length - 1 : s.Length;
         var (start, _, step, count) = PyOps.ResolveSlice(slice, n);
+        RenderState.ChargeString(count * (surrogates ? 2 : 1), "the slice");
         if (step == 1)
         {
             if (count == 0) return "";
@@ -210,6 +222,7 @@ internal static class PyStr
     /// <summary>Python's str.upper, with the full mappings that grow a character (ß → SS, ﬁ → FI).</summary>
     public static string Upper(string s)
     {
+        RenderState.ChargeString(s.Length, "the upper-cased string");
         if (IsAscii(s)) return s.ToUpperInvariant();
         var sb = new StringBuilder(s.Length);
         foreach (var (codePoint, text) in Runes(s)) sb.Append(UpperOf(codePoint, text));
@@ -219,6 +232,7 @@ internal static class PyStr
     /// <summary>Python's str.lower: İ becomes i + combining dot above, a final Σ becomes ς.</summary>
     public static string Lower(string s)
     {
+        RenderState.ChargeString(s.Length, "the lower-cased string");
         if (IsAscii(s)) return s.ToLowerInvariant();
         var runes = Runes(s);
         var sb = new StringBuilder(s.Length);
@@ -229,6 +243,7 @@ internal static class PyStr
     /// <summary>Python's str.title: a character after a cased one is lower-cased, any other title-cased ("they're" → "They'Re").</summary>
     public static string Title(string s)
     {
+        RenderState.ChargeString(s.Length, "the title-cased string");
         var runes = Runes(s);
         var sb = new StringBuilder(s.Length);
         var previousCased = false;
@@ -243,6 +258,7 @@ internal static class PyStr
     /// <summary>Python's str.capitalize: the first character title-cased, the rest lower-cased.</summary>
     public static string Capitalize(string s)
     {
+        RenderState.ChargeString(s.Length, "the capitalized string");
         var runes = Runes(s);
         var sb = new StringBuilder(s.Length);
         for (var i = 0; i < runes.Count; i++) sb.Append(i == 0 ? TitleOf(runes[i].CodePoint, runes[i].Text) : LowerAt(runes, i));
@@ -259,6 +275,7 @@ internal static class PyStr
 
     public static string SwapCase(string s)
     {
+        RenderState.ChargeString(s.Length, "the case-swapped string");
         var runes = Runes(s);
         var sb = new StringBuilder(s.Length);
         for (var i = 0; i < runes.Count; i++)
@@ -302,11 +319,27 @@ internal static class PyStr
         Func<char, bool> strip = chars is null ? IsSpace : c => chars.Contains(c);
         if (left) while (start < end && strip(s[start])) start++;
         if (right) while (end > start && strip(s[end - 1])) end--;
+        if (start == 0 && end == s.Length) return s;
+        RenderState.ChargeString(end - start, "the stripped string");
         return s.Substring(start, end - start);
     }
 
     /// <summary>Python's str.split(sep, maxsplit).</summary>
     public static PyList Split(string s, string? separator, long maxSplit)
+    {
+        var parts = Charged(SplitParts(s, separator, maxSplit), s);
+        return new PyList(parts);
+    }
+
+    /// <summary>Charges the parts of a split (their characters and the list's items) once they are known.</summary>
+    private static List<object?> Charged(List<object?> parts, string s)
+    {
+        RenderState.ChargeString(s.Length, "the split parts");
+        RenderState.ChargeItems(parts.Count, "the list of split parts");
+        return parts;
+    }
+
+    private static List<object?> SplitParts(string s, string? separator, long maxSplit)
     {
         var parts = new List<object?>();
         if (separator is null)
@@ -326,7 +359,7 @@ internal static class PyStr
                 while (i < s.Length && !IsSpace(s[i])) i++;
                 parts.Add(s.Substring(start, i - start));
             }
-            return new PyList(parts);
+            return parts;
         }
         if (separator.Length == 0) throw TemplateException.ValueError("empty separator");
         var position = 0;
@@ -338,13 +371,18 @@ internal static class PyStr
             position = found + separator.Length;
         }
         parts.Add(s.Substring(position));
-        return new PyList(parts);
+        return parts;
     }
 
     /// <summary>Python's str.rsplit(sep, maxsplit).</summary>
     public static PyList RSplit(string s, string? separator, long maxSplit)
     {
         if (maxSplit < 0) return Split(s, separator, maxSplit);
+        return new PyList(Charged(RSplitParts(s, separator, maxSplit), s));
+    }
+
+    private static List<object?> RSplitParts(string s, string? separator, long maxSplit)
+    {
         var parts = new List<object?>();
         if (separator is null)
         {
@@ -363,7 +401,7 @@ internal static class PyStr
                 parts.Add(s.Substring(i, end - i));
             }
             parts.Reverse();
-            return new PyList(parts);
+            return parts;
         }
         if (separator.Length == 0) throw TemplateException.ValueError("empty separator");
         var position = s.Length;
@@ -376,12 +414,13 @@ internal static class PyStr
         }
         parts.Add(s.Substring(0, position));
         parts.Reverse();
-        return new PyList(parts);
+        return parts;
     }
 
     /// <summary>Python's str.splitlines: every Unicode line boundary, \r\n as one.</summary>
     public static List<string> SplitLines(string s, bool keepEnds = false)
     {
+        RenderState.ChargeString(s.Length, "the split lines");
         var lines = new List<string>();
         var start = 0;
         var i = 0;
@@ -402,13 +441,30 @@ internal static class PyStr
         return lines;
     }
 
-    /// <summary>Python's str.replace(old, new, count); an empty <paramref name="old"/> inserts between characters.</summary>
+    /// <summary>
+    /// Python's str.replace(old, new, count); an empty <paramref name="old"/> inserts between characters. The result's
+    /// length is worked out (and charged) before it is built: ('a' * 100000).replace('a', 'a' * 100000) is refused,
+    /// not allocated.
+    /// </summary>
     public static string Replace(string s, string old, string replacement, long count)
     {
         if (count == 0) return s;
+        long occurrences = 0;
+        if (old.Length == 0) occurrences = Length(s) + 1;
+        else
+        {
+            RenderState.ChargeRead(s.Length);
+            for (var at = s.IndexOf(old, StringComparison.Ordinal); at >= 0 && (count < 0 || occurrences < count); at = s.IndexOf(old, at + old.Length, StringComparison.Ordinal))
+                occurrences++;
+        }
+        if (count >= 0) occurrences = Math.Min(occurrences, count);
+        if (occurrences == 0) return s;
+        long delta = replacement.Length - (long)old.Length;
+        long length = delta > 0 && occurrences > (long.MaxValue - s.Length) / delta ? -1 : s.Length + occurrences * delta;
+        RenderState.ChargeString(length, "the replaced string");
         if (old.Length == 0)
         {
-            var sb = new StringBuilder();
+            var sb = new StringBuilder((int)length);
             long done = 0;
             foreach (var cp in CodePoints(s))
             {
@@ -423,7 +479,7 @@ internal static class PyStr
             return sb.ToString();
         }
         if (count < 0) return s.Replace(old, replacement, StringComparison.Ordinal);
-        var result = new StringBuilder();
+        var result = new StringBuilder((int)length);
         var position = 0;
         for (long n = 0; n < count; n++)
         {
@@ -441,15 +497,41 @@ internal static class PyStr
     {
         var length = Length(s);
         if (width <= length) return s;
+        // The width is checked before anything is built: 'x'|center(2000000000) is refused, not allocated.
+        RenderState.ChargeString(s.Length + (width - length) * fill.Length, "the centered string");
         var margin = width - length;
         var left = margin / 2 + (margin & width & 1);
-        return Repeat(fill, left) + s + Repeat(fill, margin - left);
+        return Fill(fill, left) + s + Fill(fill, margin - left);
     }
 
-    public static string Repeat(string s, long times) => times <= 0 ? "" : string.Concat(Enumerable.Repeat(s, (int)times));
+    /// <summary><paramref name="s"/> repeated; the caller has charged the result (see <see cref="RenderState.ChargeString"/>).</summary>
+    public static string Repeat(string s, long times)
+    {
+        if (times <= 0 || s.Length == 0) return "";
+        if (s.Length == 1) return new string(s[0], checked((int)times));
+        var sb = new StringBuilder(checked((int)(s.Length * times)));
+        for (long i = 0; i < times; i++) sb.Append(s);
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// Padding of <paramref name="count"/> copies of a one-character <paramref name="fill"/> (a code point: one or two
+    /// UTF-16 units); charged before it is built, so ''.ljust(2000000000) is refused rather than allocated.
+    /// </summary>
+    public static string Pad(string fill, long count, string what)
+    {
+        if (count <= 0) return "";
+        RenderState.ChargeString(count * fill.Length, what);
+        return Repeat(fill, count);
+    }
+
+    private static string Fill(string fill, long count) => Repeat(fill, count);
 
     public static string Expand(string s, Func<char, string?> escape)
     {
+        long length = s.Length;
+        foreach (var c in s) if (escape(c) is { } longer) length += longer.Length - 1;
+        if (length != s.Length) RenderState.ChargeString(length, "the escaped string");
         StringBuilder? sb = null;
         for (var i = 0; i < s.Length; i++)
         {

@@ -8,8 +8,16 @@ internal static class PyStringFormat
 {
     public static string Format(string format, Arguments arguments)
     {
-        var sb = new StringBuilder();
         var auto = 0;
+        return Format(format, arguments, 2, ref auto);
+    }
+
+    // CPython's MarkupIterator allows a replacement field inside a format spec, two levels in all
+    // ("Max string recursion exceeded" beyond): the same bound keeps nested braces from nesting calls.
+    private static string Format(string format, Arguments arguments, int recursionDepth, ref int auto)
+    {
+        if (recursionDepth <= 0) throw TemplateException.ValueError("Max string recursion exceeded");
+        var sb = new StringBuilder();
         var i = 0;
         while (i < format.Length)
         {
@@ -47,13 +55,15 @@ internal static class PyStringFormat
             }
             if (j >= format.Length) throw TemplateException.ValueError("expected '}' before end of string");
             var field = format.Substring(i + 1, j - i - 1);
-            sb.Append(Field(field, arguments, ref auto));
+            var text = Field(field, arguments, ref auto, recursionDepth);
+            RenderState.ChargeString(sb.Length + (long)text.Length, "the formatted string");
+            sb.Append(text);
             i = j + 1;
         }
         return sb.ToString();
     }
 
-    private static string Field(string field, Arguments arguments, ref int auto)
+    private static string Field(string field, Arguments arguments, ref int auto, int recursionDepth)
     {
         string? spec = null;
         char? conversion = null;
@@ -79,11 +89,12 @@ internal static class PyStringFormat
             if (auto < 0) throw TemplateException.ValueError("cannot switch from manual field specification to automatic field numbering");
             value = Positional(arguments, auto++);
         }
-        else if (first.All(char.IsDigit))
+        else if (first.All(char.IsAsciiDigit))
         {
             if (auto > 0) throw TemplateException.ValueError("cannot switch from automatic field numbering to manual field specification");
             auto = -1;
-            value = Positional(arguments, int.Parse(first, CultureInfo.InvariantCulture));
+            value = Positional(arguments, int.TryParse(first, NumberStyles.None, CultureInfo.InvariantCulture, out var number)
+                ? number : throw TemplateException.ValueError("Too many decimal digits in format string"));
         }
         else
         {
@@ -106,7 +117,7 @@ internal static class PyStringFormat
                 var close = rest.IndexOf(']');
                 if (close < 0) throw TemplateException.ValueError("Missing ']' in format string");
                 var key = rest.Substring(1, close - 1);
-                value = PyOps.GetItem(value, key.Length > 0 && key.All(char.IsDigit) ? long.Parse(key, CultureInfo.InvariantCulture) : key);
+                value = PyOps.GetItem(value, key.Length > 0 && key.All(char.IsAsciiDigit) && long.TryParse(key, NumberStyles.None, CultureInfo.InvariantCulture, out var index) ? index : key);
                 rest = rest.Substring(close + 1);
             }
         }
@@ -119,7 +130,8 @@ internal static class PyStringFormat
                 _ => throw TemplateException.ValueError($"Unknown conversion specifier {conversion}"),
             };
         }
-        if (spec is not null && spec.Contains('{')) spec = Format(spec, arguments);
+        // The fields of a nested spec continue the automatic numbering: '{:>{}}'.format('x', 7) pads 'x' to 7.
+        if (spec is not null && spec.Contains('{')) spec = Format(spec, arguments, recursionDepth - 1, ref auto);
         return FormatValue(value, spec ?? "");
     }
 
@@ -178,7 +190,7 @@ internal static class PyStringFormat
             case 'X': magnitude = Convert.ToString(Math.Abs(value), 16).ToUpperInvariant(); prefix = s.Alternate ? "0X" : ""; break;
             case 'o': magnitude = Convert.ToString(Math.Abs(value), 8); prefix = s.Alternate ? "0o" : ""; break;
             case 'b': magnitude = Convert.ToString(Math.Abs(value), 2); prefix = s.Alternate ? "0b" : ""; break;
-            case 'c': return Pad(char.ConvertFromUtf32((int)value), s, '<');
+            case 'c': return Pad(Chr(value), s, '<');
             default: throw TemplateException.ValueError($"Unknown format code '{s.Type}' for object of type 'int'");
         }
         if (s.Grouping is { } g) magnitude = PyNumberFormat.Group(magnitude, g, s.Type is 'x' or 'X' or 'o' or 'b' ? 4 : 3);
@@ -187,6 +199,8 @@ internal static class PyStringFormat
 
     private static string FormatFloat(double value, Spec s)
     {
+        // The digits after the point are written out: a huge precision is a huge string.
+        if (s.Precision is { } digits) RenderState.ChargeString(digits, "the formatted number's digits");
         var negative = double.IsNegative(value) && !double.IsNaN(value);
         string body;
         if (double.IsNaN(value) || double.IsInfinity(value))
@@ -232,6 +246,8 @@ internal static class PyStringFormat
         var width = s.Width ?? 0;
         var length = sign.Length + body.Length;
         if (length >= width) return sign + body;
+        // '{:>2000000000}'.format(1): the width is charged before the padding exists.
+        RenderState.ChargeString(width, "the formatted field");
         var padding = new string(fill, width - length);
         return align switch
         {
@@ -249,6 +265,7 @@ internal static class PyStringFormat
         if (length >= width) return text;
         var fill = s.Fill ?? ' ';
         var padding = width - length;
+        RenderState.ChargeString(text.Length + (long)padding, "the formatted field");
         return (s.Align ?? defaultAlign) switch
         {
             '>' => new string(fill, padding) + text,
@@ -257,6 +274,20 @@ internal static class PyStringFormat
             _ => text + new string(fill, padding),
         };
     }
+
+    /// <summary>Python's chr() for the c format: any code point, a lone surrogate included; OverflowError outside the range.</summary>
+    internal static string Chr(long codePoint) => codePoint switch
+    {
+        < 0 or > 0x10FFFF => throw new TemplateException(TemplateErrorKind.Overflow, "%c arg not in range(0x110000)"),
+        < 0x10000 => ((char)codePoint).ToString(),
+        _ => char.ConvertFromUtf32((int)codePoint),
+    };
+
+    /// <summary>A width or precision; CPython refuses one that does not fit its Py_ssize_t with this message.</summary>
+    internal static int Number(ReadOnlySpan<char> digits) =>
+        int.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw TemplateException.ValueError("Too many decimal digits in format string");
 
     private sealed class Spec
     {
@@ -297,16 +328,16 @@ internal static class PyStringFormat
                 i++;
             }
             var start = i;
-            while (i < spec.Length && char.IsDigit(spec[i])) i++;
-            if (i > start) s.Width = int.Parse(spec.AsSpan(start, i - start), CultureInfo.InvariantCulture);
+            while (i < spec.Length && char.IsAsciiDigit(spec[i])) i++;
+            if (i > start) s.Width = Number(spec.AsSpan(start, i - start));
             if (i < spec.Length && spec[i] is ',' or '_') s.Grouping = spec[i++];
             if (i < spec.Length && spec[i] == '.')
             {
                 i++;
                 start = i;
-                while (i < spec.Length && char.IsDigit(spec[i])) i++;
+                while (i < spec.Length && char.IsAsciiDigit(spec[i])) i++;
                 if (i == start) throw TemplateException.ValueError("Format specifier missing precision");
-                s.Precision = int.Parse(spec.AsSpan(start, i - start), CultureInfo.InvariantCulture);
+                s.Precision = Number(spec.AsSpan(start, i - start));
             }
             if (i < spec.Length) s.Type = spec[i++];
             if (i < spec.Length) throw TemplateException.ValueError("Invalid format specifier");
@@ -353,14 +384,20 @@ internal static class PyPercentFormat
             int? width = null;
             if (i < format.Length && format[i] == '*')
             {
-                width = (int)PyOps.ToIndex(Take(positional, ref next));
+                width = (int)Math.Clamp(PyOps.ToIndex(Take(positional, ref next)), int.MinValue, int.MaxValue);
+                if (width < 0)
+                {
+                    // Python: a negative '*' width means left alignment.
+                    flags += "-";
+                    width = width == int.MinValue ? int.MaxValue : -width;
+                }
                 i++;
             }
             else
             {
                 var start = i;
-                while (i < format.Length && char.IsDigit(format[i])) i++;
-                if (i > start) width = int.Parse(format.AsSpan(start, i - start), CultureInfo.InvariantCulture);
+                while (i < format.Length && char.IsAsciiDigit(format[i])) i++;
+                if (i > start) width = PyStringFormat.Number(format.AsSpan(start, i - start));
             }
             int? precision = null;
             if (i < format.Length && format[i] == '.')
@@ -368,14 +405,14 @@ internal static class PyPercentFormat
                 i++;
                 if (i < format.Length && format[i] == '*')
                 {
-                    precision = (int)PyOps.ToIndex(Take(positional, ref next));
+                    precision = (int)Math.Clamp(PyOps.ToIndex(Take(positional, ref next)), 0, int.MaxValue);
                     i++;
                 }
                 else
                 {
                     var start = i;
-                    while (i < format.Length && char.IsDigit(format[i])) i++;
-                    precision = i > start ? int.Parse(format.AsSpan(start, i - start), CultureInfo.InvariantCulture) : 0;
+                    while (i < format.Length && char.IsAsciiDigit(format[i])) i++;
+                    precision = i > start ? PyStringFormat.Number(format.AsSpan(start, i - start)) : 0;
                 }
             }
             while (i < format.Length && format[i] is 'h' or 'l' or 'L') i++;
@@ -387,7 +424,11 @@ internal static class PyPercentFormat
                 continue;
             }
             if (!haveArgument) argument = mapping is not null && !usedMapping && positional.Length == 1 ? mapping : Take(positional, ref next);
-            sb.Append(Convert(argument, type, flags, width, precision));
+            if (precision is { } digits && type is 'e' or 'E' or 'f' or 'F' or 'g' or 'G' or 'd' or 'i' or 'u')
+                RenderState.ChargeString(digits, "the formatted number's digits");
+            var converted = Convert(argument, type, flags, width, precision);
+            RenderState.ChargeString(sb.Length + (long)converted.Length, "the formatted string");
+            sb.Append(converted);
         }
         if (mapping is null && next < positional.Length)
             throw TemplateException.TypeError("not all arguments converted during string formatting");
@@ -440,7 +481,7 @@ internal static class PyPercentFormat
                 if (type is 'E' or 'F' or 'G') body = body.ToUpperInvariant();
                 break;
             case 'c':
-                body = argument is string { Length: > 0 } ch ? ch : char.ConvertFromUtf32((int)ToInteger(argument, type));
+                body = argument is string { Length: > 0 } ch ? ch : PyStringFormat.Chr(ToInteger(argument, type));
                 numeric = false;
                 break;
             default:
@@ -449,6 +490,7 @@ internal static class PyPercentFormat
         var signText = numeric ? (negative ? "-" : sign) : "";
         var length = signText.Length + body.Length;
         if (width is not { } w || length >= w) return signText + body;
+        RenderState.ChargeString(w, "the formatted field");
         if (left) return signText + body + new string(' ', w - length);
         if (zero && numeric) return signText + new string('0', w - length) + body;
         return new string(' ', w - length) + signText + body;

@@ -41,7 +41,7 @@ internal static class Filters
         ["join"] = Join,
         ["last"] = (_, v, a) => { Bind(a, "do_last"); return Last(v); },
         ["length"] = (_, v, a) => { Bind(a, "len"); return PyOps.Length(v); },
-        ["list"] = (_, v, a) => { Bind(a, "do_list"); return new PyList(PyOps.Iterate(v)); },
+        ["list"] = (_, v, a) => { Bind(a, "do_list"); return Listed(PyOps.Iterate(v), "the list filter's result"); },
         ["lower"] = (_, v, a) => { Bind(a, "do_lower"); return PyStr.Lower(PyFormat.Str(v)); },
         ["map"] = (s, v, a) => new PyIterator("generator", Map(s, v, a)),
         ["max"] = (_, v, a) => MinMax(v, a, "do_max", max: true),
@@ -80,6 +80,14 @@ internal static class Filters
     public static string UnknownMessage(string name) => NotSupported.Contains(name)
         ? $"The Jinja2 filter {PyFormat.Repr(name)} is not supported by this renderer."
         : $"No filter named {PyFormat.Repr(name)}.";
+
+    /// <summary>A list materialised from items (each already spent a step), charged to the render's allocation.</summary>
+    private static PyList Listed(IEnumerable<object?> items, string what)
+    {
+        var list = new PyList(items);
+        RenderState.ChargeItems(list.Count, what);
+        return list;
+    }
 
     private static object?[] Bind(Arguments a, string function, params (string Name, object? Default)[] parameters) =>
         a.Bind(function, parameters.Select(p => p.Name).ToArray(), parameters.Select(p => p.Default).ToArray());
@@ -135,6 +143,7 @@ internal static class Filters
     /// <summary>Jinja2's title: every run after - white space ( { [ &lt; is a word, capitalised on its own (unlike Python's str.title).</summary>
     public static string JinjaTitle(string s)
     {
+        RenderState.ChargeString(s.Length, "the title-cased string");
         var sb = new StringBuilder(s.Length);
         var i = 0;
         while (i < s.Length)
@@ -158,6 +167,7 @@ internal static class Filters
         {
             if (current.Count == size)
             {
+                RenderState.ChargeItems(current.Count, "a batch");
                 yield return new PyList(current);
                 current = new List<object?>();
             }
@@ -173,7 +183,9 @@ internal static class Filters
     private static IEnumerable<object?> SliceInto(object? value, object? slices, object? fill)
     {
         var items = PyOps.Iterate(value).ToList();
+        RenderState.ChargeItems(items.Count, "the sliced items");
         var count = PyOps.ToIndex(slices);
+        if (count > items.Count + 1L) RenderState.ChargeItems(count, "the list of slices");
         var perSlice = items.Count / count;
         var withExtra = items.Count % count;
         long offset = 0;
@@ -199,6 +211,7 @@ internal static class Filters
         };
         if (value is not PyDict dict) throw TemplateException.TypeError($"{PyFormat.Repr(PyOps.TypeName(value))} object has no attribute 'items'");
         var caseSensitive = PyOps.Truthy(b[0]);
+        RenderState.ChargeItems(dict.Count * 3L, "the sorted pairs");
         var pairs = dict.Entries.Select(e => new PyTuple(new[] { e.Key, e.Value })).ToList();
         Func<PyTuple, object?> key = t => caseSensitive ? t.Items[position] : IgnoreCase(t.Items[position]);
         return new PyList(PyOps.Sorted(pairs, key, reverse: PyOps.Truthy(b[2])).Cast<object?>());
@@ -258,6 +271,7 @@ internal static class Filters
             case string s:
                 return PyStr.Slice(s, new PySlice(null, null, -1L));
             case PyList l:
+                RenderState.ChargeItems(l.Count, "the reversed list");
                 return new PyIterator("list_reverseiterator", Enumerable.Reverse(l.Items.ToList()));
             case PyTuple t:
                 return new PyIterator("reversed", Enumerable.Reverse(t.Items));
@@ -269,7 +283,7 @@ internal static class Filters
                 return new PyIterator("dict_reverseiterator", v.Iterate().Reverse());
         }
         if (!PyOps.IsIterable(value)) throw TemplateException.Runtime("argument must be iterable");
-        var items = PyOps.Iterate(value).ToList();
+        var items = Listed(PyOps.Iterate(value), "the reversed items").Items;
         items.Reverse();
         return new PyList(items);
     }
@@ -412,6 +426,7 @@ internal static class Filters
         var key = AttributeGetter(b[0], caseSensitive ? null : IgnoreCase, b[1]);
         var output = AttributeGetter(b[0], null, b[1]);
         var sorted = PyOps.Sorted(PyOps.Iterate(value), key);
+        RenderState.ChargeItems(sorted.Count * 2L, "the groups");
         var groups = new List<object?>();
         List<object?>? current = null;
         object? currentKey = null;
@@ -441,6 +456,8 @@ internal static class Filters
         if (value is PyList) throw new TemplateException(TemplateErrorKind.Attribute, "'list' object has no attribute 'splitlines'");
         var s = (string)PyOps.Add(value, "\n")!;
         var lines = PyStr.SplitLines(s);
+        // Every line may gain the indentation: charged before the result is built.
+        RenderState.ChargeString(s.Length + (long)lines.Count * indentation.Length + indentation.Length, "the indented text");
         string result;
         if (PyOps.Truthy(b[2])) result = string.Join("\n" + indentation, lines);
         else
@@ -473,7 +490,7 @@ internal static class Filters
             var getter = AttributeGetter(b[1]);
             items = items.Select(getter);
         }
-        return string.Join(PyFormat.Str(b[0]), items.Select(PyFormat.Str));
+        return PyAttributes.Join(PyFormat.Str(b[0]), new PyIterator("generator", items.Select(item => (object?)PyFormat.Str(item))));
     }
 
     private static IEnumerable<object?> Map(RenderState state, object? value, Arguments a)
@@ -533,7 +550,7 @@ internal static class Filters
     private static object? MinMax(object? value, Arguments a, string function, bool max)
     {
         var b = Bind(a, function, ("case_sensitive", false), ("attribute", null));
-        var items = PyOps.Iterate(value).ToList();
+        var items = Listed(PyOps.Iterate(value), "the items to compare").Items;
         if (items.Count == 0) return Undefined.WithHint("No aggregated item, sequence was empty.");
         var key = AttributeGetter(b[1], PyOps.Truthy(b[0]) ? null : IgnoreCase);
         var best = items[0];
@@ -618,6 +635,7 @@ internal static class Filters
         if (leeway < 0) throw TemplateException.Runtime($"expected leeway >= 0, got {leeway}");
         if (PyStr.Length(s) <= length + leeway) return s;
         var head = PyStr.Slice(s, new PySlice(null, length - end.Length, null));
+        RenderState.ChargeString((long)head.Length + end.Length, "the truncated string");
         if (PyOps.Truthy(b[1])) return head + end;
         var space = head.LastIndexOf(' ');
         return (space >= 0 ? head.Substring(0, space) : head) + end;

@@ -54,7 +54,10 @@ internal static class Globals
         {
             var source = a.Positional[0];
             if (source is PyDict mapping)
+            {
+                RenderState.ChargeItems(mapping.Count, "the dictionary copy");
                 foreach (var (key, value) in mapping.Entries) dict.Set(key, value);
+            }
             else
             {
                 var index = 0;

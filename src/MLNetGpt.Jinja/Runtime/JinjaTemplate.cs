@@ -11,7 +11,7 @@ namespace MLNetGpt.Chat;
 /// <c>tojson</c> filter as <c>json.dumps(ensure_ascii=False)</c>, and the globals <c>raise_exception</c> and
 /// <c>strftime_now</c>.
 /// </summary>
-/// <remarks>A parsed template is immutable; <see cref="Render(IReadOnlyDictionary{string, object?}, Func{DateTime}?)"/> may run on many threads at once.</remarks>
+/// <remarks>A parsed template is immutable; <see cref="Render(IReadOnlyDictionary{string, object?}, Func{DateTime}?, TemplateLimits?, CancellationToken)"/> may run on many threads at once.</remarks>
 internal sealed class JinjaTemplate
 {
     // Nothing assigns into the globals frame (assignments go to the innermost frame), so renders share it.
@@ -20,10 +20,18 @@ internal sealed class JinjaTemplate
 
     private JinjaTemplate(Stmt[] body) => this.body = body;
 
-    /// <summary>Parses <paramref name="source"/>; a <see cref="TemplateException"/> names the line, column and what was expected.</summary>
-    public static JinjaTemplate Parse(string source)
+    /// <summary>
+    /// Parses <paramref name="source"/>; a <see cref="TemplateException"/> names the line, column and what was expected.
+    /// A source longer than <see cref="TemplateLimits.MaxTemplateLength"/> or nesting deeper than
+    /// <see cref="TemplateLimits.MaxSourceNesting"/> is refused.
+    /// </summary>
+    public static JinjaTemplate Parse(string source, TemplateLimits? limits = null)
     {
         ArgumentNullException.ThrowIfNull(source);
+        limits ??= TemplateLimits.Default;
+        if (source.Length > limits.MaxTemplateLength)
+            throw TemplateException.LimitExceeded(nameof(TemplateLimits.MaxTemplateLength),
+                $"the template is {source.Length:N0} characters long, more than the {limits.MaxTemplateLength:N0} accepted");
         return new JinjaTemplate(JinjaParser.Parse(source));
     }
 
@@ -33,22 +41,33 @@ internal sealed class JinjaTemplate
     /// (<see cref="IReadOnlyDictionary{TKey, TValue}"/> with string keys, order kept) and <see cref="JsonElement"/>s.
     /// A name left out is undefined in the template, one set to null is defined and none.
     /// <paramref name="now"/> is the clock of <c>strftime_now</c> (default: the local time).
+    /// The render spends at most what <paramref name="limits"/> allow (default: <see cref="TemplateLimits.Default"/>);
+    /// a spent budget is a <see cref="TemplateException"/> of kind <see cref="TemplateErrorKind.Limit"/>.
+    /// <paramref name="cancellationToken"/> is looked at every thousand or so steps (an <see cref="OperationCanceledException"/>).
     /// </summary>
-    public string Render(IReadOnlyDictionary<string, object?> variables, Func<DateTime>? now = null)
+    public string Render(IReadOnlyDictionary<string, object?> variables, Func<DateTime>? now = null, TemplateLimits? limits = null,
+        CancellationToken cancellationToken = default) =>
+        Render(variables, new RenderState(now ?? (() => DateTime.Now), limits, cancellationToken));
+
+    /// <summary>Renders with a state the caller keeps (to read what the render spent).</summary>
+    internal string Render(IReadOnlyDictionary<string, object?> variables, RenderState state)
     {
         ArgumentNullException.ThrowIfNull(variables);
         var converted = new Dictionary<string, object?>(StringComparer.Ordinal);
         foreach (var (name, value) in variables) converted[name] = JinjaValues.ToTemplateValue(value, $"variables[{PyFormat.Repr(name)}]", 0);
         var root = new Scope(new Scope(GlobalScope, converted));
-        var state = new RenderState(now ?? (() => DateTime.Now));
         var output = new StringBuilder();
-        try
+        state.Output = output;
+        using (state.Activate())
         {
-            Stmt.ExecuteBody(body, state, root, output);
-        }
-        catch (InsufficientExecutionStackException)
-        {
-            throw new TemplateException(TemplateErrorKind.Recursion, "maximum recursion depth exceeded: the template nests too deeply");
+            try
+            {
+                Stmt.ExecuteBody(body, state, root, output);
+            }
+            catch (InsufficientExecutionStackException)
+            {
+                throw new TemplateException(TemplateErrorKind.Recursion, "maximum recursion depth exceeded: the template nests too deeply");
+            }
         }
         return output.ToString();
     }
@@ -60,20 +79,27 @@ internal static class JinjaValues
     private const int MaxDepth = 256;
 
     /// <summary>
-    /// A JSON value as .NET values for <see cref="JinjaTemplate.Render"/>: objects become ordered string-keyed
+    /// A JSON value as .NET values for <see cref="JinjaTemplate.Render(IReadOnlyDictionary{string, object?}, Func{DateTime}?, TemplateLimits?, CancellationToken)"/>: objects become ordered string-keyed
     /// dictionaries, arrays lists, numbers long when written without fraction or exponent (as Python's json reads
     /// them) and double otherwise.
     /// </summary>
-    public static object? FromJson(JsonElement element) => element.ValueKind switch
+    /// <exception cref="ArgumentException">The value nests deeper than 256 levels.</exception>
+    public static object? FromJson(JsonElement element) => FromJson(element, 0);
+
+    private static object? FromJson(JsonElement element, int depth)
     {
-        JsonValueKind.String => element.GetString(),
-        JsonValueKind.True => true,
-        JsonValueKind.False => false,
-        JsonValueKind.Null or JsonValueKind.Undefined => null,
-        JsonValueKind.Number => Number(element),
-        JsonValueKind.Array => element.EnumerateArray().Select(FromJson).ToList(),
-        _ => Object(element),
-    };
+        if (depth > MaxDepth) throw new ArgumentException($"a JSON value nests deeper than {MaxDepth} levels, more than a template is given", nameof(element));
+        return element.ValueKind switch
+        {
+            JsonValueKind.String => element.GetString(),
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            JsonValueKind.Null or JsonValueKind.Undefined => null,
+            JsonValueKind.Number => Number(element),
+            JsonValueKind.Array => element.EnumerateArray().Select(item => FromJson(item, depth + 1)).ToList(),
+            _ => Object(element, depth),
+        };
+    }
 
     private static object Number(JsonElement element)
     {
@@ -82,10 +108,10 @@ internal static class JinjaValues
         return element.GetDouble();
     }
 
-    private static OrderedStringDictionary Object(JsonElement element)
+    private static OrderedStringDictionary Object(JsonElement element, int depth)
     {
         var dict = new OrderedStringDictionary();
-        foreach (var property in element.EnumerateObject()) dict.Set(property.Name, FromJson(property.Value));
+        foreach (var property in element.EnumerateObject()) dict.Set(property.Name, FromJson(property.Value, depth + 1));
         return dict;
     }
 
@@ -105,7 +131,7 @@ internal static class JinjaValues
             case double d: return d;
             case float f: return (double)f;
             case decimal m: return (double)m;
-            case JsonElement json: return ToTemplateValue(FromJson(json), path, depth);
+            case JsonElement json: return ToTemplateValue(FromJson(json, depth), path, depth);
             case IReadOnlyDictionary<string, object?> map:
                 var dict = new PyDict();
                 foreach (var (key, item) in map) dict.Set(key, ToTemplateValue(item, $"{path}[{PyFormat.Repr(key)}]", depth + 1));

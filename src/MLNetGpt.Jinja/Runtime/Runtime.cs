@@ -3,18 +3,157 @@ using System.Text;
 
 namespace MLNetGpt.Chat;
 
-/// <summary>The state of one render: what the template may read from the environment, and the recursion guard.</summary>
+/// <summary>
+/// The state of one render: what the template may read from the environment, its budget (steps, output, values,
+/// allocation; see <see cref="TemplateLimits"/>), the cancellation token, and the recursion guards. The render's
+/// thread sees it as <see cref="Current"/>, so that value helpers deep inside an operation (repeat, pad, join,
+/// repr) charge the same budget as the statements.
+/// </summary>
 internal sealed class RenderState
 {
     // Python's default recursion limit is 1,000 frames and Jinja2 spends several per macro call; beyond a few
     // hundred nested calls a template is looping, and .NET must stop before its own stack does.
     private const int MaxMacroDepth = 500;
-    private int macroDepth;
 
-    public RenderState(Func<DateTime> now) => Now = now;
+    // Cancellation is looked at every this many steps: a step is well under a microsecond, so a cancelled render
+    // stops within about a millisecond without paying for the check on every node.
+    private const int CancellationInterval = 1024;
+
+    [ThreadStatic] private static RenderState? t_current;
+
+    private readonly CancellationToken _cancellation;
+    private int macroDepth;
+    private int evaluationDepth;
+    private long steps;
+    private long allocated;
+
+    public RenderState(Func<DateTime> now, TemplateLimits? limits = null, CancellationToken cancellationToken = default)
+    {
+        Now = now;
+        Limits = limits ?? TemplateLimits.Default;
+        _cancellation = cancellationToken;
+    }
 
     /// <summary>The clock behind <c>strftime_now</c>.</summary>
     public Func<DateTime> Now { get; }
+
+    public TemplateLimits Limits { get; }
+
+    /// <summary>Steps spent so far (for measurements).</summary>
+    public long Steps => steps;
+
+    /// <summary>Characters and weighted items allocated so far (for measurements).</summary>
+    public long Allocated => allocated;
+
+    /// <summary>The deepest evaluation reached so far (for measurements).</summary>
+    public int MaxEvaluationDepthSeen { get; private set; }
+
+    /// <summary>The render running on this thread, or null outside a render.</summary>
+    public static RenderState? Current => t_current;
+
+    /// <summary>Makes this the thread's current render until the returned scope is disposed.</summary>
+    public Activation Activate()
+    {
+        var previous = t_current;
+        t_current = this;
+        return new Activation(previous);
+    }
+
+    public readonly struct Activation(RenderState? previous) : IDisposable
+    {
+        public void Dispose() => t_current = previous;
+    }
+
+    /// <summary>Spends one step (a statement, an expression, a loop iteration, a call).</summary>
+    public void Step()
+    {
+        if (++steps > Limits.MaxSteps) throw StepsExceeded();
+        if ((steps & (CancellationInterval - 1)) == 0) _cancellation.ThrowIfCancellationRequested();
+    }
+
+    /// <summary>Spends steps for reading <paramref name="length"/> characters or items.</summary>
+    public void Read(long length)
+    {
+        if (length < CharactersPerStepThreshold) return;
+        long cost = length / TemplateLimits.CharactersPerStep;
+        long before = steps;
+        steps += cost;
+        if (steps > Limits.MaxSteps) throw StepsExceeded();
+        if (before / CancellationInterval != steps / CancellationInterval) _cancellation.ThrowIfCancellationRequested();
+    }
+
+    private const int CharactersPerStepThreshold = TemplateLimits.CharactersPerStep;
+
+    private TemplateException StepsExceeded() => TemplateException.LimitExceeded(nameof(TemplateLimits.MaxSteps),
+        $"the template ran past its budget of {Limits.MaxSteps:N0} steps (statements, expressions, loop iterations and calls)");
+
+    /// <summary>
+    /// Charges a string of <paramref name="characters"/> about to be built: refused before the allocation when it is
+    /// longer than one value may be, or when the render's allocation budget would be spent.
+    /// </summary>
+    public void AllocateString(long characters, string what) => Allocate(characters, characters, what, "characters");
+
+    /// <summary>Charges a list, tuple or dictionary of <paramref name="items"/> about to be built.</summary>
+    public void AllocateItems(long items, string what) => Allocate(items, items * TemplateLimits.ItemWeight, what, "items");
+
+    private void Allocate(long length, long weight, string what, string unit)
+    {
+        if (length < 0 || length > Limits.MaxValueLength)
+            throw TemplateException.LimitExceeded(nameof(TemplateLimits.MaxValueLength),
+                $"{what} would be {(length < 0 ? "beyond 2^63" : length.ToString("N0"))} {unit} long, more than the {Limits.MaxValueLength:N0} one value may hold");
+        allocated += weight;
+        if (allocated > Limits.MaxAllocation)
+            throw TemplateException.LimitExceeded(nameof(TemplateLimits.MaxAllocation),
+                $"{what} would take the render's allocations past their budget of {Limits.MaxAllocation:N0} characters (list items count {TemplateLimits.ItemWeight} each)");
+    }
+
+    /// <summary>The render's own output (the prompt); any other builder a statement writes to is a captured value.</summary>
+    public StringBuilder? Output { get; set; }
+
+    /// <summary>
+    /// Appends <paramref name="text"/> to <paramref name="target"/> within the budget: the prompt within
+    /// <see cref="TemplateLimits.MaxOutputLength"/>, a captured block (a macro's or a call block's body, a set block)
+    /// within <see cref="TemplateLimits.MaxValueLength"/> and the allocation budget.
+    /// </summary>
+    public void Write(StringBuilder target, string text)
+    {
+        if (text.Length == 0) return;
+        if (ReferenceEquals(target, Output)) CheckOutput(target.Length, text.Length);
+        else Allocate(target.Length + (long)text.Length, text.Length, "a captured block", "characters");
+        target.Append(text);
+    }
+
+    /// <summary>Checks the prompt before <paramref name="adding"/> more characters are written to it.</summary>
+    public void CheckOutput(long current, long adding)
+    {
+        if (current + adding > Limits.MaxOutputLength)
+            throw TemplateException.LimitExceeded(nameof(TemplateLimits.MaxOutputLength),
+                $"the rendered prompt would be {current + adding:N0} characters long, more than its budget of {Limits.MaxOutputLength:N0}");
+    }
+
+    /// <summary>Charges a string of the current render, or checks it against the default limits outside a render.</summary>
+    public static void ChargeString(long characters, string what)
+    {
+        if (t_current is { } state) state.AllocateString(characters, what);
+        else if (characters < 0 || characters > TemplateLimits.Default.MaxValueLength)
+            throw TemplateException.LimitExceeded(nameof(TemplateLimits.MaxValueLength),
+                $"{what} would be {(characters < 0 ? "beyond 2^63" : characters.ToString("N0"))} characters long, more than the {TemplateLimits.Default.MaxValueLength:N0} one value may hold");
+    }
+
+    /// <summary>Charges a list or tuple of the current render, or checks it against the default limits outside a render.</summary>
+    public static void ChargeItems(long items, string what)
+    {
+        if (t_current is { } state) state.AllocateItems(items, what);
+        else if (items < 0 || items > TemplateLimits.Default.MaxValueLength)
+            throw TemplateException.LimitExceeded(nameof(TemplateLimits.MaxValueLength),
+                $"{what} would be {(items < 0 ? "beyond 2^63" : items.ToString("N0"))} items long, more than the {TemplateLimits.Default.MaxValueLength:N0} one value may hold");
+    }
+
+    /// <summary>Spends the steps of reading a value of the current render (nothing outside a render).</summary>
+    public static void ChargeRead(long length) => t_current?.Read(length);
+
+    /// <summary>Spends one step of the current render (nothing outside a render).</summary>
+    public static void ChargeStep() => t_current?.Step();
 
     public void EnterCall()
     {
@@ -28,11 +167,43 @@ internal sealed class RenderState
 
     public void ExitCall() => macroDepth--;
 
+    /// <summary>Enters one level of expression evaluation; refused beyond <see cref="TemplateLimits.MaxEvaluationDepth"/>.</summary>
+    public void EnterEvaluation()
+    {
+        if (++evaluationDepth > TemplateLimits.MaxEvaluationDepth)
+        {
+            evaluationDepth--;
+            throw new TemplateException(TemplateErrorKind.Recursion,
+                $"maximum recursion depth exceeded: expressions nest more than {TemplateLimits.MaxEvaluationDepth} levels deep");
+        }
+        if (evaluationDepth > MaxEvaluationDepthSeen) MaxEvaluationDepthSeen = evaluationDepth;
+        if (!RuntimeHelpers.TryEnsureSufficientExecutionStack())
+        {
+            evaluationDepth--;
+            throw StackExhausted();
+        }
+    }
+
+    public void ExitEvaluation() => evaluationDepth--;
+
     public static void EnsureStack()
     {
-        if (!RuntimeHelpers.TryEnsureSufficientExecutionStack())
-            throw new TemplateException(TemplateErrorKind.Recursion, "maximum recursion depth exceeded: the template nests too deeply");
+        if (!RuntimeHelpers.TryEnsureSufficientExecutionStack()) throw StackExhausted();
     }
+
+    /// <summary>
+    /// Values nested deeper than <see cref="TemplateLimits.MaxEvaluationDepth"/> (a list built inside itself level by
+    /// level) are refused where they are walked: compared, hashed, printed or written as JSON.
+    /// </summary>
+    public static void EnsureValueDepth(int depth, string operation)
+    {
+        if (depth > TemplateLimits.MaxEvaluationDepth)
+            throw new TemplateException(TemplateErrorKind.Recursion, $"maximum recursion depth exceeded {operation}: values nest more than {TemplateLimits.MaxEvaluationDepth} levels deep");
+        if (!RuntimeHelpers.TryEnsureSufficientExecutionStack()) throw StackExhausted();
+    }
+
+    private static TemplateException StackExhausted() => new(TemplateErrorKind.Recursion,
+        "maximum recursion depth exceeded: the template nests too deeply for the stack of the thread rendering it");
 }
 
 /// <summary>

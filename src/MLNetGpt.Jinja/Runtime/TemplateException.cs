@@ -27,6 +27,8 @@ internal enum TemplateErrorKind
     Attribute,
     /// <summary>RecursionError: macros or expressions nested too deeply.</summary>
     Recursion,
+    /// <summary>A budget of <see cref="TemplateLimits"/> was spent (steps, output, value size, allocation, source length); <see cref="TemplateException.Limit"/> names it.</summary>
+    Limit,
 }
 
 /// <summary>
@@ -52,6 +54,9 @@ internal sealed class TemplateException : Exception
 
     public int? Line { get; private set; }
 
+    /// <summary>For <see cref="TemplateErrorKind.Limit"/>: the <see cref="TemplateLimits"/> property whose budget was spent.</summary>
+    public string? Limit { get; private init; }
+
     public int? Column { get; private set; }
 
     public override string Message => Kind == TemplateErrorKind.Raised || Line is null
@@ -71,6 +76,8 @@ internal sealed class TemplateException : Exception
         }
         return false;
     }
+
+    internal static TemplateException LimitExceeded(string limit, string message) => new(TemplateErrorKind.Limit, message) { Limit = limit };
 
     internal static TemplateException TypeError(string message) => new(TemplateErrorKind.Type, message);
 

@@ -142,6 +142,7 @@ internal sealed class PyDict
 
     public PyDict Copy()
     {
+        RenderState.ChargeItems(entries.Count, "the dictionary copy");
         var copy = new PyDict();
         foreach (var entry in entries) copy.Set(entry.Key, entry.Value);
         return copy;
@@ -154,12 +155,18 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
     public static readonly PyKeyComparer Instance = new();
     private static readonly object NoneKey = new();
 
-    public static object Wrap(object? key)
+    public static object Wrap(object? key) => Wrap(key, 0);
+
+    private static object Wrap(object? key, int depth)
     {
         if (key is null) return NoneKey;
         if (key is PyList or PyDict or DictView)
             throw TemplateException.TypeError($"unhashable type: {PyFormat.Repr(PyOps.TypeName(key))}");
-        if (key is PyTuple tuple) foreach (var item in tuple.Items) Wrap(item);
+        if (key is PyTuple tuple)
+        {
+            RenderState.EnsureValueDepth(depth + 1, "while hashing a tuple");
+            foreach (var item in tuple.Items) Wrap(item, depth + 1);
+        }
         return key;
     }
 
@@ -172,7 +179,7 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
 
     public int GetHashCode(object obj) => obj switch
     {
-        string s => s.GetHashCode(StringComparison.Ordinal),
+        string s => HashString(s),
         bool b => b ? 1 : 0,
         long l => l.GetHashCode(),
         double d => d == Math.Floor(d) && d >= long.MinValue && d <= long.MaxValue ? ((long)d).GetHashCode() : d.GetHashCode(),
@@ -181,8 +188,18 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
         _ => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj),
     };
 
+    private static int HashString(string s)
+    {
+        // Hashing reads the whole key: a template looking up a long string again and again pays for it.
+        RenderState.ChargeRead(s.Length);
+        return s.GetHashCode(StringComparison.Ordinal);
+    }
+
     private int TupleHash(PyTuple tuple)
     {
+        // Wrap has refused unhashable items and tuples nested too deeply before a tuple is ever hashed.
+        RenderState.ChargeRead(tuple.Count);
+        RenderState.EnsureStack();
         var hash = new HashCode();
         foreach (var item in tuple.Items) hash.Add(GetHashCode(Wrap(item)));
         return hash.ToHashCode();
@@ -441,7 +458,7 @@ internal sealed class Joiner : ICallable
     }
 }
 
-/// <summary>An ordered string-keyed dictionary: how JSON objects reach the caller from <see cref="JinjaValues.FromJson"/>.</summary>
+/// <summary>An ordered string-keyed dictionary: how JSON objects reach the caller from <see cref="JinjaValues.FromJson(System.Text.Json.JsonElement)"/>.</summary>
 internal sealed class OrderedStringDictionary : IReadOnlyDictionary<string, object?>
 {
     private readonly Dictionary<string, int> slots = new(StringComparer.Ordinal);

@@ -17,8 +17,10 @@ internal abstract class Expr
 
     public virtual object? Evaluate(RenderState state, Scope scope)
     {
-        // A render may run on a thread with less stack than the one that parsed the template.
-        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
+        state.Step();
+        // A chain such as a.b.c... nests one level per link however flat its source is; the depth guard also checks
+        // the stack, since a render may run on a thread with less of it than the one that parsed the template.
+        state.EnterEvaluation();
         try
         {
             return Eval(state, scope);
@@ -26,6 +28,10 @@ internal abstract class Expr
         catch (TemplateException e) when (e.AttachPosition(Line, Column))
         {
             throw;
+        }
+        finally
+        {
+            state.ExitEvaluation();
         }
     }
 
@@ -62,6 +68,7 @@ internal sealed class ListExpr : Expr
 
     protected override object? Eval(RenderState state, Scope scope)
     {
+        state.AllocateItems(items.Length, "a list");
         var list = new List<object?>(items.Length);
         foreach (var item in items) list.Add(item.Evaluate(state, scope));
         return new PyList(list);
@@ -76,6 +83,7 @@ internal sealed class TupleExpr : Expr
 
     protected override object? Eval(RenderState state, Scope scope)
     {
+        state.AllocateItems(Items.Length, "a tuple");
         var values = new object?[Items.Length];
         for (var i = 0; i < Items.Length; i++) values[i] = Items[i].Evaluate(state, scope);
         return new PyTuple(values);
@@ -90,6 +98,7 @@ internal sealed class DictExpr : Expr
 
     protected override object? Eval(RenderState state, Scope scope)
     {
+        state.AllocateItems(pairs.Length, "a dictionary");
         var dict = new PyDict();
         foreach (var (key, value) in pairs) dict.Set(key.Evaluate(state, scope), value.Evaluate(state, scope));
         return dict;
@@ -175,6 +184,7 @@ internal sealed class ArgumentList
             var list = new List<object?>(Positional.Length);
             foreach (var p in Positional) list.Add(p.Evaluate(state, scope));
             if (StarArgs is not null) list.AddRange(PyOps.Iterate(StarArgs.Evaluate(state, scope)));
+            if (list.Count > Positional.Length) state.AllocateItems(list.Count, "the *arguments");
             positional = list.ToArray();
         }
         if (Keywords.Length == 0 && StarKwargs is null && extraKeyword is null)
@@ -270,6 +280,7 @@ internal sealed class FilterExpr : Expr
     {
         // Jinja2 defers an unknown filter inside an if to the moment it runs.
         var f = function ?? throw TemplateException.Runtime($"No filter named {PyFormat.Repr(name)} found.");
+        state.Read(PyOps.SizeOf(value));
         return f(state, value, arguments.Evaluate(state, scope));
     }
 }
@@ -293,6 +304,7 @@ internal sealed class TestExpr : Expr
     {
         var value = operand.Evaluate(state, scope);
         var f = function ?? throw TemplateException.Runtime($"No test named {PyFormat.Repr(name)} found.");
+        state.Read(PyOps.SizeOf(value));
         return f(state, value, arguments.Evaluate(state, scope));
     }
 }
@@ -386,9 +398,15 @@ internal sealed class ConcatExpr : Expr
 
     protected override object? Eval(RenderState state, Scope scope)
     {
-        var sb = new StringBuilder();
-        foreach (var item in items) sb.Append(PyFormat.Str(item.Evaluate(state, scope)));
-        return sb.ToString();
+        var parts = new string[items.Length];
+        long length = 0;
+        for (var i = 0; i < items.Length; i++)
+        {
+            parts[i] = PyFormat.Str(items[i].Evaluate(state, scope));
+            length += parts[i].Length;
+        }
+        state.AllocateString(length, "the '~' concatenation");
+        return string.Concat(parts);
     }
 }
 
@@ -410,6 +428,7 @@ internal sealed class CompareExpr : Expr
         foreach (var (op, operand) in rest)
         {
             var right = operand.Evaluate(state, scope);
+            state.Read(Math.Max(PyOps.SizeOf(left), PyOps.SizeOf(right)));
             var holds = op switch
             {
                 "==" => PyOps.Equal(left, right),

@@ -45,6 +45,8 @@ internal sealed class JinjaLexer
     private readonly string source;
     private readonly int[] lineStarts;
     private readonly List<Token> tokens = new();
+    private Token? lastToken;
+    private bool finished;
     private int pos;
 
     private JinjaLexer(string source)
@@ -55,11 +57,32 @@ internal sealed class JinjaLexer
         lineStarts = starts.ToArray();
     }
 
+    /// <summary>
+    /// A lexer that produces tokens as the parser asks for them (<see cref="Pull"/>), so that a template the parser
+    /// refuses early (nested too deeply, say) is never tokenized whole.
+    /// </summary>
+    public static JinjaLexer Create(string source) => new(source);
+
+    /// <summary>Every token of <paramref name="source"/>, ending with the end-of-template token.</summary>
     public static List<Token> Tokenize(string source)
     {
         var lexer = new JinjaLexer(source);
-        lexer.Run();
-        return lexer.tokens;
+        var all = new List<Token>();
+        while (lexer.Pull(all)) { }
+        return all;
+    }
+
+    /// <summary>Appends the next tokens (those of one tag or text run, or the end-of-template token) to <paramref name="into"/>; false once the end token was given.</summary>
+    public bool Pull(List<Token> into)
+    {
+        while (tokens.Count == 0)
+        {
+            if (finished) return false;
+            Step();
+        }
+        into.AddRange(tokens);
+        tokens.Clear();
+        return true;
     }
 
     /// <summary>Every \r\n, \r and \n becomes \n, and one newline at the very end goes (keep_trailing_newline=False).</summary>
@@ -89,7 +112,8 @@ internal sealed class JinjaLexer
     private void Add(TokenKind kind, string text, object? value, int offset)
     {
         var (line, column) = Position(offset);
-        tokens.Add(new Token(kind, text, value, line, column));
+        lastToken = new Token(kind, text, value, line, column);
+        tokens.Add(lastToken);
     }
 
     private TemplateException Error(string message, int offset)
@@ -100,49 +124,57 @@ internal sealed class JinjaLexer
 
     private bool At(int offset, string text) => string.CompareOrdinal(source, offset, text, 0, text.Length) == 0;
 
-    private void Run()
+    /// <summary>Lexes one text run and the tag after it, or ends the template.</summary>
+    private void Step()
     {
-        while (pos < source.Length)
+        if (inside is not null)
         {
-            var tag = FindTagStart(pos);
-            if (tag < 0)
-            {
-                Add(TokenKind.Data, source.Substring(pos), null, pos);
-                pos = source.Length;
-                break;
-            }
-            var kind = source[tag + 1];
-            var sign = tag + 2 < source.Length && source[tag + 2] is '-' or '+' ? source[tag + 2] : '\0';
-            var text = source.Substring(pos, tag - pos);
-            var lineStarting = pos == 0 || source[pos - 1] == '\n';
-            text = StripBefore(text, sign, kind != '{', lineStarting);
-            if (text.Length > 0) Add(TokenKind.Data, text, null, pos);
-            var afterStart = tag + 2 + (sign == '\0' ? 0 : 1);
-            if (kind == '%' && TryRawBegin(afterStart, out var rawBodyStart))
-            {
-                LexRaw(rawBodyStart, tag);
-                continue;
-            }
-            switch (kind)
-            {
-                case '#':
-                    pos = CommentEnd(afterStart, tag);
-                    break;
-                case '%':
-                    Add(TokenKind.BlockBegin, "{%", null, tag);
-                    pos = afterStart;
-                    LexInside(block: true, tag);
-                    break;
-                default:
-                    Add(TokenKind.VariableBegin, "{{", null, tag);
-                    pos = afterStart;
-                    LexInside(block: false, tag);
-                    break;
-            }
+            ContinueInside();
+            return;
         }
-        // Jinja2's end-of-template token repeats the line of the last token; errors at the end name that line.
-        if (tokens.Count == 0) Add(TokenKind.Eof, "", null, 0);
-        else tokens.Add(tokens[^1] with { Kind = TokenKind.Eof, Text = "", Value = null });
+        if (pos >= source.Length)
+        {
+            // Jinja2's end-of-template token repeats the line of the last token; errors at the end name that line.
+            if (lastToken is null) Add(TokenKind.Eof, "", null, 0);
+            else tokens.Add(lastToken with { Kind = TokenKind.Eof, Text = "", Value = null });
+            finished = true;
+            return;
+        }
+        var tag = FindTagStart(pos);
+        if (tag < 0)
+        {
+            Add(TokenKind.Data, source.Substring(pos), null, pos);
+            pos = source.Length;
+            return;
+        }
+        var kind = source[tag + 1];
+        var sign = tag + 2 < source.Length && source[tag + 2] is '-' or '+' ? source[tag + 2] : '\0';
+        var text = source.Substring(pos, tag - pos);
+        var lineStarting = pos == 0 || source[pos - 1] == '\n';
+        text = StripBefore(text, sign, kind != '{', lineStarting);
+        if (text.Length > 0) Add(TokenKind.Data, text, null, pos);
+        var afterStart = tag + 2 + (sign == '\0' ? 0 : 1);
+        if (kind == '%' && TryRawBegin(afterStart, out var rawBodyStart))
+        {
+            LexRaw(rawBodyStart, tag);
+            return;
+        }
+        switch (kind)
+        {
+            case '#':
+                pos = CommentEnd(afterStart, tag);
+                break;
+            case '%':
+                Add(TokenKind.BlockBegin, "{%", null, tag);
+                pos = afterStart;
+                LexInside(block: true);
+                break;
+            default:
+                Add(TokenKind.VariableBegin, "{{", null, tag);
+                pos = afterStart;
+                LexInside(block: false);
+                break;
+        }
     }
 
     private string? TwoCharOperator(int at)
@@ -248,11 +280,26 @@ internal sealed class JinjaLexer
         throw Error("Missing end of raw directive", tagStart);
     }
 
-    private void LexInside(bool block, int tagStart)
+    // The tag being lexed: its bracket stack and whether it is a block; a long tag is lexed a few hundred tokens
+    // at a time, as the parser asks, so a tag of a million parentheses is refused before it is tokenized whole.
+    private Stack<char>? inside;
+    private bool insideBlock;
+    private const int TokensPerStep = 256;
+
+    private void LexInside(bool block)
     {
-        var brackets = new Stack<char>();
+        inside = new Stack<char>();
+        insideBlock = block;
+        ContinueInside();
+    }
+
+    private void ContinueInside()
+    {
+        var brackets = inside!;
+        var block = insideBlock;
         while (pos < source.Length)
         {
+            if (tokens.Count >= TokensPerStep) return;
             if (brackets.Count == 0)
             {
                 var end = block ? MatchEnd(pos, "%}", trim: true) : MatchEnd(pos, "}}", trim: false);
@@ -260,6 +307,7 @@ internal sealed class JinjaLexer
                 {
                     Add(block ? TokenKind.BlockEnd : TokenKind.VariableEnd, block ? "%}" : "}}", null, pos);
                     pos = after;
+                    inside = null;
                     return;
                 }
             }
@@ -302,6 +350,7 @@ internal sealed class JinjaLexer
             Add(TokenKind.Operator, op, null, pos);
             pos += op.Length;
         }
+        inside = null;
     }
 
     private static bool IsIdentifierStart(char c) =>
@@ -484,7 +533,8 @@ internal sealed class JinjaLexer
                     // backslash before it then escaped that backslash: the text of the escape remains.
                     if (e > '\x7f')
                     {
-                        var codePoint = char.IsHighSurrogate(e) && i + 1 < raw.Length ? char.ConvertToUtf32(e, raw[++i]) : e;
+                        // A pair is one character; a lone surrogate is escaped on its own (\udXXX), as Python's backslashreplace does.
+                        var codePoint = char.IsHighSurrogate(e) && i + 1 < raw.Length && char.IsLowSurrogate(raw[i + 1]) ? char.ConvertToUtf32(e, raw[++i]) : e;
                         sb.Append('\\').Append(codePoint < 0x100 ? $"x{codePoint:x2}" : codePoint < 0x10000 ? $"u{codePoint:x4}" : $"U{codePoint:x8}");
                     }
                     else sb.Append('\\').Append(e);

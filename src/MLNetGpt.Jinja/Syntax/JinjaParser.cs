@@ -13,34 +13,75 @@ internal sealed class JinjaParser
         "block", "extends", "include", "import", "from", "autoescape",
     };
 
-    private readonly List<Token> tokens;
+    private readonly JinjaLexer lexer;
+    private readonly List<Token> tokens = new();
     private int index;
+    private int nesting;
     private readonly List<string[]> endTokenStack = new();
     private readonly List<string> tagStack = new();
     private readonly List<HashSet<string>> nameCollectors = new();
     private int loopDepth;
     private int softDepth;
 
-    private JinjaParser(List<Token> tokens) => this.tokens = tokens;
+    private JinjaParser(JinjaLexer lexer) => this.lexer = lexer;
 
-    public static Stmt[] Parse(string source)
+    public static Stmt[] Parse(string source) => Parse(source, out _);
+
+    /// <summary>Parses; <paramref name="deepestNesting"/> is the deepest nesting of blocks and expressions met (for measurements).</summary>
+    public static Stmt[] Parse(string source, out int deepestNesting)
     {
-        var parser = new JinjaParser(JinjaLexer.Tokenize(source));
-        return parser.SubParse(null);
+        var parser = new JinjaParser(JinjaLexer.Create(source));
+        var body = parser.SubParse(null);
+        deepestNesting = parser.deepest;
+        return body;
     }
 
     // ---- token stream ----
+    // Tokens come from the lexer as they are needed; those behind the parser are dropped, so a template refused early
+    // (too deeply nested, say) costs only what was read of it.
 
-    private Token Current => tokens[index];
+    private int deepest;
 
-    private Token Look => tokens[Math.Min(index + 1, tokens.Count - 1)];
+    private Token Peek(int ahead)
+    {
+        while (index + ahead >= tokens.Count && lexer.Pull(tokens)) { }
+        return tokens[Math.Min(index + ahead, tokens.Count - 1)];
+    }
+
+    private Token Current => Peek(0);
+
+    private Token Look => Peek(1);
 
     private Token Next()
     {
-        var token = tokens[index];
-        if (index < tokens.Count - 1) index++;
+        var token = Current;
+        if (token.Kind != TokenKind.Eof || index < tokens.Count - 1) index++;
+        if (index > 4096)
+        {
+            tokens.RemoveRange(0, index);
+            index = 0;
+        }
         return token;
     }
+
+    /// <summary>
+    /// One more level of nesting (a block inside a block, an expression inside an expression); Python's parser stops
+    /// where this does, and no template of a real model comes near it.
+    /// </summary>
+    private void Enter()
+    {
+        if (++nesting > TemplateLimits.MaxSourceNesting)
+            throw Fail(Recursion, $"the template nests blocks and expressions more than {TemplateLimits.MaxSourceNesting} levels deep", Current);
+        if (nesting > deepest) deepest = nesting;
+        if (!System.Runtime.CompilerServices.RuntimeHelpers.TryEnsureSufficientExecutionStack())
+            throw Fail(Recursion, "the template nests too deeply for the stack of the thread parsing it", Current);
+    }
+
+    private void Exit() => nesting--;
+
+    private const TemplateErrorKind Recursion = TemplateErrorKind.Recursion;
+
+    private static TemplateException Fail(TemplateErrorKind kind, string message, Token at) => new(kind, $"maximum recursion depth exceeded: {message}", at.Line, at.Column);
 
     private bool SkipIfOperator(string op)
     {
@@ -79,7 +120,11 @@ internal sealed class JinjaParser
         var body = new List<Stmt>();
         var parts = new List<object>();
         Token? partsStart = null;
-        if (endTokens is not null) endTokenStack.Add(endTokens);
+        if (endTokens is not null)
+        {
+            Enter();
+            endTokenStack.Add(endTokens);
+        }
         try
         {
             void Flush()
@@ -121,7 +166,11 @@ internal sealed class JinjaParser
         }
         finally
         {
-            if (endTokens is not null) endTokenStack.RemoveAt(endTokenStack.Count - 1);
+            if (endTokens is not null)
+            {
+                endTokenStack.RemoveAt(endTokenStack.Count - 1);
+                Exit();
+            }
         }
     }
 
@@ -393,7 +442,9 @@ internal sealed class JinjaParser
         if (token.IsOperator("("))
         {
             Next();
+            Enter();
             var inner = ParseAssignTarget();
+            Exit();
             ExpectOperator(")");
             return inner;
         }
@@ -432,8 +483,10 @@ internal sealed class JinjaParser
 
     private Expr ParseExpression()
     {
-        RenderState.EnsureStack();
-        return ParseConditional();
+        Enter();
+        var expr = ParseConditional();
+        Exit();
+        return expr;
     }
 
     private Expr ParseConditional()
@@ -446,7 +499,13 @@ internal sealed class JinjaParser
             try
             {
                 var test = ParseOr();
-                var otherwise = SkipIfName("else") ? ParseConditional() : null;
+                Expr? otherwise = null;
+                if (SkipIfName("else"))
+                {
+                    Enter();
+                    otherwise = ParseConditional();
+                    Exit();
+                }
                 expr = new ConditionalExpr(test, expr, otherwise, start.Line, start.Column);
             }
             finally
@@ -484,8 +543,10 @@ internal sealed class JinjaParser
         if (Current.IsName("not"))
         {
             var token = Next();
-            RenderState.EnsureStack();
-            return new NotExpr(ParseNot(), token.Line, token.Column);
+            Enter();
+            var operand = ParseNot();
+            Exit();
+            return new NotExpr(operand, token.Line, token.Column);
         }
         return ParseCompare();
     }
@@ -571,8 +632,10 @@ internal sealed class JinjaParser
         if (token.IsOperator("-") || token.IsOperator("+"))
         {
             Next();
-            RenderState.EnsureStack();
-            node = new UnaryExpr(ParseUnary(withFilter: false), token.Text == "-", token.Line, token.Column);
+            Enter();
+            var operand = ParseUnary(withFilter: false);
+            Exit();
+            node = new UnaryExpr(operand, token.Text == "-", token.Line, token.Column);
         }
         else node = ParsePrimary();
         node = ParsePostfix(node);

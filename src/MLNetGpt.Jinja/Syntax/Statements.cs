@@ -26,6 +26,7 @@ internal abstract class Stmt
             Flow flow;
             try
             {
+                state.Step();
                 flow = statement.Execute(state, scope, output);
             }
             catch (TemplateException e) when (e.AttachPosition(statement.Line, statement.Column))
@@ -56,8 +57,8 @@ internal sealed class OutputStmt : Stmt
     {
         foreach (var part in parts)
         {
-            if (part is string text) output.Append(text);
-            else output.Append(PyFormat.Str(((Expr)part).Evaluate(state, scope)));
+            if (part is string text) state.Write(output, text);
+            else state.Write(output, PyFormat.Str(((Expr)part).Evaluate(state, scope)));
         }
         return Flow.Normal;
     }
@@ -239,7 +240,7 @@ internal sealed class CallBlockStmt : Stmt
 
     public override Flow Execute(RenderState state, Scope scope, StringBuilder output)
     {
-        output.Append(PyFormat.Str(call.EvaluateWithCaller(state, scope, new Macro(caller, scope))));
+        state.Write(output, PyFormat.Str(call.EvaluateWithCaller(state, scope, new Macro(caller, scope))));
         return Flow.Normal;
     }
 }
@@ -259,7 +260,7 @@ internal sealed class FilterBlockStmt : Stmt
     public override Flow Execute(RenderState state, Scope scope, StringBuilder output)
     {
         var inner = new Scope(scope);
-        output.Append(PyFormat.Str(filter.ApplyTo(state, inner, Capture(body, state, inner))));
+        state.Write(output, PyFormat.Str(filter.ApplyTo(state, inner, Capture(body, state, inner))));
         return Flow.Normal;
     }
 }
@@ -299,7 +300,7 @@ internal sealed class GenerationStmt : Stmt
         state.EnterCall();
         try
         {
-            output.Append(Capture(body, state, new Scope(scope)));
+            state.Write(output, Capture(body, state, new Scope(scope)));
         }
         finally
         {

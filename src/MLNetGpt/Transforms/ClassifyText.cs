@@ -132,7 +132,7 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
         ReadModelSettings(s);
         s.EnsureAllRead();
         Check(Labels, Template, OutputColumnName, ScoreColumnName);
-        Source = ModelSource.Load(ctx);
+        Source = ModelSource.Load(ctx, Warn);
         Open(env);
     }
 
@@ -259,7 +259,7 @@ public sealed class ClassifyTextTransformer : GptModelTransformerBase
             .String("label_column", LabelColumnName);
         WriteModelSettings(settings);
         ctx.Writer.Write(settings.ToString());
-        Source.Save(ctx, tokenizerOnly: false);
+        Source.Save(ctx, tokenizerOnly: false, ModelInfo.Files);
     }
 
     /// <summary>One cursor's (or one prediction's) classification: a borrowed model reference, batch by batch.</summary>

@@ -124,7 +124,7 @@ public sealed class DecodeTokensTransformer : GptTransformerBase
             CleanUpTokenizationSpaces = s.Bool("clean_up_tokenization_spaces", false);
             s.EnsureAllRead();
         }
-        _source = ModelSource.Load(ctx);
+        _source = ModelSource.Load(ctx, Warn);
         _tokenizer = _source.GetTokenizer();
     }
 

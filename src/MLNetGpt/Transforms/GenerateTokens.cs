@@ -146,7 +146,7 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
             ReadModelSettings(s);
             s.EnsureAllRead();
         }
-        Source = ModelSource.Load(ctx);
+        Source = ModelSource.Load(ctx, Warn);
         Open(env);
     }
 
@@ -219,7 +219,7 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
             .Bool("continuous_batching", ContinuousBatching);
         WriteModelSettings(settings);
         ctx.Writer.Write(settings.ToString());
-        Source.Save(ctx, tokenizerOnly: false);
+        Source.Save(ctx, tokenizerOnly: false, ModelInfo.Files);
     }
 
     /// <summary>The finish reason as the text the finish-reason column holds.</summary>

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
-using System.Security.Cryptography;
 using Microsoft.ML;
 using Microsoft.ML.Tokenizers;
+using MLNetGpt.Models;
 using MLNetGpt.Tokenization;
 
 namespace MLNetGpt.Transforms
@@ -10,9 +10,6 @@ namespace MLNetGpt.Transforms
     internal sealed class ModelSource
     {
         private static readonly ConcurrentDictionary<string, Tokenizer> Tokenizers = new(StringComparer.Ordinal);
-        private static readonly string[] TokenizerFiles =
-            ["tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "tokenizer_config.json", "config.json", "generation_config.json", "genai_config.json", "special_tokens_map.json",
-             Chat.ChatTemplateFiles.TemplateFile];
 
         private ModelSource(string? folder, string? encoding, ModelStorage storage)
         {
@@ -29,11 +26,17 @@ namespace MLNetGpt.Transforms
 
         public ModelStorage Storage { get; }
 
+        /// <summary>
+        /// A stage's folder. With <see cref="ModelStorage.Embed"/>, the files a tokenizer-only stage would embed are
+        /// checked against the folder's file policy now, so that saving never meets a link out of the folder halfway
+        /// through writing the zip (model stages check theirs when they open the model).
+        /// </summary>
         public static ModelSource ForFolder(string folder, ModelStorage storage)
         {
             if (string.IsNullOrWhiteSpace(folder)) throw new ArgumentException("The model folder path is empty.", nameof(folder));
             var full = Path.GetFullPath(folder);
             if (!Directory.Exists(full)) throw new GptModelException($"The model folder '{full}' does not exist.");
+            if (storage == ModelStorage.Embed) ModelFiles.For(full).PresentCompanions();
             return new ModelSource(full, null, storage);
         }
 
@@ -58,7 +61,13 @@ namespace MLNetGpt.Transforms
         // string: folder path or "" | string: encoding or ""
         // int: storage
         // when embedded: int file count; per file: string relative path, long length; bytes in stream "ModelFile{i}"
-        public void Save(ModelSaveContext ctx, bool tokenizerOnly)
+
+        /// <summary>
+        /// Writes the reference, and with <see cref="ModelStorage.Embed"/> the files the model reads: <paramref name="used"/>
+        /// (a model stage's <see cref="GptModelInfo.Files"/>), or for a tokenizer-only stage the configuration, tokenizer
+        /// and template files present. Never anything else of the folder, and never what a link out of it points at.
+        /// </summary>
+        public void Save(ModelSaveContext ctx, bool tokenizerOnly, IReadOnlyList<string>? used = null)
         {
             var w = ctx.Writer;
             w.Write(1);
@@ -66,18 +75,16 @@ namespace MLNetGpt.Transforms
             w.Write(Encoding ?? "");
             w.Write((int)Storage);
             if (Storage != ModelStorage.Embed || Folder is null) return;
-            var files = Directory.GetFiles(Folder, "*", SearchOption.AllDirectories)
-                .Select(path => Path.GetRelativePath(Folder, path))
-                .Where(relative => !tokenizerOnly || TokenizerFiles.Contains(relative, StringComparer.OrdinalIgnoreCase)
-                    || relative.StartsWith(Chat.ChatTemplateFiles.AdditionalFolder + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-                .OrderBy(relative => relative, StringComparer.Ordinal)
-                .ToList();
+            var policy = ModelFiles.For(Folder);
+            var files = (tokenizerOnly || used is null ? policy.PresentCompanions() : used).OrderBy(relative => relative, StringComparer.Ordinal).ToList();
+            // Resolved (and checked) before the first byte is written, with the lengths of what links lead to.
+            var real = files.Select(policy.Require).ToList();
             w.Write(files.Count);
             for (int i = 0; i < files.Count; i++)
             {
-                var path = Path.Combine(Folder, files[i]);
-                w.Write(files[i].Replace('\\', '/'));
-                w.Write(new FileInfo(path).Length);
+                w.Write(files[i]);
+                w.Write(new FileInfo(real[i]).Length);
+                string path = real[i];
                 ctx.SaveBinaryStream($"ModelFile{i}", writer =>
                 {
                     using var file = File.OpenRead(path);
@@ -87,13 +94,15 @@ namespace MLNetGpt.Transforms
             }
         }
 
-        public static ModelSource Load(ModelLoadContext ctx)
+        public static ModelSource Load(ModelLoadContext ctx, Action<string>? warn = null)
         {
             var r = ctx.Reader;
             int version = r.ReadInt32();
             if (version != 1) throw new FormatException($"Unknown model reference format {version}.");
             string folder = r.ReadString(), encoding = r.ReadString();
             var storage = (ModelStorage)r.ReadInt32();
+            if (storage is not (ModelStorage.Reference or ModelStorage.Embed))
+                throw new GptModelException($"The saved pipeline's model reference has storage {(int)storage}; expected {(int)ModelStorage.Reference} (Reference) or {(int)ModelStorage.Embed} (Embed).");
             if (folder.Length == 0) return new ModelSource(null, encoding, storage);
             if (storage != ModelStorage.Embed)
             {
@@ -102,60 +111,107 @@ namespace MLNetGpt.Transforms
                         "Put the model back at that path, or save the pipeline with ModelStorage.Embed so the model travels inside the zip.");
                 return new ModelSource(folder, null, storage);
             }
-            return new ModelSource(Extract(ctx, r, folder), null, storage);
+            return new ModelSource(Extract(ctx, r, folder, warn ?? (_ => { })), null, storage);
         }
 
-        private static string Extract(ModelLoadContext ctx, BinaryReader r, string originalFolder)
+        /// <summary>
+        /// The embedded files' list as the zip states it, checked before anything is allocated or written: a count, and
+        /// per file a relative path inside the folder and a length.
+        /// </summary>
+        private static List<(string Path, long Length)> ReadEntries(BinaryReader r, string originalFolder)
         {
             int count = r.ReadInt32();
+            if (count is < 0 or > PrivateCache.MaxFiles)
+                throw new GptModelException($"The saved pipeline says its embedded model (of '{originalFolder}') has {count} files; expected 0 to {PrivateCache.MaxFiles:N0} (is the zip damaged?).");
             var entries = new List<(string Path, long Length)>(count);
-            for (int i = 0; i < count; i++) entries.Add((r.ReadString(), r.ReadInt64()));
-
-            // Files are hashed while they are written to a staging folder; the cache folder is named by
-            // the hash, so equal content is extracted once and reused.
-            string root = Path.Combine(Path.GetTempPath(), "mlnetgpt-models");
-            string staging = Path.Combine(root, $"staging-{Guid.NewGuid():N}");
-            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
             for (int i = 0; i < count; i++)
             {
-                string path = Path.GetFullPath(Path.Combine(staging, entries[i].Path));
-                if (!path.StartsWith(Path.GetFullPath(staging) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-                    throw new GptModelException($"The saved pipeline holds an embedded file with an invalid path '{entries[i].Path}'.");
-                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-                hash.AppendData(System.Text.Encoding.UTF8.GetBytes(entries[i].Path));
+                string path = r.ReadString();
+                long length = r.ReadInt64();
+                if (path.Length == 0 || Path.IsPathRooted(path) || path.Split('/', '\\').Any(part => part is "" or "." or "..") || path.Contains('\0'))
+                    throw new GptModelException($"The saved pipeline holds an embedded file with an invalid path '{path}' (entry {i}); expected a path inside the model folder.");
+                if (!seen.Add(path))
+                    throw new GptModelException($"The saved pipeline holds the embedded file '{path}' twice (entry {i}).");
+                if (length < 0)
+                    throw new GptModelException($"The saved pipeline says the embedded file '{path}' is {length} bytes long; expected 0 or more (is the zip damaged?).");
+                entries.Add((path.Replace('\\', '/'), length));
+            }
+            return entries;
+        }
+
+        /// <summary>
+        /// Streams every embedded file (into what <paramref name="open"/> gives for its index, if anything), checking that each stream holds
+        /// exactly the bytes its entry states; returns the content hash.
+        /// </summary>
+        private static string ForEachFile(ModelLoadContext ctx, List<(string Path, long Length)> entries, string originalFolder,
+            Func<int, Stream?> open)
+        {
+            using var hasher = new PrivateCache.Hasher();
+            for (int i = 0; i < entries.Count; i++)
+            {
+                var (path, length) = entries[i];
+                hasher.AppendHeader(path, length);
+                long written = -1;
                 bool found = ctx.TryLoadBinaryStream($"ModelFile{i}", reader =>
                 {
-                    using var file = File.Create(path);
-                    var buffer = new byte[1 << 16];
-                    int read;
-                    while ((read = reader.BaseStream.Read(buffer, 0, buffer.Length)) > 0)
-                    {
-                        hash.AppendData(buffer, 0, read);
-                        file.Write(buffer, 0, read);
-                    }
+                    using var copy = open(i);
+                    written = hasher.AppendContent(reader.BaseStream, copy);
                 });
                 if (!found)
-                    throw new GptModelException($"The saved pipeline is missing the embedded model file '{entries[i].Path}' (of '{originalFolder}').");
+                    throw new GptModelException($"The saved pipeline is missing the embedded model file '{path}' (of '{originalFolder}').");
+                if (written != length)
+                    throw new GptModelException($"The saved pipeline's embedded file '{path}' holds {written:N0} bytes, but its entry says {length:N0} (is the zip damaged?).");
             }
-            string key = Convert.ToHexString(hash.GetHashAndReset())[..24].ToLowerInvariant();
-            string target = Path.Combine(root, $"{Path.GetFileName(originalFolder)}-{key}");
-            string complete = Path.Combine(target, ".complete");
-            if (File.Exists(complete))
-            {
-                Directory.Delete(staging, recursive: true);
-                return target;
-            }
-            File.WriteAllText(Path.Combine(staging, ".complete"), originalFolder);
+            return hasher.Finish();
+        }
+
+        private static string Extract(ModelLoadContext ctx, BinaryReader r, string originalFolder, Action<string> warn)
+        {
+            var entries = ReadEntries(r, originalFolder);
+            var names = entries.Select(e => e.Path).ToList();
+
+            // The cache folder is named by the content's hash, so equal content is extracted once; a copy there is
+            // checked against the hash before it is used, and one that fails is extracted again.
+            string root = PrivateCache.EnsurePrivate(PrivateCache.Root());
+            string hash = ForEachFile(ctx, entries, originalFolder, _ => null);
+            string target = Path.Combine(root, $"{Path.GetFileName(originalFolder)}-{hash[..24]}");
+            if (PrivateCache.Matches(target, names, hash)) return target;
+            if (Directory.Exists(target))
+                warn($"The extracted copy of the embedded model at '{target}' does not match the saved pipeline (damaged or changed since it was written); extracting it again.");
+
+            string staging = Path.Combine(root, $".staging-{Guid.NewGuid():N}");
             try
             {
-                if (Directory.Exists(target)) Directory.Delete(target, recursive: true);   // an incomplete earlier attempt
-                Directory.Move(staging, target);
+                Directory.CreateDirectory(staging);
+                string again = ForEachFile(ctx, entries, originalFolder, i =>
+                {
+                    string path = Path.Combine(staging, entries[i].Path);
+                    Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                    return File.Create(path);
+                });
+                if (again != hash)
+                    throw new GptModelException($"The saved pipeline's embedded model (of '{originalFolder}') read differently twice; is the zip being written to?");
+                if (Directory.Exists(target)) PrivateCache.DeleteIfPresent(target);
+                try
+                {
+                    Directory.Move(staging, target);
+                }
+                catch (IOException) when (PrivateCache.Matches(target, names, hash))
+                {
+                    // Another process extracted the same content first: its copy is as good as ours.
+                }
+                return target;
             }
-            catch (IOException) when (File.Exists(complete))
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                Directory.Delete(staging, recursive: true);   // another process extracted the same content first
+                throw new GptModelException($"The saved pipeline's embedded model could not be extracted to '{target}': {e.Message} " +
+                    $"Set the {DefaultModel.CacheVariable} environment variable to a writable folder.", e);
             }
-            return target;
+            finally
+            {
+                PrivateCache.DeleteIfPresent(staging);
+            }
         }
     }
 }

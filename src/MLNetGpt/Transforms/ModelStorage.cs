@@ -10,8 +10,13 @@ public enum ModelStorage
     Reference,
 
     /// <summary>
-    /// Copy the folder's files into the zip: the zip is self-contained and loading extracts them to
-    /// a cache folder (under the system temp folder, reused while its content matches).
+    /// Copy the files the model reads (<see cref="GptModelInfo.Files"/>: graphs, external data,
+    /// configurations, tokenizer files, chat templates; for a tokenizer-only stage its tokenizer and
+    /// configuration files) into the zip, and nothing else of the folder: the zip is self-contained.
+    /// A file that is a link leading out of the folder is refused when the stage is created. Loading
+    /// extracts the files to a private per-user cache (<c>MLNetGpt/models</c> under the local
+    /// application data folder, or <c>MLNETGPT_CACHE</c>), where a copy is checked against the zip's
+    /// content hash before each use and extracted again, with a warning, if it was changed.
     /// </summary>
     Embed,
 }

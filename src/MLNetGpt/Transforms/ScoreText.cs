@@ -135,7 +135,7 @@ public sealed class ScoreTextTransformer : GptModelTransformerBase
             ReadModelSettings(s);
             s.EnsureAllRead();
         }
-        Source = ModelSource.Load(ctx);
+        Source = ModelSource.Load(ctx, Warn);
         Open(env);
     }
 
@@ -211,7 +211,7 @@ public sealed class ScoreTextTransformer : GptModelTransformerBase
             .String("engine", Engine == ScoringEngine.OnnxTransformer ? "onnx_transformer" : "batched");
         WriteModelSettings(settings);
         ctx.Writer.Write(settings.ToString());
-        Source.Save(ctx, tokenizerOnly: false);
+        Source.Save(ctx, tokenizerOnly: false, ModelInfo.Files);
     }
 
     /// <summary>Gives up this stage's references to the model (and to ML.NET's OnnxTransformer, for that engine).</summary>

@@ -201,7 +201,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
                 throw new FormatException("TokenizeText in the saved pipeline: 'system_prompt' and 'chat_template' need 'chat': true.");
             Chat = chat;
         }
-        _source = ModelSource.Load(ctx);
+        _source = ModelSource.Load(ctx, Warn);
         _tokenizer = _source.GetTokenizer();
         if (Chat)
         {
@@ -275,7 +275,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     }
 
 
-    internal int[] Tokenize(string text, long row)
+    internal int[] Tokenize(string text, long row, CancellationToken cancellationToken = default)
     {
         try
         {
@@ -285,7 +285,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
         {
             throw new InvalidOperationException(e.Message, e);
         }
-        if (_chatTemplate is not null) text = RenderChat(text, row);
+        if (_chatTemplate is not null) text = RenderChat(text, row, cancellationToken);
         var ids = _tokenizer.EncodeToIds(text);
         int[] prefix = AddSpecialTokens ? _prefix : [], suffix = AddSpecialTokens ? _suffix : [];
         // A chat template that writes the special tokens itself gets no second copy.
@@ -298,14 +298,16 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     }
 
     /// <summary>The prompt the chat template renders for one row: the system prompt, the row as the user's message, the assistant header.</summary>
-    internal string RenderChat(string text, long row)
+    internal string RenderChat(string text, long row, CancellationToken cancellationToken = default)
     {
         var messages = new List<Microsoft.Extensions.AI.ChatMessage>();
         if (SystemPrompt is not null) messages.Add(new(Microsoft.Extensions.AI.ChatRole.System, SystemPrompt));
         messages.Add(new(Microsoft.Extensions.AI.ChatRole.User, text));
         try
         {
-            return _chatTemplate!.Render(messages, addGenerationPrompt: true);
+            // The cursor's token: a cursor disposed (or a job stopped) mid-render ends the render too.
+            return _chatTemplate!.RenderValues(MLNetGpt.Chat.ChatTemplateInput.Messages(messages), tools: null, addGenerationPrompt: true,
+                variables: null, now: null, cancellationToken);
         }
         catch (ChatTemplateException e)
         {
@@ -319,7 +321,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
         {
             var outputs = new object?[rows.Count][];
             for (int i = 0; i < rows.Count; i++)
-                outputs[i] = [ToVector(owner.Tokenize((string)rows[i].Values[0]!, rows[i].Index))];
+                outputs[i] = [ToVector(owner.Tokenize((string)rows[i].Values[0]!, rows[i].Index, cancellationToken))];
             return outputs;
         }
     }

@@ -112,4 +112,23 @@ public sealed class DefaultModelFolderTests
         Assert.Contains("Set the MLNETGPT_CACHE environment variable to a writable folder", error.Message);
         Assert.IsAssignableFrom<IOException>(error.InnerException);
     }
+
+    [LinuxFact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void A_copy_changed_in_place_is_written_again_with_a_warning_and_the_cache_root_is_private()
+    {
+        var root = Fixtures.TempFolder("model-cache");
+        File.SetUnixFileMode(root, (UnixFileMode)Convert.ToInt32("777", 8));
+        var folder = Extract(root);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(root));
+        var onnx = Path.Combine(folder, "model.onnx");
+        var bytes = File.ReadAllBytes(onnx);
+        bytes[^64] ^= 0x01;                                   // same length: a length check alone would miss it
+        File.WriteAllBytes(onnx, bytes);
+        var warnings = new List<string>();
+        Assert.Equal(folder, DefaultModel.Extract(root, DefaultModel.ResourceAssembly(), warnings.Add));
+        Assert.Equal([$"The default model's copy at '{folder}' does not match the model's files (damaged or changed since it was written); writing it again."], warnings);
+        Assert.Equal(Hashes(Fixtures.DefaultModel).OrderBy(p => p.Key), Hashes(folder).OrderBy(p => p.Key));
+        Assert.DoesNotContain(Directory.GetDirectories(root), d => Path.GetFileName(d).EndsWith(".partial", StringComparison.Ordinal));
+    }
 }

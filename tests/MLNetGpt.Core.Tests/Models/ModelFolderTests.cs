@@ -101,7 +101,7 @@ public sealed class ModelFolderTests
         var path = Path.Combine(folder, "config.json");
         File.WriteAllText(path, File.ReadAllText(path).Replace("\"n_layer\": 2", "\"n_layer\": \"two\""));
         var error = Assert.Throws<GptModelException>(() => GptModel.Open(folder));
-        Assert.Contains("'n_layer' must be an integer", error.Message);
+        Assert.Contains("config.json: 'n_layer' must be a positive integer, but is \"two\".", error.Message);
     }
 
     [Fact]

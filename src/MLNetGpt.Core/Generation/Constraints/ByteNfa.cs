@@ -31,24 +31,50 @@ internal sealed class ByteNfa
     public int[] Epsilon(int state) => _epsilon[state];
 
     /// <summary>Builds the NFA; throws <see cref="ArgumentException"/> prefixed with <paramref name="what"/> when too large.</summary>
-    public static ByteNfa Build(ConstraintNode root, string what)
+    public static ByteNfa Build(ConstraintNode root, string what, CancellationToken cancellation = default)
     {
-        long size = 1 + Size(root);
+        long size;
+        var sizes = new Dictionary<ConstraintNode, long>(ReferenceEqualityComparer.Instance);
+        try
+        {
+            size = 1 + Size(root, sizes);
+        }
+        catch (ConstraintDepthException e)
+        {
+            throw new ArgumentException($"{what}: {e.Message}.");
+        }
         if (size > MaxStates)
         {
-            var culprit = Culprit(root);
-            string because = culprit is null ? "" : $"; {culprit.Origin} makes it that large (about {Size(culprit):N0} states)";
+            var culprit = Culprit(root, sizes);
+            string because = culprit is null ? "" : $"; {culprit.Origin} makes it that large (about {Size(culprit, sizes):N0} states)";
             throw new ArgumentException(
                 $"{what}: the automaton would need {(size >= long.MaxValue / 4 ? "too many" : size.ToString("N0"))} states, more than the limit of {MaxStates:N0}{because}.");
         }
-        var nfa = new ByteNfa();
+        var nfa = new ByteNfa { _cancellation = cancellation };
         nfa.Accept = nfa.NewState();
-        nfa.Start = nfa.Compile(root, nfa.Accept);
+        try
+        {
+            nfa.Start = nfa.Compile(root, nfa.Accept);
+        }
+        catch (ConstraintDepthException e)
+        {
+            throw new ArgumentException($"{what}: {e.Message}.");
+        }
         return nfa;
+    }
+
+    private CancellationToken _cancellation;
+
+    /// <summary>The walks below recurse once per level of the tree, whose depth <see cref="ConstraintNode.MaxDepth"/> bounds; this is the backstop for small stacks.</summary>
+    private static void EnsureStack()
+    {
+        if (!System.Runtime.CompilerServices.RuntimeHelpers.TryEnsureSufficientExecutionStack())
+            throw new ConstraintDepthException("the expression nests too deeply for the stack of this thread");
     }
 
     private int NewState()
     {
+        if ((_lo.Count & 4095) == 0) _cancellation.ThrowIfCancellationRequested();
         _lo.Add(0);
         _hi.Add(0);
         _byteTarget.Add(-1);
@@ -58,6 +84,7 @@ internal sealed class ByteNfa
 
     private int Compile(ConstraintNode node, int next)
     {
+        EnsureStack();
         switch (node)
         {
             case ByteRangeNode b:
@@ -108,14 +135,37 @@ internal sealed class ByteNfa
     }
 
     /// <summary>The exact number of states <see cref="Compile"/> allocates for a node (saturating).</summary>
-    private static long Size(ConstraintNode node) => node switch
+    /// <summary>
+    /// The tree is a graph with shared parts (a JSON schema's array refers to its item schema twice, and nested arrays
+    /// double that at every level): sizes are memoised per node, so computing one costs a visit per distinct node, not
+    /// one per path through the graph.
+    /// </summary>
+    private static long Size(ConstraintNode node, Dictionary<ConstraintNode, long> sizes)
     {
-        ByteRangeNode => 1,
-        SequenceNode s => s.Items.Aggregate(0L, (total, item) => Saturate(total + Size(item))),
-        ChoiceNode c => c.Items.Aggregate(1L, (total, item) => Saturate(total + Size(item))),
-        RepeatNode r => RepeatSize(r, Size(r.Item)),
-        _ => 0,
-    };
+        if (node is ByteRangeNode) return 1;
+        if (sizes.TryGetValue(node, out long known)) return known;
+        EnsureStack();
+        long size;
+        switch (node)
+        {
+            case SequenceNode s:
+                size = 0;
+                foreach (var item in s.Items) size = Saturate(size + Size(item, sizes));
+                break;
+            case ChoiceNode c:
+                size = 1;
+                foreach (var item in c.Items) size = Saturate(size + Size(item, sizes));
+                break;
+            case RepeatNode r:
+                size = RepeatSize(r, Size(r.Item, sizes));
+                break;
+            default:
+                size = 0;
+                break;
+        }
+        sizes[node] = size;
+        return size;
+    }
 
     private static long RepeatSize(RepeatNode r, long item)
     {
@@ -126,21 +176,23 @@ internal sealed class ByteNfa
     private static long Saturate(long value) => value < 0 || value > long.MaxValue / 4 ? long.MaxValue / 4 : value;
 
     /// <summary>The repetition whose own expansion is the largest: the one to name in the error.</summary>
-    private static RepeatNode? Culprit(ConstraintNode root)
+    private static RepeatNode? Culprit(ConstraintNode root, Dictionary<ConstraintNode, long> sizes)
     {
         RepeatNode? best = null;
         double bestGrowth = 0;
         var stack = new Stack<ConstraintNode>();
+        var seen = new HashSet<ConstraintNode>(ReferenceEqualityComparer.Instance);
         stack.Push(root);
         while (stack.Count > 0)
         {
             var node = stack.Pop();
+            if (!seen.Add(node)) continue;
             switch (node)
             {
                 case SequenceNode s: foreach (var i in s.Items) stack.Push(i); break;
                 case ChoiceNode c: foreach (var i in c.Items) stack.Push(i); break;
                 case RepeatNode r:
-                    double growth = (double)Size(r) - Size(r.Item);
+                    double growth = (double)Size(r, sizes) - Size(r.Item, sizes);
                     if (best is null || growth > bestGrowth)
                     {
                         best = r;

@@ -9,6 +9,26 @@ namespace MLNetGpt.Generation.Constraints;
 /// </summary>
 internal abstract class ConstraintNode
 {
+    /// <summary>
+    /// How deep a tree may nest. The compilers keep their inputs far below this (regex groups at most 256 deep, JSON
+    /// schemas at most 64, prefixItems at most 256); it is the backstop that keeps every recursive walk of a tree (the
+    /// state count, the automaton build, JSON escaping) well inside a thread's stack.
+    /// </summary>
+    public const int MaxDepth = 2_000;
+
+    /// <summary>1 for a byte range; one more than the deepest child otherwise.</summary>
+    public int Depth { get; private protected set; } = 1;
+
+    private protected static int DepthOf(ConstraintNode[] items)
+    {
+        int deepest = 0;
+        foreach (var item in items) deepest = Math.Max(deepest, item.Depth);
+        return Checked(deepest + 1);
+    }
+
+    private protected static int Checked(int depth) => depth <= MaxDepth ? depth
+        : throw new ConstraintDepthException($"the expression nests more than {MaxDepth:N0} levels deep");
+
     /// <summary>The empty string only.</summary>
     public static ConstraintNode Empty { get; } = new SequenceNode([]);
 
@@ -83,23 +103,48 @@ internal sealed class ByteRangeNode(byte lo, byte hi) : ConstraintNode
     public byte Hi { get; } = hi;
 }
 
-internal sealed class SequenceNode(ConstraintNode[] items) : ConstraintNode
+internal sealed class SequenceNode : ConstraintNode
 {
-    public ConstraintNode[] Items { get; } = items;
+    public SequenceNode(ConstraintNode[] items)
+    {
+        Items = items;
+        Depth = DepthOf(items);
+    }
+
+    public ConstraintNode[] Items { get; }
 }
 
-internal sealed class ChoiceNode(ConstraintNode[] items) : ConstraintNode
+internal sealed class ChoiceNode : ConstraintNode
 {
-    public ConstraintNode[] Items { get; } = items;
+    public ChoiceNode(ConstraintNode[] items)
+    {
+        Items = items;
+        Depth = DepthOf(items);
+    }
+
+    public ConstraintNode[] Items { get; }
 }
 
-internal sealed class RepeatNode(ConstraintNode item, int min, int max, string origin) : ConstraintNode
+internal sealed class RepeatNode : ConstraintNode
 {
-    public ConstraintNode Item { get; } = item;
-    public int Min { get; } = min;
+    public RepeatNode(ConstraintNode item, int min, int max, string origin)
+    {
+        Item = item;
+        Min = min;
+        Max = max;
+        Origin = origin;
+        Depth = Checked(item.Depth + 1);
+    }
+
+    public ConstraintNode Item { get; }
+
+    public int Min { get; }
 
     /// <summary>-1 when unbounded.</summary>
-    public int Max { get; } = max;
+    public int Max { get; }
 
-    public string Origin { get; } = origin;
+    public string Origin { get; }
 }
+
+/// <summary>A constraint tree would nest past <see cref="ConstraintNode.MaxDepth"/>; the compiler that built it names the input.</summary>
+internal sealed class ConstraintDepthException(string message) : Exception(message);

@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace MLNetGpt.Generation.Constraints;
 
 /// <summary>
-/// Compiles the JSON Schema subset of <see cref="OutputConstraint.JsonSchema"/> straight into a
+/// Compiles the JSON Schema subset of <see cref="OutputConstraint.JsonSchema(string)"/> straight into a
 /// <see cref="ConstraintNode"/> for compact canonical JSON text. Every refused keyword or form is
 /// named with its JSON pointer.
 /// </summary>
@@ -38,7 +38,37 @@ internal sealed class JsonSchemaCompiler
     /// <summary>Any JSON string's content: the free text around a pattern's match.</summary>
     private static readonly ConstraintNode AnyStringContent = ConstraintNode.Repeat(StringCharacter, 0, -1, "a string");
 
-    public static ConstraintNode Compile(JsonElement schema) => new JsonSchemaCompiler().Schema(schema, "");
+    /// <summary>Schemas nested deeper than this inside one another are refused (System.Text.Json's own default depth).</summary>
+    public const int MaxSchemaDepth = 64;
+
+    /// <summary>prefixItems longer than this are refused: each item nests the ones after it one level deeper.</summary>
+    public const int MaxPrefixItems = 256;
+
+    /// <summary>
+    /// Objects with more properties than this are refused: each member carries the members after it, so the tree
+    /// grows with the square of the count (and the automaton too, for optional members) before its size is known.
+    /// </summary>
+    public const int MaxProperties = 1_000;
+
+    /// <summary>How a schema document is read: deep enough for <see cref="MaxSchemaDepth"/> schemas and the values inside them.</summary>
+    public static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 4 * MaxSchemaDepth };
+
+    private readonly CancellationToken _cancellation;
+    private int _depth;
+
+    private JsonSchemaCompiler(CancellationToken cancellation) => _cancellation = cancellation;
+
+    public static ConstraintNode Compile(JsonElement schema, CancellationToken cancellation = default)
+    {
+        try
+        {
+            return new JsonSchemaCompiler(cancellation).Schema(schema, "");
+        }
+        catch (ConstraintDepthException e)
+        {
+            throw new ArgumentException($"JSON schema: {e.Message}.");
+        }
+    }
 
     private static string Where(string pointer) => pointer.Length == 0 ? "the root" : pointer;
 
@@ -47,6 +77,22 @@ internal sealed class JsonSchemaCompiler
     private static string Child(string pointer, string token) => pointer + "/" + token.Replace("~", "~0").Replace("/", "~1");
 
     private ConstraintNode Schema(JsonElement schema, string pointer)
+    {
+        _cancellation.ThrowIfCancellationRequested();
+        if (_depth >= MaxSchemaDepth)
+            throw Error(pointer, $"schemas nest more than {MaxSchemaDepth} levels deep inside one another");
+        _depth++;
+        try
+        {
+            return SchemaAtDepth(schema, pointer);
+        }
+        finally
+        {
+            _depth--;
+        }
+    }
+
+    private ConstraintNode SchemaAtDepth(JsonElement schema, string pointer)
     {
         if (schema.ValueKind == JsonValueKind.False) return ConstraintNode.Nothing;
         if (schema.ValueKind == JsonValueKind.True)
@@ -135,11 +181,15 @@ internal sealed class JsonSchemaCompiler
         if (rest.Count > 0)
         {
             using var restSchema = JsonDocument.Parse("{" + string.Join(",", schema.EnumerateObject()
-                .Where(p => rest.Contains(p.Name)).Select(p => JsonSerializer.Serialize(p.Name) + ":" + p.Value.GetRawText())) + "}");
+                .Where(p => rest.Contains(p.Name)).Select(p => JsonSerializer.Serialize(p.Name) + ":" + p.Value.GetRawText())) + "}", DocumentOptions);
             filter = new ByteDfa(ByteNfa.Build(Schema(restSchema.RootElement, pointer), "JSON schema"));
         }
         var texts = candidates.Select(JsonText.Canonical).Distinct()
-            .Where(text => filter is null || filter.Matches(System.Text.Encoding.UTF8.GetBytes(text))).ToList();
+            .Where(text =>
+            {
+                _cancellation.ThrowIfCancellationRequested();
+                return filter is null || filter.Matches(System.Text.Encoding.UTF8.GetBytes(text));
+            }).ToList();
         if (texts.Count == 0) throw Error(pointer, "no value of enum/const satisfies the other keywords");
         return ConstraintNode.Choice(texts.Select(ConstraintNode.Literal));
     }
@@ -152,7 +202,12 @@ internal sealed class JsonSchemaCompiler
         if (schema.TryGetProperty("properties", out var declared))
         {
             if (declared.ValueKind != JsonValueKind.Object) throw Error(Child(pointer, "properties"), $"properties must be an object, not {Describe(declared)},");
-            foreach (var p in declared.EnumerateObject()) properties.Add((p.Name, p.Value));
+            foreach (var p in declared.EnumerateObject())
+            {
+                if (properties.Count == MaxProperties)
+                    throw Error(Child(pointer, "properties"), $"an object with more than {MaxProperties:N0} properties is not supported");
+                properties.Add((p.Name, p.Value));
+            }
         }
         var required = new HashSet<string>(StringComparer.Ordinal);
         if (schema.TryGetProperty("required", out var names))
@@ -181,11 +236,15 @@ internal sealed class JsonSchemaCompiler
             var withComma = ConstraintNode.Sequence(Comma, members[i].Node);
             after[i] = ConstraintNode.Sequence(members[i].Required ? withComma : ConstraintNode.Optional(withComma), after[i + 1]);
         }
+        // A run of optional members is one flat choice (take this one first, or one of the later ones, or none),
+        // not a choice nested once per member: a thousand optional properties stay one level deep.
         var first = ConstraintNode.Empty;
         for (int i = members.Count - 1; i >= 0; i--)
         {
             var taken = ConstraintNode.Sequence(members[i].Node, after[i + 1]);
-            first = members[i].Required ? taken : ConstraintNode.Choice(taken, first);
+            first = members[i].Required ? taken
+                : first is ChoiceNode later && i + 1 < members.Count && !members[i + 1].Required ? ConstraintNode.Choice([taken, .. later.Items])
+                : ConstraintNode.Choice(taken, first);
         }
         return ConstraintNode.Sequence(ConstraintNode.Literal("{"), first, ConstraintNode.Literal("}"));
     }
@@ -196,6 +255,8 @@ internal sealed class JsonSchemaCompiler
         if (schema.TryGetProperty("prefixItems", out var prefixItems))
         {
             if (prefixItems.ValueKind != JsonValueKind.Array) throw Error(Child(pointer, "prefixItems"), $"prefixItems must be an array of schemas, not {Describe(prefixItems)},");
+            if (prefixItems.GetArrayLength() > MaxPrefixItems)
+                throw Error(Child(pointer, "prefixItems"), $"prefixItems with {prefixItems.GetArrayLength():N0} schemas is not supported (at most {MaxPrefixItems})");
             int i = 0;
             foreach (var item in prefixItems.EnumerateArray())
                 prefix.Add(Schema(item, Child(Child(pointer, "prefixItems"), (i++).ToString(CultureInfo.InvariantCulture))));
@@ -251,7 +312,7 @@ internal sealed class JsonSchemaCompiler
         if (hasPattern)
         {
             if (pattern.ValueKind != JsonValueKind.String) throw Error(Child(pointer, "pattern"), $"pattern must be a string, not {Describe(pattern)},");
-            var value = RegexParser.Parse(pattern.GetString()!, $"JSON schema: pattern at {Where(Child(pointer, "pattern"))}", out bool anchoredStart, out bool anchoredEnd);
+            var value = RegexParser.Parse(pattern.GetString()!, $"JSON schema: pattern at {Where(Child(pointer, "pattern"))}", _cancellation, out bool anchoredStart, out bool anchoredEnd);
             // JSON Schema's pattern is a search: free text may surround the match unless anchored.
             return ConstraintNode.Sequence(Quote, anchoredStart ? ConstraintNode.Empty : AnyStringContent, EscapeForJson(value),
                 anchoredEnd ? ConstraintNode.Empty : AnyStringContent, Quote);
@@ -320,14 +381,20 @@ internal sealed class JsonSchemaCompiler
     /// characters JSON must escape get their canonical escape. Those are all single ASCII bytes,
     /// which in UTF-8 only ever stand for themselves, so the mapping works byte range by byte range.
     /// </summary>
-    private static ConstraintNode EscapeForJson(ConstraintNode node) => node switch
+    private static ConstraintNode EscapeForJson(ConstraintNode node)
     {
-        ByteRangeNode b => EscapeRange(b),
-        SequenceNode s => ConstraintNode.Sequence(s.Items.Select(EscapeForJson).ToArray()),
-        ChoiceNode c => ConstraintNode.Choice(c.Items.Select(EscapeForJson).ToArray()),
-        RepeatNode r => ConstraintNode.Repeat(EscapeForJson(r.Item), r.Min, r.Max, r.Origin),
-        _ => node,
-    };
+        // The pattern's own tree: its nesting is bounded by the regex parser's group limit, this the backstop.
+        if (!System.Runtime.CompilerServices.RuntimeHelpers.TryEnsureSufficientExecutionStack())
+            throw new ConstraintDepthException("the pattern nests too deeply for the stack of this thread");
+        return node switch
+        {
+            ByteRangeNode b => EscapeRange(b),
+            SequenceNode s => ConstraintNode.Sequence(s.Items.Select(EscapeForJson).ToArray()),
+            ChoiceNode c => ConstraintNode.Choice(c.Items.Select(EscapeForJson).ToArray()),
+            RepeatNode r => ConstraintNode.Repeat(EscapeForJson(r.Item), r.Min, r.Max, r.Origin),
+            _ => node,
+        };
+    }
 
     private static ConstraintNode EscapeRange(ByteRangeNode range)
     {

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace MLNetGpt.Generation.Constraints;
 
 /// <summary>
-/// Parses the regex subset of <see cref="OutputConstraint.Regex"/> into a <see cref="ConstraintNode"/>.
+/// Parses the regex subset of <see cref="OutputConstraint.Regex(string)"/> into a <see cref="ConstraintNode"/>.
 /// The whole output must match, so <c>^</c> and <c>$</c> are accepted only at the very start and
 /// end, where they change nothing. Every refused construct is named with its position.
 /// </summary>
@@ -22,16 +22,26 @@ internal sealed class RegexParser
 
     private static readonly CodePointSet AnyButNewline = CodePointSet.Single('\n').Complement();
 
+    /// <summary>
+    /// Groups nested deeper than this are refused: real patterns nest a handful of levels, and the parser recurses
+    /// once per level (a hundred levels fit a 256 KB thread stack with room to spare).
+    /// </summary>
+    public const int MaxGroupDepth = 100;
+
     private readonly string _pattern;
     private readonly string _what;
+    private readonly CancellationToken _cancellation;
     private int _position;
     private int _end;
+    private int _depth;
+    private int _atoms;
 
-    private RegexParser(string pattern, string what)
+    private RegexParser(string pattern, string what, CancellationToken cancellation)
     {
         _pattern = pattern;
         _what = what;
         _end = pattern.Length;
+        _cancellation = cancellation;
     }
 
     /// <summary>
@@ -40,9 +50,25 @@ internal sealed class RegexParser
     /// <paramref name="anchoredEnd"/> tell, for JSON Schema's search semantics, whether the
     /// pattern began with ^ and ended with $.
     /// </summary>
-    public static ConstraintNode Parse(string pattern, string what, out bool anchoredStart, out bool anchoredEnd)
+    public static ConstraintNode Parse(string pattern, string what, out bool anchoredStart, out bool anchoredEnd) =>
+        Parse(pattern, what, CancellationToken.None, out anchoredStart, out anchoredEnd);
+
+    /// <summary>As <see cref="Parse(string, string, out bool, out bool)"/>, looking at <paramref name="cancellation"/> as it goes.</summary>
+    public static ConstraintNode Parse(string pattern, string what, CancellationToken cancellation, out bool anchoredStart, out bool anchoredEnd)
     {
-        var parser = new RegexParser(pattern, what);
+        try
+        {
+            return ParseChecked(pattern, what, cancellation, out anchoredStart, out anchoredEnd);
+        }
+        catch (ConstraintDepthException e)
+        {
+            throw new ArgumentException($"{what}: {e.Message}.");
+        }
+    }
+
+    private static ConstraintNode ParseChecked(string pattern, string what, CancellationToken cancellation, out bool anchoredStart, out bool anchoredEnd)
+    {
+        var parser = new RegexParser(pattern, what, cancellation);
         anchoredStart = anchoredEnd = false;
         if (parser._end > 0 && pattern[0] == '^')
         {
@@ -60,7 +86,7 @@ internal sealed class RegexParser
         return node;
     }
 
-    public static ConstraintNode Parse(string pattern, string what) => Parse(pattern, what, out _, out _);
+    public static ConstraintNode Parse(string pattern, string what, CancellationToken cancellation = default) => Parse(pattern, what, cancellation, out _, out _);
 
     private bool IsEscaped(int index)
     {
@@ -93,6 +119,7 @@ internal sealed class RegexParser
         var items = new List<ConstraintNode>();
         while (!AtEnd && Peek != '|' && Peek != ')')
         {
+            if ((++_atoms & 4095) == 0) _cancellation.ThrowIfCancellationRequested();
             var atom = ParseAtom();
             items.Add(ParseQuantifiers(atom));
         }
@@ -232,7 +259,12 @@ internal sealed class RegexParser
             else
                 throw Unsupported($"the group construct '(?{(rest.Length > 1 ? rest[1].ToString() : "")}'", at);
         }
+        if (++_depth > MaxGroupDepth)
+            throw Error($"groups nest more than {MaxGroupDepth} levels deep (the group at position {at})");
+        if (!System.Runtime.CompilerServices.RuntimeHelpers.TryEnsureSufficientExecutionStack())
+            throw Error($"groups nest too deeply for the stack of this thread (the group at position {at})");
         var inner = ParseAlternation();
+        _depth--;
         if (AtEnd || Peek != ')') throw Error($"the group opened at position {at} is not closed");
         _position++;
         return inner;

@@ -34,6 +34,7 @@ internal sealed class OnnxModelFile
     private const long MaxInlineBytes = int.MaxValue - (256L << 20);
 
     private readonly Dictionary<TensorProto, FileRange> _rawInSource;
+    private ModelFiles? _files;
     private readonly long _sourceLength;
     private readonly DateTime _sourceWriteTime;
 
@@ -279,12 +280,13 @@ internal sealed class OnnxModelFile
         if (SourcePath is null)
             throw new GptModelException($"Tensor '{tensor.Name}' has external data in '{location}', but the model was not loaded from a folder.");
         string folder = Path.GetDirectoryName(SourcePath)!;
-        string file = Path.GetFullPath(Path.Combine(folder, location));
-        string root = Path.TrimEndingDirectorySeparator(folder) + Path.DirectorySeparatorChar;
-        if (Path.IsPathRooted(location) || !file.StartsWith(root, StringComparison.Ordinal))
+        if (Path.IsPathRooted(location) || location.Split('/', '\\').Contains(".."))
             throw new GptModelException($"'{FileName}': tensor '{tensor.Name}' names external data '{location}' outside the model's folder '{folder}'.");
-        if (!File.Exists(file))
-            throw new GptModelException($"'{FileName}': tensor '{tensor.Name}' has its data in '{location}', which is not in '{folder}'.");
+        // The folder's file policy: a data file that is a link out of the folder is refused, not read (its real path
+        // is what is read, and what its length is taken from).
+        _files ??= ModelFiles.For(folder);
+        string file = _files.Find(location)
+            ?? throw new GptModelException($"'{FileName}': tensor '{tensor.Name}' has its data in '{location}', which is not in '{folder}'.");
         long offset = ParseEntry(tensor, "offset") ?? 0;
         long fileLength = new FileInfo(file).Length;
         long length = ParseEntry(tensor, "length") ?? fileLength - offset;
