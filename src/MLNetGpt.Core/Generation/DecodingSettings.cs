@@ -31,6 +31,7 @@ internal sealed class DecodingSettings
     public PromptOverflow PromptOverflow => Options.PromptOverflow!.Value;
     public bool IncludeEosToken => Options.IncludeEosToken!.Value;
     public bool PrefixCaching => Options.PrefixCaching!.Value;
+    public int PromptLookupNumTokens => Options.PromptLookupNumTokens!.Value;
     public OutputConstraint? Constraint => Options.Constraint;
 
     /// <summary>Library defaults, as Hugging Face's GenerationConfig, from the list of controls (the output limit is resolved separately).</summary>

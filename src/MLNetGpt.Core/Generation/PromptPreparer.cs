@@ -7,8 +7,12 @@ namespace MLNetGpt.Generation;
 /// tokenizer configuration asks for it, ids checked against the vocabulary, and prompts that do
 /// not fit the context window cut or refused as <see cref="PromptOverflow"/> says.
 /// </summary>
-internal sealed class PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Action<string> log)
+internal sealed class PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Action<string> log, int contextLimit)
 {
+    public PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Action<string> log) : this(tokenizer, info, log, info.ContextLength)
+    {
+    }
+
     /// <summary>A text prompt, tokenized (with BOS when the model adds it).</summary>
     public PreparedPrompt FromText(string text, int index, DecodingSettings settings)
     {
@@ -29,13 +33,15 @@ internal sealed class PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Act
                 : throw new ArgumentException($"Prompt {index} is empty and the model defines no bos_token_id to start from.", nameof(ids));
         }
         bool truncated = false;
-        if (ids.Length >= info.ContextLength)
+        if (ids.Length >= contextLimit)
         {
+            string window = contextLimit == info.ContextLength ? $"the context window holds {contextLimit}" : $"a request may hold {contextLimit} (GptModelOptions.MaxTokensPerRequest)";
             if (settings.PromptOverflow == PromptOverflow.Error)
-                throw new ArgumentException($"Prompt {index} has {ids.Length} tokens; the context window holds {info.ContextLength} " +
+                throw new ArgumentException($"Prompt {index} has {ids.Length} tokens; {window} " +
                     "(prompt plus generated tokens). Shorten it or use PromptOverflow.TruncateLeft.", nameof(ids));
-            int keep = info.ContextLength - settings.ReservedForOutput(info.ContextLength);
-            log($"Prompt {index} has {ids.Length} tokens, more than the context window of {info.ContextLength}; keeping its last {keep} tokens.");
+            int keep = contextLimit - settings.ReservedForOutput(contextLimit);
+            string limit = contextLimit == info.ContextLength ? $"the context window of {contextLimit}" : $"a request may hold ({contextLimit}, GptModelOptions.MaxTokensPerRequest)";
+            log($"Prompt {index} has {ids.Length} tokens, more than {limit}; keeping its last {keep} tokens.");
             ids = ids[^keep..];
             truncated = true;
         }
