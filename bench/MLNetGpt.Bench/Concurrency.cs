@@ -26,6 +26,10 @@ internal static class Concurrency
         public List<double> FirstTokenMs { get; set; } = [];
         public List<double> Loads { get; set; } = [];
         public int PeakRows { get; set; }
+
+        /// <summary>Forward passes the scheduler ran for the subject, and the rows its decode steps served on average.</summary>
+        public List<long> SchedulerSteps { get; set; } = [];
+        public List<double> RowsPerDecodeStep { get; set; } = [];
         public bool Identical { get; set; } = true;
     }
 
@@ -86,7 +90,7 @@ internal static class Concurrency
             subjects.Add((new Subject { Name = name, Api = api, Callers = callers }, run));
 
         Add("one by one, own loop (before the scheduler)", "loop", 1, s => Timed(s, _ =>
-            prompts.Select((_, i) => Latency(s, () => model.Engine.RunOrdered([prepared[i]], settings, 1, continuous: false, CancellationToken.None)[0].Text)).ToArray()));
+            prompts.Select((_, i) => Latency(s, () => model.Engine.RunOrdered([prepared[i] with { Index = 0 }], settings, 1, continuous: false, CancellationToken.None)[0].Text)).ToArray()));
         Add("static batches of 8, own loop", "loop", 8, s => Timed(s, _ => model.Engine.RunOrdered(prepared, settings, 8, continuous: false, CancellationToken.None).Select(r => r.Text).ToArray()));
         Add("Generate, one list at batch size 8", "Generate", 8, s => Timed(s, _ => model.Generate(prompts, options, 8).Select(r => r.Text).ToArray()));
         foreach (int callers in new[] { 1, 4, 8, 16 })
@@ -103,12 +107,20 @@ internal static class Concurrency
             {
                 Console.Error.WriteLine($"concurrency: round {round + 1}/{rounds}: {subject.Name}...");
                 var scheduler = subject.Api == "chat" ? chatModel.Engine.Scheduler : model.Engine.Scheduler;
-                int peakBefore = scheduler.PeakRows;
+                long stepsBefore = scheduler.Steps;
+                var (decodesBefore, rowsBefore) = scheduler.Decoded;
                 var texts = run(subject);
+                if (subject.Api != "loop")
+                {
+                    subject.SchedulerSteps.Add(scheduler.Steps - stepsBefore);
+                    var (decodes, rows) = scheduler.Decoded;
+                    subject.RowsPerDecodeStep.Add((double)(rows - rowsBefore) / Math.Max(1, decodes - decodesBefore));
+                }
                 subject.Identical &= texts.SequenceEqual(subject.Api == "chat" ? chatReference : reference);
                 subject.PeakRows = Math.Max(subject.PeakRows, scheduler.PeakRows);
                 Console.Error.WriteLine($"concurrency:   {subject.TokensPerSecond[^1]:F0} tokens/s, latency p50 {Stats.Percentile(subject.LatencyMs, 0.5):F1} ms, " +
-                    $"p95 {Stats.Percentile(subject.LatencyMs, 0.95):F1} ms, identical {subject.Identical}, load {subject.Loads[^1]:F1}");
+                    $"p95 {Stats.Percentile(subject.LatencyMs, 0.95):F1} ms, identical {subject.Identical}, load {subject.Loads[^1]:F1}" +
+                    (subject.SchedulerSteps.Count > 0 ? $", {subject.SchedulerSteps[^1]} passes, {subject.RowsPerDecodeStep[^1]:F2} rows per decode step" : ""));
             }
             Streaming(model, prompts, options, round);
         }

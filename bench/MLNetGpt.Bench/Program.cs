@@ -79,6 +79,9 @@ switch (mode)
         Console.WriteLine(JsonSerializer.Serialize(SpeculationBench.Measure(models, int.Parse(args[1]), int.Parse(args[2]))));
         return 0;
     }
+    case "probe":
+        ProbeTmp.Run(args[1]);
+        return 0;
     case "gpu":
         return GpuCheck.Run(args[1..]);
     case "choose":

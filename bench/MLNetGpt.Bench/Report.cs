@@ -205,8 +205,15 @@ internal static class Report
             if (defaultModel is not null) subjects.Add($"default={defaultModel.Folder}");
             if (small is not null)
             {
+                // The draft: the same model cut after its first 2 of 12 blocks (an early exit of the target).
+                string draft = small.Folder + "-first2";
+                if (!File.Exists(Path.Combine(draft, "model.onnx")))
+                {
+                    Console.Error.WriteLine("bench: making the draft model, GPT-2-small-shaped cut after 2 blocks (tools/make_bench_model.py --keep-layers 2)...");
+                    Exec("/usr/bin/python3", [Path.Combine(root, "tools", "make_bench_model.py"), draft, "--keep-layers", "2"], out _);
+                }
                 string int4 = Precisions.Quantized(root, small.Folder, 4);
-                subjects.Add($"gpt2-small fp32={small.Folder},{int4}");
+                subjects.Add(File.Exists(Path.Combine(draft, "model.onnx")) ? $"gpt2-small fp32={small.Folder},{draft}" : $"gpt2-small fp32={small.Folder}");
                 subjects.Add($"gpt2-small int4={int4}");
             }
             speculation = Child<SpeculationBench.Result>("speculative decoding at batch 1", [self, "speculation", quick ? "1" : "2", threadsText, .. subjects], out _);

@@ -51,6 +51,7 @@ internal static class SpeculationBench
         public List<double> Loads { get; set; } = [];
 
         /// <summary>Tokens a verification step yielded on average (the accepted proposals and the chosen token after them).</summary>
+        [System.Text.Json.Serialization.JsonIgnore]
         public double TokensPerVerification => Verified == 0 ? double.NaN : 1 + (double)Accepted / Verified;
     }
 
@@ -133,6 +134,8 @@ internal static class SpeculationBench
     {
         MaxNewTokens = NewTokens, EosTokenIds = [], DoSample = sample, Temperature = 0.7f, TopK = 40, Seed = 23, RepetitionPenalty = 1f,
         PromptLookupNumTokens = lookup,
+        // Each prompt runs several times: a prefix-cache head from an earlier run would change how its prefill is computed.
+        PrefixCaching = false,
     };
 
     /// <summary>A forward step of 1 + k tokens on top of a 64-token cache against a one-token step, for k = 1..10 (medians of interleaved repetitions).</summary>

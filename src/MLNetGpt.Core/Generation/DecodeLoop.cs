@@ -106,6 +106,11 @@ internal sealed class DecodeLoop : IDisposable
     /// <summary>Number of forward steps (ONNX Runtime runs) so far; for tests and benchmarks.</summary>
     public int Steps { get; private set; }
 
+    /// <summary>Decode steps (plain or speculative) so far, and the rows they served in all (benchmarks: the batch a decode step ran on average).</summary>
+    public long DecodeSteps { get; private set; }
+
+    public long DecodedRows { get; private set; }
+
     /// <summary>Rows currently in the batch.</summary>
     public int ActiveRows => _active.Count;
 
@@ -206,6 +211,8 @@ internal sealed class DecodeLoop : IDisposable
 
         long stepStarted = System.Diagnostics.Stopwatch.GetTimestamp();
         var plan = Speculator is { } speculator && _active.Exists(s => !s.Done && speculator.Wanted(s)) ? speculator.Propose(_active, _runOptions, cancellationToken) : null;
+        // The forward pass alone is what the cost model learns (a draft model's passes are timed apart).
+        long forwardStarted = System.Diagnostics.Stopwatch.GetTimestamp();
         if (plan is not null)
         {
             SpeculativeStep(plan, cancellationToken);
@@ -229,8 +236,10 @@ internal sealed class DecodeLoop : IDisposable
         }
         double elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(stepStarted).TotalMilliseconds;
         StepTimings?.Add((false, _active.Count, elapsed));
+        DecodeSteps++;
+        DecodedRows += _active.Count;
         if (Speculator is { } costs && (plan is not null || _active.Exists(s => !s.Done && costs.Wanted(s))))
-            costs.Costs.Add(_active.Count * (plan?.Length ?? 1), elapsed);
+            costs.Costs.Add(_active.Count * (plan?.Length ?? 1), System.Diagnostics.Stopwatch.GetElapsedTime(forwardStarted).TotalMilliseconds);
         Retire();
         return StepOutcome.Progress;
     }

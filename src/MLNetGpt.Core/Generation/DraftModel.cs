@@ -45,6 +45,9 @@ internal sealed class DraftModel : IDisposable
             Log = options.Log,
         };
         foreach (var (key, value) in options.SessionConfig) draftOptions.SessionConfig[key] = value;
+        // The draft runs between the target's steps, short passes one after another: its ONNX Runtime workers must not
+        // spin between them, taking the cores the target's step needs next.
+        draftOptions.SessionConfig["session.intra_op.allow_spinning"] = "0";
         var model = GptModel.Open(folder, draftOptions);
         try
         {

@@ -33,6 +33,14 @@ internal sealed class GenerationEngine : IDisposable
         _limits = limits ?? SchedulerLimits.From(new GptModelOptions());
         Draft = draft;
         _scheduler = new Lazy<GenerationScheduler>(() => new GenerationScheduler(this, _limits), LazyThreadSafetyMode.ExecutionAndPublication);
+        _speculationExact = new Lazy<bool>(() =>
+        {
+            bool exact = SpeculationProbe.IsExact(Backend, Info);
+            if (!exact)
+                log($"Speculative decoding is off for '{Info.Folder}': a verification pass computes positions with other rounding than one-token steps " +
+                    "on this model (as quantized MatMulNBits kernels with int8 dot products do), so it could change a sampled token.");
+            return exact;
+        }, LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     /// <summary>The most tokens (prompt and output) one request may hold: the context window, or less where the options limit requests.</summary>
@@ -58,7 +66,12 @@ internal sealed class GenerationEngine : IDisposable
 
     /// <summary>Speculative decoding for a new loop, where the backend can roll its cache back.</summary>
     public Speculator? CreateSpeculator() =>
-        Speculator.Supports(Backend) ? new Speculator(Backend, StepCosts, Draft, SpeculationCounters, ForcedProposals) : null;
+        Speculator.Supports(Backend) ? new Speculator(Backend, StepCosts, Draft, SpeculationCounters, () => _speculationExact.Value, ForcedProposals) : null;
+
+    /// <summary>Whether a verification pass computes positions exactly as one-token steps do here (probed once, when a row first could speculate).</summary>
+    public bool SpeculationExact => _speculationExact.Value;
+
+    private readonly Lazy<bool> _speculationExact;
 
     /// <summary>The decoder graph runner.</summary>
     public DecoderBackend Backend { get; }

@@ -44,6 +44,7 @@ internal sealed class GenerationScheduler : IDisposable
     private readonly List<GenerationRequest> _ended = [];
     private DecodeLoop? _loop;
     private long _stepsBefore;
+    private (long Steps, long Rows) _decodedBefore;
 
     public GenerationScheduler(GenerationEngine engine, SchedulerLimits limits)
     {
@@ -74,6 +75,9 @@ internal sealed class GenerationScheduler : IDisposable
 
     /// <summary>Forward steps the scheduler ran since the engine opened (tests and benchmarks).</summary>
     public long Steps { get; private set; }
+
+    /// <summary>Decode steps and the rows they served, since the engine opened (benchmarks: the average batch).</summary>
+    public (long Steps, long Rows) Decoded { get; private set; }
 
     /// <summary>The most rows that ran together in one step (tests and benchmarks).</summary>
     public int PeakRows { get; private set; }
@@ -243,6 +247,7 @@ internal sealed class GenerationScheduler : IDisposable
                 }
                 _inLoop.Clear();
                 _stepsBefore += loop.Steps;
+                _decodedBefore = (_decodedBefore.Steps + loop.DecodeSteps, _decodedBefore.Rows + loop.DecodedRows);
                 loop.Dispose();
                 _loop = null;
                 outcome = StepOutcome.Progress;
@@ -255,6 +260,7 @@ internal sealed class GenerationScheduler : IDisposable
             if (_loop is { } live)
             {
                 Steps = _stepsBefore + live.Steps;
+                Decoded = (_decodedBefore.Steps + live.DecodeSteps, _decodedBefore.Rows + live.DecodedRows);
                 PeakRows = Math.Max(PeakRows, live.ActiveRows);
             }
             EndRequests();

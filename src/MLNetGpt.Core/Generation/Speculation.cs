@@ -27,8 +27,9 @@ internal sealed class Speculator
     private readonly List<int> _start = [];
     private readonly List<int> _available = [];
 
-    public Speculator(DecoderBackend backend, StepCostModel costs, DraftModel? draft, SpeculationCounters counters, int? forcedProposals = null)
+    public Speculator(DecoderBackend backend, StepCostModel costs, DraftModel? draft, SpeculationCounters counters, Func<bool> exact, int? forcedProposals = null)
     {
+        _exact = exact;
         _backend = backend;
         _costs = costs;
         _draft = draft;
@@ -37,6 +38,15 @@ internal sealed class Speculator
     }
 
     private readonly int? _forced;
+    private readonly Func<bool> _exact;
+    private int _declined;
+    private int _probeInterval = ProbeInterval;
+
+    /// <summary>Steps that could have speculated but were expected not to pay, before the first probe.</summary>
+    public const int ProbeInterval = 16;
+
+    /// <summary>Proposals of a probe.</summary>
+    public const int ProbeProposals = 2;
 
     /// <summary>What speculation did, summed over the engine's loops (tests and benchmarks).</summary>
     public SpeculationCounters Counters { get; }
@@ -58,6 +68,8 @@ internal sealed class Speculator
     {
         int batch = rows.Count;
         if (batch == 0 || batch > MaxRows || (_backend.Graph.PrefillRowByRow && batch > 1)) return null;
+        // Checked once per model, the first time a row could speculate.
+        if (!_exact()) return null;
         _start.Clear();
         _available.Clear();
         int most = 0;
@@ -76,7 +88,7 @@ internal sealed class Speculator
                 {
                     available = PromptLookup.Find(row.Tokens, Math.Min(room, row.Settings.PromptLookupNumTokens), out start);
                 }
-                if (available > 0) (row.Speculation ??= new SpeculationState()).Decay();
+                if (available > 0) (row.Speculation ??= new SpeculationState(_costs.AcceptancePrior(_draft is not null))).Decay();
             }
             _available.Add(available);
             _start.Add(start);
@@ -86,6 +98,23 @@ internal sealed class Speculator
 
         // The step length with the most expected tokens per unit of time; 1 is a plain step.
         int bestLength = _forced is int forced ? Math.Min(forced, most) + 1 : BestLength(rows, batch, most);
+        if (_forced is null)
+        {
+            // A short probe now and then keeps the estimates alive: without one, a pessimistic start would never
+            // measure what a longer step costs or how often proposals are accepted.
+            // Probes that change no decision come ever more rarely (16, 32, ... 256 declined steps apart).
+            if (bestLength > 1)
+            {
+                _declined = 0;
+                _probeInterval = ProbeInterval;
+            }
+            else if (++_declined >= _probeInterval)
+            {
+                _declined = 0;
+                _probeInterval = Math.Min(2 * _probeInterval, 16 * ProbeInterval);
+                bestLength = Math.Min(ProbeProposals, most) + 1;
+            }
+        }
         if (bestLength == 1) return null;
 
         var proposals = new int[batch][];
@@ -158,7 +187,9 @@ internal sealed class Speculator
         if (proposed == 0) return;
         Counters.Add(proposed, accepted);
         // Proposals are tried in order until the first rejection.
-        row.Speculation!.Observe(accepted + (accepted < proposed ? 1 : 0), accepted);
+        int tried = accepted + (accepted < proposed ? 1 : 0);
+        row.Speculation!.Observe(tried, accepted);
+        _costs.ObserveAcceptance(_draft is not null, tried, accepted);
         _draft?.Settle(row, proposed, accepted);
     }
 
@@ -194,17 +225,17 @@ internal sealed class SpeculationCounters
 internal sealed record SpeculationPlan(int[][] Proposals, int Length);
 
 /// <summary>
-/// A row's speculation record: how often its proposals were accepted (decayed counts, drifting back to a prior of
-/// one in two while the row does not speculate, so a row that stopped speculating tries again later), and the
-/// draft model's cache for the row.
+/// A row's speculation record: how often its proposals were accepted (decayed counts, drifting back to the engine's
+/// recent acceptance rate while the row does not speculate), and the draft model's cache for the row.
 /// </summary>
-internal sealed class SpeculationState : IDisposable
+internal sealed class SpeculationState(double priorRate) : IDisposable
 {
-    private const double PriorTried = 2, PriorAccepted = 1, Forget = 0.95;
+    private const double PriorTried = 2, Forget = 0.95;
+    private readonly double _priorAccepted = PriorTried * priorRate;
     private double _tried, _accepted;
 
     /// <summary>The estimated chance that a proposal is accepted, given the ones before it were.</summary>
-    public double AcceptanceRate => (PriorAccepted + _accepted) / (PriorTried + _tried);
+    public double AcceptanceRate => (_priorAccepted + _accepted) / (PriorTried + _tried);
 
     /// <summary>The draft model's state for this row (null without a draft model, or before its first proposal).</summary>
     public DraftRow? Draft { get; set; }
@@ -278,6 +309,7 @@ internal sealed class StepCostModel
     private readonly object _gate = new();
     private double _s0, _s1, _s2, _t0, _t1;
     private double _draftPass = double.NaN;
+    private (double Tried, double Accepted) _lookupAcceptance, _draftAcceptance;
 
     /// <summary>Records a step of <paramref name="tokens"/> tokens that took <paramref name="milliseconds"/>.</summary>
     public void Add(int tokens, double milliseconds)
@@ -306,6 +338,31 @@ internal sealed class StepCostModel
         get
         {
             lock (_gate) return _draftPass;
+        }
+    }
+
+    /// <summary>
+    /// The acceptance rate recent rows saw (decayed over proposals), which a new row starts from: one in two before
+    /// anything was proposed. Kept apart for prompt lookup and for the draft model.
+    /// </summary>
+    public double AcceptancePrior(bool draft)
+    {
+        lock (_gate)
+        {
+            var (tried, accepted) = draft ? _draftAcceptance : _lookupAcceptance;
+            return (1 + accepted) / (2 + tried);
+        }
+    }
+
+    /// <summary>Records what verification kept of one row's proposals.</summary>
+    public void ObserveAcceptance(bool draft, int tried, int accepted)
+    {
+        lock (_gate)
+        {
+            var (t, a) = draft ? _draftAcceptance : _lookupAcceptance;
+            var next = (t * 0.98 + tried, a * 0.98 + accepted);
+            if (draft) _draftAcceptance = next;
+            else _lookupAcceptance = next;
         }
     }
 
@@ -344,5 +401,71 @@ internal sealed class StepCostModel
             slope = (meanTime - intercept) / meanTokens;
         }
         return intercept + slope * tokens;
+    }
+}
+
+/// <summary>
+/// Whether a verification pass computes each position as a one-token step does on this model: feeds the same 4 tokens
+/// after a 6-token prefix once in one pass and once one at a time, and compares the logits. Float32 kernels differ by
+/// rounding only (2e-7 to 5e-7 of a position's logit range on every fixture, the default model and GPT-2 small);
+/// ONNX Runtime's MatMulNBits with int8 dot products (GptQuantizer's accuracy level 4) quantizes activations so that
+/// one row and several differ by about 1e-2 (8e-3 on GPT-2 small in int4 and int8; batching changes seeded results
+/// there too). Beyond <see cref="Tolerance"/> a proposal could be accepted where plain decoding would choose another
+/// token, so speculation stays off on such a model.
+/// </summary>
+internal static class SpeculationProbe
+{
+    public static bool IsExact(DecoderBackend backend, GptModelInfo info) => Difference(backend, info) <= Tolerance;
+
+    /// <summary>The largest difference allowed, relative to the range of a position's logits: float32 rounding of differently shaped products.</summary>
+    public const double Tolerance = 1e-5;
+
+    /// <summary>The largest difference between a verification pass's logits and one-token steps', relative to the logits' range at that position.</summary>
+    public static double Difference(DecoderBackend backend, GptModelInfo info)
+    {
+        int usable = Math.Min(info.TokenizerIdCount ?? info.VocabularySize, info.VocabularySize);
+        var ids = Enumerable.Range(0, 10).Select(i => (int)((i * 7919L + 17) % usable)).ToArray();
+        using var runOptions = new Microsoft.ML.OnnxRuntime.RunOptions();
+        var headMask = new ColumnMask(32, backend.Graph.Padding);
+        var (first, head) = StepRunner.Extend(backend, runOptions, backend.EmptyCache(1), [headMask], [ids[..6]], [0], info.PadTokenId,
+            lastLogitsOnly: true, CancellationToken.None, out _);
+        first.Dispose();
+        IKvCache? together = null, apart = null;
+        LogitsBuffer? all = null;
+        double worst = 0;
+        try
+        {
+            var mask = headMask.Clone();
+            (all, together) = StepRunner.Extend(backend, runOptions, backend.KeepRows(head, [0], head.Width), [mask], [ids[6..]], [6], info.PadTokenId,
+                lastLogitsOnly: false, CancellationToken.None, out _);
+            var expected = new float[info.VocabularySize];
+            var actual = new float[info.VocabularySize];
+            mask = headMask.Clone();
+            apart = backend.KeepRows(head, [0], head.Width);
+            for (int i = 0; i < 4; i++)
+            {
+                var (one, next) = StepRunner.Extend(backend, runOptions, apart, [mask], [ids[(6 + i)..(7 + i)]], [6 + i], info.PadTokenId,
+                    lastLogitsOnly: true, CancellationToken.None, out _);
+                apart = next;
+                using (one) one.Read(0, one.Length - 1, expected);
+                all.Read(0, all.Length - 4 + i, actual);
+                float low = float.PositiveInfinity, high = float.NegativeInfinity, largest = 0;
+                for (int v = 0; v < usable; v++)
+                {
+                    low = Math.Min(low, expected[v]);
+                    high = Math.Max(high, expected[v]);
+                    largest = Math.Max(largest, Math.Abs(expected[v] - actual[v]));
+                }
+                worst = Math.Max(worst, largest / Math.Max(high - low, 1e-20));
+            }
+            return worst;
+        }
+        finally
+        {
+            all?.Dispose();
+            together?.Dispose();
+            apart?.Dispose();
+            head.Dispose();
+        }
     }
 }

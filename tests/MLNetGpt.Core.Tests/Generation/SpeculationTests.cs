@@ -185,6 +185,26 @@ public sealed class SpeculationTests
     }
 
     [Fact]
+    public void Speculation_stays_off_with_a_note_where_a_verification_pass_rounds_differently_from_one_token_steps()
+    {
+        // MatMulNBits with int8 dot products (accuracy level 4) rounds one row differently from several.
+        string quantized = Path.Combine(Fixtures.TempFolder("speculation-int4"), "model");
+        GptQuantizer.Quantize(Fixtures.Folder("tiny-gpt2-a"), quantized, new QuantizationOptions { Bits = 4, AccuracyLevel = 4 });
+        var log = new List<string>();
+        using var model = GptModel.Open(quantized, new GptModelOptions { Log = log.Add });
+        model.Engine.ForcedProposals = 4;
+        var plain = model.Generate(Prompts, Options(true, 0), 1);
+        var lookup = model.Generate(Prompts, Options(true, 10), 1);
+        Assert.Equal(plain.Select(r => r.TokenIds), lookup.Select(r => r.TokenIds));
+        Assert.False(model.Engine.SpeculationExact);
+        Assert.Equal(0, model.Engine.SpeculationCounters.Proposed);
+        Assert.Contains(log, line => line.Contains("Speculative decoding is off") && line.Contains("model"));
+
+        using var fp32 = GptModel.Open(Fixtures.Folder("tiny-gpt2-a"));
+        Assert.True(fp32.Engine.SpeculationExact);
+    }
+
+    [Fact]
     public void Prompt_lookup_proposes_what_followed_the_most_recent_match_of_the_longest_suffix()
     {
         // The 3-token suffix 7 8 9 occurred at 1..3 (followed by 4 5) and, more recently, at 6..8 (followed by 1 2).

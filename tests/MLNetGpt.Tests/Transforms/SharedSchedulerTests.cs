@@ -72,6 +72,28 @@ public sealed class SharedSchedulerTests
     }
 
     [Fact]
+    public void A_stage_with_a_draft_model_gives_the_same_rows_and_a_saved_pipeline_keeps_the_draft_folder()
+    {
+        var folder = Fixtures.CopyOf("tiny-gpt2-a");
+        var ml = new MLContext(seed: 3);
+        var data = ml.Data.LoadFromEnumerable(Rows(10));
+        var plain = ml.Transforms.Text.GenerateText(Options(folder)).Fit(data);
+        var options = Options(folder);
+        options.DraftModelFolder = Fixtures.Folder("tiny-gpt2-a-pair");
+        var drafted = FitSaveAndLoad(ml, data, options, Fixtures.TempFolder("draft-stage"));
+        var stage = Stage(drafted);
+        Assert.Equal(Path.GetFullPath(Fixtures.Folder("tiny-gpt2-a-pair")), stage.DraftModelFolder);
+        Assert.NotNull(stage.Model.Engine.Draft);
+        stage.Model.Engine.ForcedProposals = 3;
+        var expected = ml.Data.CreateEnumerable<CompletionRow>(plain.Transform(data), reuseRowObject: false).Select(r => r.Completion).ToList();
+        var actual = ml.Data.CreateEnumerable<CompletionRow>(drafted.Transform(data), reuseRowObject: false).Select(r => r.Completion).ToList();
+        Assert.Equal(expected, actual);
+        Assert.True(stage.Model.Engine.SpeculationCounters.Accepted > 0);
+        plain.Dispose();
+        (drafted as IDisposable)?.Dispose();
+    }
+
+    [Fact]
     public void Cursors_of_one_stage_on_several_threads_fill_one_batch_beyond_each_cursors_batch_size()
     {
         var folder = Fixtures.CopyOf("tiny-gpt2-a");
