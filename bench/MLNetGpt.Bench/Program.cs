@@ -80,7 +80,7 @@ switch (mode)
         return 0;
     }
     case "probe":
-        ProbeTmp.Run(args[1]);
+        SpeculationProbeReport.Run(args[1]);
         return 0;
     case "gpu":
         return GpuCheck.Run(args[1..]);

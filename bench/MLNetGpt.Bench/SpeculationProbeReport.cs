@@ -1,5 +1,9 @@
 namespace MLNetGpt.Bench;
-internal static class ProbeTmp
+/// <summary>
+/// `probe FOLDER[,FOLDER...]`: how far a verification pass's logits are from one-token steps' on each model (relative to
+/// a position's logit range), the figure that decides whether speculation is exact there.
+/// </summary>
+internal static class SpeculationProbeReport
 {
     public static void Run(string folder)
     {
