@@ -4,6 +4,9 @@
 embeddings, fp32 (~500 MB). Its speed is what a real GPT-2 small's would be; its text is noise.
 
     /usr/bin/python3 tools/make_bench_model.py artifacts/models/gpt2-small-random [--layers 12 --width 768 --heads 12]
+
+--keep-layers N writes the same model cut after its first N blocks (the final norm and the tied embedding kept):
+an early exit of the full model, which the speculation benchmark uses as its draft model.
 """
 import argparse
 import os
@@ -25,13 +28,19 @@ def main():
     # tensors once, so with the plain GPT-2 start every bias of the file is one shared initializer. Training
     # benchmarks need each block's own (tools/bench_training_torch.py loads the file by parameter name).
     p.add_argument("--vector-std", type=float, default=0.0)
+    p.add_argument("--keep-layers", type=int, default=None)
     args = p.parse_args()
     torch.set_num_threads(2)
     config = gptkit.GPTConfig(args.layers, args.heads, args.width, args.positions, kept_ids=None)
     model = gptkit.GPT(config)
     model.init_weights(std=0.02, seed=1, vector_std=args.vector_std)
+    if args.keep_layers is not None:
+        # The same weights, the blocks after the first N dropped.
+        model.blocks = model.blocks[:args.keep_layers]
+        model.config.n_layer = args.keep_layers
     name = os.path.basename(os.path.normpath(args.out))
-    card = (f"# {name}\n\nRandom weights in GPT-2 small's shape ({args.layers} layers, {args.heads} heads, width {args.width}, "
+    kept = "" if args.keep_layers is None else f" cut after its first {args.keep_layers} blocks,"
+    card = (f"# {name}\n\nRandom weights in GPT-2 small's shape{kept} ({args.layers} layers, {args.heads} heads, width {args.width}, "
             f"{args.positions} positions, 50,257 ids), made by tools/make_bench_model.py for speed measurements only.\n")
     gptkit.write_model_folder(model.eval(), args.out, name=name, fp16_weights=False, card=card,
                               generation={"do_sample": False, "max_new_tokens": 32}, logits_to_keep=True)

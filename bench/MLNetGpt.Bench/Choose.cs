@@ -43,9 +43,9 @@ internal static class Choose
         Time("copy + top-k", () => { logits.CopyTo(work, 0); LogitsProcessors.ApplyTopK(work, settings.TopK, scratch); });
         Time("copy + top-k + top-p", () => { logits.CopyTo(work, 0); LogitsProcessors.ApplyTopK(work, settings.TopK, scratch); LogitsProcessors.ApplyTopP(work, settings.TopP, ref order, ref keys); });
         Time("copy + top-k + top-p + sample", () => { logits.CopyTo(work, 0); LogitsProcessors.ApplyTopK(work, settings.TopK, scratch); LogitsProcessors.ApplyTopP(work, settings.TopP, ref order, ref keys); LogitsProcessors.Sample(work, 0.5); });
-        var chooser = new TokenChooser(settings, logits.Length);
+        var chooser = new TokenChooser(logits.Length);
         var history = prepared.Ids.ToArray();
         var random = new SequenceRandom(1);
-        Time("TokenChooser.Choose (all controls)", () => { logits.CopyTo(work, 0); chooser.Choose(work, history, 1, random); });
+        Time("TokenChooser.Choose (all controls)", () => { logits.CopyTo(work, 0); chooser.Choose(settings, work, history, 1, random); });
     }
 }

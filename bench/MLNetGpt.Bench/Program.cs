@@ -23,6 +23,8 @@ using MLNetGpt.Bench;
 //            (training tokens/s of the training graph against torch 1.13, interleaved; see TrainingBench.cs)
 //   training-one MODEL_FOLDER full|lora THREADS STEPS   (one training measurement of the training graph)
 //   training-profile MODEL_FOLDER full|lora THREADS [RUNS]   (ONNX Runtime's profiler over the training graph: time per operator)
+//   concurrency MODEL ROUNDS THREADS   (1, 4, 8, 16 callers through Generate and GptChatClient against one by one and static batches of 8; streaming against Generate)
+//   speculation ROUNDS THREADS NAME=FOLDER[,DRAFT] ...   (prompt lookup and a draft model against plain decoding at batch 1, per task, greedy and seeded)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 string mode = args.Length > 0 ? args[0] : "all";
@@ -68,6 +70,23 @@ switch (mode)
     case "settings":
         Settings.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]), int.Parse(args[6]));
         return 0;
+    case "concurrency":
+        Console.WriteLine(JsonSerializer.Serialize(Concurrency.Measure(args[1], int.Parse(args[2]), int.Parse(args[3]))));
+        return 0;
+    case "speculation":
+    {
+        var models = args[3..].Select(a =>
+        {
+            var (name, rest) = (a[..a.IndexOf('=')], a[(a.IndexOf('=') + 1)..]);
+            var parts = rest.Split(',');
+            return (name, parts[0], parts.Length > 1 ? parts[1] : (string?)null);
+        }).ToList();
+        Console.WriteLine(JsonSerializer.Serialize(SpeculationBench.Measure(models, int.Parse(args[1]), int.Parse(args[2]))));
+        return 0;
+    }
+    case "probe":
+        SpeculationProbeReport.Run(args[1]);
+        return 0;
     case "gpu":
         return GpuCheck.Run(args[1..]);
     case "encode":
@@ -106,6 +125,6 @@ switch (mode)
     case "all":
         return Report.Run(args[1..]);
     default:
-        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, training, training-one, training-profile, choose, encode or micro");
+        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, concurrency, speculation, probe, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, training, training-one, training-profile, choose, encode or micro");
         return 1;
 }

@@ -42,7 +42,7 @@ internal static class Report
     // f16 is made (q8_0 and q4_0 are quantized from it) but not timed: it adds minutes to the run and no comparison.
     private static readonly string[] LlamaSubjects = ["llama-f32", "llama-q8_0", "llama-q4_0"];
     private static readonly string[] NoSpinSubjects = ["engine-nospin", "engine-int4-nospin", "llama-f32-nospin", "llama-q4_0-nospin"];
-    private static readonly string[] Sections = ["throughput", "bandwidth", "perplexity", "ids", "prefix", "constraints", "continuous", "encode"];
+    private static readonly string[] Sections = ["throughput", "bandwidth", "perplexity", "ids", "prefix", "constraints", "continuous", "concurrency", "speculation", "encode"];
 
     private sealed record ModelSpec(string Name, string Folder, string Description)
     {
@@ -76,6 +76,8 @@ internal static class Report
         public Continuous.Result? Continuous { get; set; }
         public ConstraintCost.Result? Constraints { get; set; }
         public List<EncodeBench.Row>? Encode { get; set; }
+        public Concurrency.Result? Concurrency { get; set; }
+        public SpeculationBench.Result? Speculation { get; set; }
     }
 
     private static Options? Parse(string[] args)
@@ -193,12 +195,39 @@ internal static class Report
         List<EncodeBench.Row>? encode = null;
         if (options.Sections.Contains("encode"))
             encode = Child<List<EncodeBench.Row>>("tokenizer.json encode throughput against Hugging Face's tokenizers", [self, "encode", quick ? "1" : "3", quick ? "2" : "10"], out _);
+
+        Concurrency.Result? concurrency = null;
+        if (options.Sections.Contains("concurrency") && defaultModel is not null)
+        {
+            concurrency = Child<Concurrency.Result>("many callers through the shared scheduler", [self, "concurrency", defaultModel.Folder, quick ? "2" : "3", threadsText], out _);
+        }
+
+        SpeculationBench.Result? speculation = null;
+        if (options.Sections.Contains("speculation"))
+        {
+            var subjects = new List<string>();
+            if (defaultModel is not null) subjects.Add($"default={defaultModel.Folder}");
+            if (small is not null)
+            {
+                // The draft: the same model cut after its first 2 of 12 blocks (an early exit of the target).
+                string draft = small.Folder + "-first2";
+                if (!File.Exists(Path.Combine(draft, "model.onnx")))
+                {
+                    Console.Error.WriteLine("bench: making the draft model, GPT-2-small-shaped cut after 2 blocks (tools/make_bench_model.py --keep-layers 2)...");
+                    Exec("/usr/bin/python3", [Path.Combine(root, "tools", "make_bench_model.py"), draft, "--keep-layers", "2"], out _);
+                }
+                string int4 = Precisions.Quantized(root, small.Folder, 4);
+                subjects.Add(File.Exists(Path.Combine(draft, "model.onnx")) ? $"gpt2-small fp32={small.Folder},{draft}" : $"gpt2-small fp32={small.Folder}");
+                subjects.Add($"gpt2-small int4={int4}");
+            }
+            speculation = Child<SpeculationBench.Result>("speculative decoding at batch 1", [self, "speculation", quick ? "1" : "2", threadsText, .. subjects], out _);
+        }
         Probe();
 
         var run = new RunRecord
         {
             Args = args, Date = DateTime.UtcNow, Minutes = started.Elapsed.TotalMinutes, Rows = rows, Bandwidth = bandwidth, Perplexity = perplexity,
-            Ids = ids, Prefix = prefix, Continuous = continuous, Constraints = constraints, Encode = encode,
+            Ids = ids, Prefix = prefix, Continuous = continuous, Constraints = constraints, Concurrency = concurrency, Speculation = speculation, Encode = encode,
         };
         Write(output, Markdown(models, run, options), Chart(models, rows), run);
         return 0;
@@ -625,16 +654,18 @@ internal static class Report
             md.AppendLine($"Outputs identical in every mode and run: **{(continuous.IdenticalOutputs ? "yes" : "NO")}**.");
             md.AppendLine();
         }
+        if (run.Concurrency is not null) ServingSections.Concurrency(md, run.Concurrency);
+        if (run.Speculation is not null) ServingSections.Speculation(md, run.Speculation);
         if (run.Encode is { Count: > 0 } encodeRows) EncodeBench.Section(md, encodeRows);
         md.AppendLine("![tokens/s against batch size, and by precision](benchmarks.svg)");
         md.AppendLine();
         md.AppendLine("Reproduce: `dotnet run -c Release --project bench/MLNetGpt.Bench -- all`. Options: `--quick` (batches 1 and 8, one run per process), `--models default|gpt2-small`,");
         md.AppendLine("`--subjects engine,llama` (keys, or a key standing for itself and its variants: pipeline, engine, plain, genai, engine-int8, engine-int4 (with engine-int4-b128), genai-int8, genai-int4,");
         md.AppendLine("llama-f32, llama-q8_0, llama-q4_0, and the -nospin variants of engine, engine-int4, llama-f32, llama-q4_0),");
-        md.AppendLine("`--sections throughput,bandwidth,perplexity,ids,prefix,constraints,continuous,encode`, `--batches 1,8`, `--runs N`, `--rounds N`, `--timeout SECONDS` (per process); a filtered run writes artifacts/benchmarks-partial.md unless `--out` says otherwise.");
+        md.AppendLine("`--sections throughput,bandwidth,perplexity,ids,prefix,constraints,continuous,concurrency,speculation,encode`, `--batches 1,8`, `--runs N`, `--rounds N`, `--timeout SECONDS` (per process); a filtered run writes artifacts/benchmarks-partial.md unless `--out` says otherwise.");
         md.AppendLine("The measurements are kept in artifacts/benchmarks-run.json; `all --from artifacts/benchmarks-run.json` renders the report from them again.");
         md.AppendLine("The GPT-2-small-shaped model, its int8/int4 copies and its GGUF files are made on first use into artifacts/ (tools/make_bench_model.py and tools/make_gguf.py need Debian's python3-torch, python3-onnx and python3-numpy).");
-        md.AppendLine("Other modes: `encode ROUNDS MEGABYTES`, `bandwidth THREADS REPS`, `prefix MODEL ROWS BATCH RUNS THREADS`, `constraints MODEL BATCH RUNS THREADS`, `profile MODEL BATCH PROMPT_TOKENS STEPS THREADS`, `micro` (BenchmarkDotNet, decoding controls).");
+        md.AppendLine("Other modes: `encode ROUNDS MEGABYTES`, `bandwidth THREADS REPS`, `prefix MODEL ROWS BATCH RUNS THREADS`, `concurrency MODEL ROUNDS THREADS`, `speculation ROUNDS THREADS NAME=FOLDER[,DRAFT]...`, `constraints MODEL BATCH RUNS THREADS`, `profile MODEL BATCH PROMPT_TOKENS STEPS THREADS`, `micro` (BenchmarkDotNet, decoding controls).");
         return md.ToString();
     }
 

@@ -31,6 +31,12 @@ public sealed class ChatTemplate
         _limits = limits ?? TemplateLimits.Default;
     }
 
+    /// <summary>
+    /// A template with the default render budget, for callers outside this assembly (the ML.NET stages): their calls
+    /// must not name a template-engine type, so that they depend on MLNetGpt.Core alone.
+    /// </summary>
+    internal static ChatTemplate WithDefaultLimits(ChatTemplateEntry entry, ChatTemplateFiles files) => new(entry, files);
+
     /// <summary>The template's name: <c>default</c> for a folder's only or default template, else the name the folder gives it.</summary>
     public string Name => _entry.Name;
 

@@ -48,6 +48,9 @@ internal static class GenerationControls
         /// <summary>Whether giving the control on the command line turns sampling on (a sampling warper means nothing under greedy decoding).</summary>
         public bool ImpliesSampling { get; init; }
 
+        /// <summary>Whether the control can change a result (false for speed-only controls: a batch job's identity leaves them out, so a resume may change them).</summary>
+        public bool ChangesResults { get; init; } = true;
+
         /// <summary>The CLR type of the value: int, float, bool, a list of ints or strings, or another type.</summary>
         public required Type ValueType { get; init; }
 
@@ -101,12 +104,17 @@ internal static class GenerationControls
             (w, v) => w.WriteStringValue(OverflowName((PromptOverflow)v)), InGenerationConfig: false)
             { ValueType = typeof(PromptOverflow), LibraryDefault = PromptOverflow.TruncateLeft },
         Bool("include_eos_token", o => o.IncludeEosToken, (o, v) => o.IncludeEosToken = v, config: false) with { LibraryDefault = false },
-        Bool("prefix_caching", o => o.PrefixCaching, (o, v) => o.PrefixCaching = v, config: false) with { LibraryDefault = true },
+        Bool("prefix_caching", o => o.PrefixCaching, (o, v) => o.PrefixCaching = v, config: false) with { LibraryDefault = true, ChangesResults = false },
         // transformers' text-generation pipeline decodes completions with both.
         Bool("skip_special_tokens", o => o.SkipSpecialTokens, (o, v) => o.SkipSpecialTokens = v, config: false) with
             { LibraryDefault = true, Flag = "--keep-special-tokens", SwitchValue = false,
               Help = "Keep special tokens (such as <think> or <|eot_id|>) in the completion's text; by default they are left out, as transformers' text-generation pipeline does" },
         Bool("clean_up_tokenization_spaces", o => o.CleanUpTokenizationSpaces, (o, v) => o.CleanUpTokenizationSpaces = v, config: false) with { LibraryDefault = true },
+        Int("prompt_lookup_num_tokens", o => o.PromptLookupNumTokens, (o, v) => o.PromptLookupNumTokens = v, config: true) with
+        {
+            LibraryDefault = 0, Flag = "--prompt-lookup-num-tokens", ChangesResults = false,
+            Help = "Speculative decoding by prompt lookup: most tokens proposed per step, 0-10 (0 = off; outputs are identical either way)",
+        },
         // vLLM's names inside: {"guided_choice": [...]}, {"guided_regex": "..."} or {"guided_json": {...}}. The command
         // line offers it through its own flags (--choices, --regex, --json-schema).
         new("constraint", o => o.Constraint, (o, v) => o.Constraint = (OutputConstraint?)v,

@@ -14,7 +14,7 @@ namespace MLNetGpt;
 /// <see cref="ToJson"/> and <see cref="FromJson"/> write and read the set options as a JSON object
 /// with Hugging Face's names (<c>max_new_tokens</c>, <c>do_sample</c>, <c>top_p</c>, ...; MLNetGpt's own
 /// options use the same style: <c>seed</c>, <c>return_log_probabilities</c>, <c>prompt_overflow</c>,
-/// <c>include_eos_token</c>, <c>prefix_caching</c>). A missing key means "unset".
+/// <c>include_eos_token</c>, <c>prefix_caching</c>, <c>prompt_lookup_num_tokens</c>). A missing key means "unset".
 /// </para>
 /// </remarks>
 public sealed class GenerationOptions
@@ -32,6 +32,7 @@ public sealed class GenerationOptions
     private int? _minTokensToKeep;
     private IReadOnlyList<int>? _eosTokenIds;
     private IReadOnlyList<string>? _stopStrings;
+    private int? _promptLookupNumTokens;
 
     /// <summary>The most tokens to generate per prompt (&gt; 0). Default: the model's, else 20.</summary>
     public int? MaxNewTokens
@@ -222,6 +223,25 @@ public sealed class GenerationOptions
     /// text-generation pipeline returns completions.
     /// </summary>
     public bool? CleanUpTokenizationSpaces { get; set; }
+
+    /// <summary>
+    /// Prompt-lookup speculative decoding (Hugging Face's <c>prompt_lookup_num_tokens</c>): the most tokens (0 to 10)
+    /// proposed per step by matching the last 1 to 3 tokens against the prompt and the output so far; one forward
+    /// pass verifies them. A proposal is kept only where it equals the token that decoding chooses anyway, so greedy
+    /// and seeded results are the same with or without it; only speed differs. The engine adapts the number
+    /// proposed to the measured acceptance and to what a longer step costs on this model, and proposes nothing
+    /// where that does not pay; it applies to batches of up to 4 rows on the CPU. 0 turns it off.
+    /// Default: see docs/serving.md.
+    /// </summary>
+    public int? PromptLookupNumTokens
+    {
+        get => _promptLookupNumTokens;
+        set => _promptLookupNumTokens = value is null || (value >= 0 && value <= MaxPromptLookupTokens) ? value
+            : throw new ArgumentOutOfRangeException(nameof(PromptLookupNumTokens), value, $"prompt_lookup_num_tokens must be in [0, {MaxPromptLookupTokens}] (0 turns it off).");
+    }
+
+    /// <summary>The largest <see cref="PromptLookupNumTokens"/>: a verification step feeds at most this many tokens after the last one.</summary>
+    public const int MaxPromptLookupTokens = 10;
 
     /// <summary>Returns a copy whose unset properties are taken from <paramref name="fallback"/>.</summary>
     public GenerationOptions WithDefaults(GenerationOptions? fallback)

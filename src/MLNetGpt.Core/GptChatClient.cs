@@ -11,8 +11,9 @@ namespace MLNetGpt;
 /// back as one assistant message with its text, the tool calls read out of it, the finish reason and token usage.
 /// </summary>
 /// <remarks>
-/// <para>Thread-safe: the client keeps no state between requests, and any number may run at once (they share the
-/// model). It never remembers a conversation: send the whole history with every request.</para>
+/// <para>Thread-safe: the client keeps no state between requests, and any number may run at once: they join the
+/// model's shared batch (see <see cref="GptModel"/>), so concurrent requests cost little more than one. It never
+/// remembers a conversation: send the whole history with every request.</para>
 /// <para><see cref="ChatOptions"/> map onto <see cref="GenerationOptions"/> as docs/chat.md tables them:
 /// <c>Temperature</c>, <c>TopP</c>, <c>TopK</c>, <c>MaxOutputTokens</c> (max_new_tokens), <c>StopSequences</c>
 /// (stop strings), <c>Seed</c>, <c>ResponseFormat</c> (JSON, with or without a schema, as an
@@ -94,8 +95,7 @@ public sealed class GptChatClient : IChatClient
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var request = await PrepareAsync(messages, options, cancellationToken).ConfigureAwait(false);
-        var result = await Task.Run(() => Model.Engine.RunOrdered([request.Prompt], request.Settings, 1, continuous: false, cancellationToken)[0], cancellationToken)
-            .ConfigureAwait(false);
+        var result = await Model.Engine.GenerateAsync(request.Prompt, request.Settings, cancellationToken).ConfigureAwait(false);
         string text = result.Text;
         IReadOnlyList<ParsedToolCall> calls = [];
         if (request.Splitter is { } splitter)

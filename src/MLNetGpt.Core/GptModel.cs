@@ -11,11 +11,14 @@ namespace MLNetGpt;
 /// batched key/value-cache decode loop. Start here for generation and scoring without ML.NET.
 /// </summary>
 /// <remarks>
-/// Thread-safe: any number of <c>Generate</c>/<c>Score</c> calls may run at once on one instance
-/// (each call has its own cache; ONNX Runtime sessions allow concurrent runs). <see cref="Dispose"/>
-/// may be called while calls are still running: new calls then throw
-/// <see cref="ObjectDisposedException"/>, and the native sessions are released when the last
-/// running call returns. Dispose it when done: it holds native sessions and, on CUDA, device memory.
+/// Thread-safe: any number of calls may run at once on one instance. Every <c>Generate</c>,
+/// <c>GenerateTokens</c> and <c>GenerateStreamingAsync</c> call (and every <see cref="GptChatClient"/> request) is a
+/// request to one shared generation loop that batches them (continuous batching; bounds in
+/// <see cref="GptModelOptions"/>, details in docs/serving.md): a seeded or greedy request gives the same tokens alone
+/// or beside others. <c>Score</c> and <c>Classify</c> run their own batches. <see cref="Dispose"/> may be called while
+/// calls are still running: new calls then throw <see cref="ObjectDisposedException"/>, every request already
+/// submitted runs to its end (cancel them with their tokens), and the native sessions are released when the last one
+/// returns. Dispose it when done: it holds native sessions and, on CUDA, device memory.
 /// </remarks>
 /// <example>
 /// <code>
@@ -78,6 +81,7 @@ public sealed class GptModel : IDisposable
             ? (new MissingTokenizer(description.Folder), MissingTokenizer.Source)
             : TokenizerFactory.Create(description.Folder, options);
         var sessions = DecoderSessions.Open(description, options);
+        DraftModel? draft = null;
         try
         {
             int? idCount = sessions.CheckTokenizer(TokenizerVocabulary.IdCount(tokenizer), tokenizerSource, description, options.Write);
@@ -89,14 +93,28 @@ public sealed class GptModel : IDisposable
             DecoderBackend backend = sessions.OnCuda
                 ? new CudaDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph, options.GpuDeviceId!.Value)
                 : new HostDecoderBackend(sessions.Main, sessions.Prefill, sessions.Graph);
-            return new GptModel(new GenerationEngine(backend, info, tokenizer, specialTokens, options.Write), description.ChatTemplates,
-                options.ChatTemplateLimits.ToTemplateLimits());
+            draft = OpenDraft(options, backend, info, tokenizer);
+            return new GptModel(new GenerationEngine(backend, info, tokenizer, specialTokens, options.Write, SchedulerLimits.From(options), options.MaxTokensPerRequest, draft),
+                description.ChatTemplates, options.ChatTemplateLimits.ToTemplateLimits());
         }
         catch
         {
+            draft?.Dispose();
             sessions.Dispose();
             throw;
         }
+    }
+
+    private static DraftModel? OpenDraft(GptModelOptions options, DecoderBackend backend, GptModelInfo info, Tokenizer tokenizer)
+    {
+        if (options.DraftModelFolder is not { } folder) return null;
+        if (!Speculator.Supports(backend))
+        {
+            options.Write($"The draft model '{folder}' is not used: speculative decoding runs on the CPU with key/value caches only, " +
+                $"and '{info.Folder}' runs {(backend.CanEditRows ? "with recurrent states" : "on CUDA")}.");
+            return null;
+        }
+        return DraftModel.Open(folder, options, info, tokenizer);
     }
 
     /// <summary>
@@ -116,18 +134,21 @@ public sealed class GptModel : IDisposable
     /// <exception cref="GptModelException">As for <see cref="DefaultModelFolder"/> and <see cref="Open"/>.</exception>
     public static GptModel OpenDefault(GptModelOptions? options = null) => Open(DefaultModelFolder, options);
 
-    /// <summary>Generates a continuation of one prompt.</summary>
+    /// <summary>Generates a continuation of one prompt, in the model's shared batch beside any other running calls.</summary>
     /// <exception cref="ArgumentException">The prompt is empty and the model has no BOS token, is not valid Unicode, or does not fit the context window under <see cref="PromptOverflow.Error"/>.</exception>
+    /// <exception cref="GptModelException">The model's queue of waiting requests is full (<see cref="GptModelOptions.MaxQueuedRequests"/>).</exception>
     public GenerationResult Generate(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        return Generate([prompt], options, batchSize: 1, cancellationToken)[0];
+        var settings = Engine.Resolve(options);
+        return Engine.Generate(Engine.Prompts.FromText(prompt, 0, settings), settings, cancellationToken);
     }
 
     /// <summary>
-    /// Generates continuations of many prompts, <paramref name="batchSize"/> at a time, and returns
-    /// them in prompt order. A finished prompt's batch slot is given to the next waiting prompt at
-    /// once (continuous batching) where the device allows it.
+    /// Generates continuations of many prompts and returns them in prompt order. At most
+    /// <paramref name="batchSize"/> of them are in the model's shared batch at once (which
+    /// <see cref="GptModelOptions.MaxBatchSize"/> bounds), beside other calls' rows; a finished prompt's slot goes to
+    /// the next waiting prompt at once (continuous batching) where the device allows it.
     /// </summary>
     public IReadOnlyList<GenerationResult> Generate(IEnumerable<string> prompts, GenerationOptions? options = null, int batchSize = 8,
         CancellationToken cancellationToken = default)
@@ -135,7 +156,7 @@ public sealed class GptModel : IDisposable
         ArgumentNullException.ThrowIfNull(prompts);
         var settings = Engine.Resolve(options);
         var prepared = prompts.Select((text, i) => Engine.Prompts.FromText(text, i, settings)).ToList();
-        return Engine.RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
+        return Engine.GenerateMany(prepared, settings, batchSize, cancellationToken);
     }
 
     /// <summary>
@@ -149,7 +170,7 @@ public sealed class GptModel : IDisposable
         ArgumentNullException.ThrowIfNull(prompts);
         var settings = Engine.Resolve(options);
         var prepared = prompts.Select((p, i) => Engine.Prompts.FromText(p.Prompt, i, settings) with { Constraint = p.Constraint }).ToList();
-        return Engine.RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
+        return Engine.GenerateMany(prepared, settings, batchSize, cancellationToken);
     }
 
     /// <summary>Like <see cref="Generate(IEnumerable{string}, GenerationOptions?, int, CancellationToken)"/>, from token ids.</summary>
@@ -159,13 +180,14 @@ public sealed class GptModel : IDisposable
         ArgumentNullException.ThrowIfNull(promptIds);
         var settings = Engine.Resolve(options);
         var prepared = promptIds.Select((ids, i) => Engine.Prompts.FromIds(ids?.ToArray() ?? throw new ArgumentNullException(nameof(promptIds), $"Prompt {i} is null."), i, settings)).ToList();
-        return Engine.RunOrdered(prepared, settings, batchSize, continuous: true, cancellationToken);
+        return Engine.GenerateMany(prepared, settings, batchSize, cancellationToken);
     }
 
     /// <summary>
-    /// Streams the continuation of one prompt as text pieces, as they are generated. A piece never
-    /// ends inside a multi-byte character, and text that might be the start of a stop string is held
-    /// back until it is known not to be.
+    /// Streams the continuation of one prompt as text pieces, each as soon as the step of the model's shared batch
+    /// that produced it ends. A piece never ends inside a multi-byte character, and text that might be the start of a
+    /// stop string is held back until it is known not to be. Stopping early or cancelling takes the row out of the
+    /// batch before the next step.
     /// </summary>
     public async IAsyncEnumerable<string> GenerateStreamingAsync(string prompt, GenerationOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -209,6 +231,6 @@ public sealed class GptModel : IDisposable
     public IReadOnlyList<ScoreResult> Score(IEnumerable<(string Text, string? Prompt)> items, int batchSize = 8, CancellationToken cancellationToken = default) =>
         Engine.Score(items, batchSize, cancellationToken);
 
-    /// <summary>Releases the ONNX Runtime sessions (once every running call has returned).</summary>
+    /// <summary>Refuses new calls; requests already submitted run to their end, then the ONNX Runtime sessions are released.</summary>
     public void Dispose() => Engine.Dispose();
 }

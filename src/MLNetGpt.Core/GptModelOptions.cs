@@ -2,13 +2,17 @@ using Microsoft.ML.Tokenizers;
 
 namespace MLNetGpt;
 
-/// <summary>How to open a model folder: device, threads, tokenizer and logging.</summary>
+/// <summary>How to open a model folder: device, threads, tokenizer, logging, the shared generation loop's bounds and a draft model.</summary>
 /// <remarks>Read once by <see cref="GptModel.Open(string, GptModelOptions?)"/>; later changes do not affect an open model.</remarks>
 public sealed class GptModelOptions
 {
     private int? _gpuDeviceId;
     private int? _intraOpThreads;
     private ChatTemplateLimits _chatTemplateLimits = new();
+    private int _maxBatchSize = 64;
+    private int _maxQueuedRequests = 1024;
+    private int _maxPrefillTokensPerStep = 512;
+    private int? _maxTokensPerRequest;
 
     /// <summary>
     /// The CUDA device to run on, or <see langword="null"/> for the CPU (the default), as
@@ -74,6 +78,68 @@ public sealed class GptModelOptions
         get => _chatTemplateLimits;
         set => _chatTemplateLimits = value ?? throw new ArgumentNullException(nameof(ChatTemplateLimits), "GptModelOptions.ChatTemplateLimits cannot be null; use new ChatTemplateLimits() for the defaults.");
     }
+
+    /// <summary>
+    /// The most rows the model's shared generation loop runs at once (&gt;= 1): every <c>Generate</c>,
+    /// <c>GenerateStreamingAsync</c> and <see cref="GptChatClient"/> call, and the ML.NET stages' cursors, join one
+    /// batch (see docs/serving.md). A batch call's own batch size is the most of its prompts in that batch at once.
+    /// Default 64.
+    /// </summary>
+    public int MaxBatchSize
+    {
+        get => _maxBatchSize;
+        set => _maxBatchSize = value >= 1 ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxBatchSize), value, "The maximum batch size must be 1 or more.");
+    }
+
+    /// <summary>
+    /// The most requests that may wait for a batch slot (&gt;= 1). A request beyond it throws
+    /// <see cref="GptModelException"/> (a server answers "too many requests"), or waits for room when
+    /// <see cref="WaitWhenQueueFull"/> is set. Batch calls always wait. Default 1024.
+    /// </summary>
+    public int MaxQueuedRequests
+    {
+        get => _maxQueuedRequests;
+        set => _maxQueuedRequests = value >= 1 ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxQueuedRequests), value, "The maximum number of queued requests must be 1 or more.");
+    }
+
+    /// <summary>When the queue is full (<see cref="MaxQueuedRequests"/>), wait for room (in arrival order) instead of throwing. Default false.</summary>
+    public bool WaitWhenQueueFull { get; set; }
+
+    /// <summary>
+    /// The most prompt tokens the shared loop prefills in one step (&gt;= 1). Waiting requests are admitted in arrival
+    /// order until the next would exceed it; a longer prompt is prefilled in chunks of this size, and prefill and
+    /// decode steps alternate while rows are decoding, so a long prompt delays the running rows by one chunk at a time.
+    /// Default 512.
+    /// </summary>
+    public int MaxPrefillTokensPerStep
+    {
+        get => _maxPrefillTokensPerStep;
+        set => _maxPrefillTokensPerStep = value >= 1 ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxPrefillTokensPerStep), value, "The prefill budget per step must be 1 or more tokens.");
+    }
+
+    /// <summary>
+    /// The most tokens (prompt and output) one request may hold (&gt;= 2), below the model's context window: a longer
+    /// prompt is cut or refused as <see cref="GenerationOptions.PromptOverflow"/> says, and generation stops there with
+    /// <see cref="FinishReason.Length"/>. <see langword="null"/> (the default): the context window.
+    /// </summary>
+    public int? MaxTokensPerRequest
+    {
+        get => _maxTokensPerRequest;
+        set => _maxTokensPerRequest = value is null || value >= 2 ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxTokensPerRequest), value, "The most tokens per request must be 2 or more.");
+    }
+
+    /// <summary>
+    /// A smaller model folder with the same tokenizer that proposes tokens for speculative decoding (Hugging Face's
+    /// <c>assistant_model</c>), verified by this model in one forward pass per step: results are the same with or
+    /// without it (greedy and seeded), only speed differs. It is opened with these options on the CPU and used for
+    /// batches of up to 4 rows, proposing as many tokens per step as its measured acceptance and cost make worthwhile.
+    /// Ignored, with a note in the log, on CUDA. <see langword="null"/> (the default): none.
+    /// </summary>
+    public string? DraftModelFolder { get; set; }
 
     /// <summary>Receives warnings and notes (execution-provider fallback, prompt truncation). Default: <see cref="System.Diagnostics.Trace"/>.</summary>
     public Action<string>? Log { get; set; }

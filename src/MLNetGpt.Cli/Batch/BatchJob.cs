@@ -67,6 +67,7 @@ internal static class BatchJob
                 FinishReasonColumnName = "__finish",
                 Chat = request.Chat,
                 SystemPrompt = request.SystemPrompt,
+                DraftModelFolder = request.DraftModelFolder,
             }),
             getters =>
             {

@@ -28,6 +28,9 @@ internal sealed record BatchRequest
     public bool Chat { get; init; }
     public string? SystemPrompt { get; init; }
     public string OutputColumn { get; init; } = "completion";
+
+    /// <summary>The draft model folder for speculative decoding (<c>--draft-model</c>); it does not change results.</summary>
+    public string? DraftModelFolder { get; init; }
     public GenerationOptions Generation { get; init; } = new();
 
     /// <summary>With <c>--json-columns</c>: the schema's top-level properties, one added column each.</summary>

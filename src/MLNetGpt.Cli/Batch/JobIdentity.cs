@@ -10,13 +10,15 @@ internal static class JobIdentity
     /// <summary>
     /// Every decoding control of the library's list under its command-line flag, as canonical JSON text (a switch as
     /// "given"), or null when not given: the list decides what identifies a job, so a new control can never be
-    /// changed on a --resume unnoticed. The constraint is recorded by <see cref="AddConstraint"/>.
+    /// changed on a --resume unnoticed. Controls that only change speed (prefix caching, prompt lookup) are left
+    /// out. The constraint is recorded by <see cref="AddConstraint"/>.
     /// </summary>
     internal static void AddDecodingControls(Dictionary<string, string?> options, GenerationOptions generation)
     {
         foreach (var control in GenerationControls.All)
         {
-            if (control.Key == "constraint") continue;
+            // The constraint has its own options; speed-only controls are not part of what the job computes.
+            if (control.Key == "constraint" || !control.ChangesResults) continue;
             string key = control.Flag ?? control.Key;
             options[key] = control.Get(generation) is not { } value ? null
                 : control.SwitchValue is null ? control.Text(value)

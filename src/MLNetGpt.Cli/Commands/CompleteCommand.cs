@@ -17,10 +17,12 @@ internal static class CompleteCommand
         var model = CommandLine.ModelOption();
         var device = CommandLine.DeviceOption();
         var variant = CommandLine.VariantOption();
+        var draft = CommandLine.DraftModelOption();
         var flags = new CommandLine.GenerationFlags();
         command.Add(prompt);
         command.Add(model);
         command.Add(variant);
+        command.Add(draft);
         command.Add(device);
         flags.AddTo(command);
         command.SetAction(p => Program.Guard(() =>
@@ -33,6 +35,7 @@ internal static class CompleteCommand
             {
                 GpuDeviceId = target.GpuDeviceId,
                 Variant = p.GetValue(variant),
+                DraftModelFolder = CommandLine.ReadDraftModel(p, draft),
                 Log = BatchJob.Warn,
             });
             using var cancellation = new CancellationTokenSource();

@@ -72,6 +72,42 @@ internal sealed class ColumnMask
         Width += count;
     }
 
+    /// <summary>
+    /// Turns the last <paramref name="count"/> columns, which must be real, into padding: positions a speculative
+    /// step fed and verification rejected. With right padding the row simply ends earlier.
+    /// </summary>
+    public void Unmark(int count)
+    {
+        if (count <= 0) return;
+        if (count > Real) throw new ArgumentOutOfRangeException(nameof(count), count, $"The row has {Real} real columns.");
+        if (_side == PaddingSide.Left)
+        {
+            var last = _bits.AsSpan(_start + Width - count, count);
+            if (last.Contains((byte)0)) throw new InvalidOperationException($"The last {count} columns are not all real.");
+            last.Clear();
+        }
+        Real -= count;
+    }
+
+    /// <summary>Padding columns at the end of the row (the side new columns are appended to).</summary>
+    public int TrailingPadding
+    {
+        get
+        {
+            if (_side == PaddingSide.Right) return Width - Real;
+            int last = _bits.AsSpan(_start, Width).LastIndexOf((byte)1);
+            return Width - 1 - last;
+        }
+    }
+
+    /// <summary>Removes <paramref name="count"/> trailing padding columns (the batch's cache lost its last columns).</summary>
+    public void TrimEnd(int count)
+    {
+        if (count < 0 || count > TrailingPadding)
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"The row has {TrailingPadding} trailing padding columns.");
+        Width -= count;
+    }
+
     /// <summary>An independent copy (a row's state copied for another row).</summary>
     public ColumnMask Clone()
     {

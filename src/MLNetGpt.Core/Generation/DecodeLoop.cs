@@ -30,15 +30,16 @@ internal enum StepOutcome
 }
 
 /// <summary>
-/// The batch scheduler. Prompts are pulled lazily; up to <c>maxBatchSize</c> run together with one
+/// The batch loop. Prompts are pulled lazily; up to <c>maxBatchSize</c> run together with one
 /// key/value cache. Every row finishes on its own (see <see cref="StopCriteria"/>) and is reported at
 /// once. With <c>continuous</c> batching a finished row's slot is refilled from the waiting prompts at
 /// the next step; otherwise a new batch starts when the current one has drained. Where the backend
 /// can edit cache rows, finished rows leave the batch and the cache is trimmed to the longest
-/// remaining row. Step inputs come from <see cref="BatchInputs"/>, token choice from
-/// <see cref="TokenChooser"/>, text from each row's <see cref="TextStreamer"/>.
+/// remaining row. Each row may bring its own decoding settings, constraint and streaming. Step inputs
+/// come from <see cref="BatchInputs"/>, token choice from <see cref="TokenChooser"/>, text from each
+/// row's <see cref="TextStreamer"/>; small batches may speculate (<see cref="Speculator"/>).
 /// </summary>
-/// <remarks>Not thread-safe: one loop per caller. <see cref="Step"/> lets a cursor drive it row by row.</remarks>
+/// <remarks>Not thread-safe: one loop per caller (<see cref="Abandon"/> included). <see cref="Step"/> lets a cursor or the scheduler drive it.</remarks>
 internal sealed class DecodeLoop : IDisposable
 {
     private readonly DecoderBackend _backend;
@@ -50,13 +51,17 @@ internal sealed class DecodeLoop : IDisposable
     private readonly Action<int, GenerationResult> _onFinished;
     private readonly Action<int, string>? _onText;
     private readonly TokenChooser _chooser;
-    private readonly StopCriteria _stops;
     private readonly float[] _row;
     private readonly List<Sequence> _active = [];
     private readonly RunOptions _runOptions = new();
     private readonly PrefixCache? _prefixes;
+    private readonly HashSet<int> _abandoned = [];
     private IKvCache? _cache;
     private bool _exhausted;
+    private PreparedPrompt? _deferred;
+    private PartialPrefill? _partial;
+    private bool _lastStepPrefilled;
+    private int? _contextLimit;
 
     public DecodeLoop(DecoderBackend backend, Tokenizer tokenizer, GptModelInfo info, DecodingSettings settings, int maxBatchSize,
         bool continuous, Action<int, GenerationResult> onFinished, Action<int, string>? onText = null)
@@ -71,18 +76,40 @@ internal sealed class DecodeLoop : IDisposable
         _continuous = continuous && backend.CanEditRows;
         _onFinished = onFinished;
         _onText = onText;
-        _chooser = new TokenChooser(settings, info.VocabularySize, info.TokenizerIdCount);
-        _stops = new StopCriteria(settings, info.ContextLength);
+        _chooser = new TokenChooser(info.VocabularySize, info.TokenizerIdCount);
         _row = new float[info.VocabularySize];
         // Joining a head's state to each row edits cache rows, which device caches cannot do.
         if (settings.PrefixCaching && backend.CanEditRows) _prefixes = new PrefixCache();
     }
+
+    /// <summary>The most tokens (prompt and output) a row may hold; the model's context window unless the engine limits requests.</summary>
+    public int ContextLimit
+    {
+        get => _contextLimit ?? _info.ContextLength;
+        init => _contextLimit = value;
+    }
+
+    /// <summary>
+    /// The most prompt tokens one step prefills (null: no limit). Admission stops before a prompt that would exceed it
+    /// (the first prompt of a step is always admitted), a longer prompt is prefilled in chunks of this size over several
+    /// steps, and while rows are decoding, prefill and decode steps alternate: long prompts never stall the running rows
+    /// for more than one chunk.
+    /// </summary>
+    public int? MaxPrefillTokens { get; init; }
+
+    /// <summary>Speculative decoding for small batches; null: every decode step feeds one token per row.</summary>
+    public Speculator? Speculator { get; init; }
 
     /// <summary>The prefix cache, when prefix caching is on (tests and benchmarks).</summary>
     public PrefixCache? Prefixes => _prefixes;
 
     /// <summary>Number of forward steps (ONNX Runtime runs) so far; for tests and benchmarks.</summary>
     public int Steps { get; private set; }
+
+    /// <summary>Decode steps (plain or speculative) so far, and the rows they served in all (benchmarks: the batch a decode step ran on average).</summary>
+    public long DecodeSteps { get; private set; }
+
+    public long DecodedRows { get; private set; }
 
     /// <summary>Rows currently in the batch.</summary>
     public int ActiveRows => _active.Count;
@@ -129,25 +156,53 @@ internal sealed class DecodeLoop : IDisposable
         }
     }
 
+    /// <summary>
+    /// Drops the row of prompt <paramref name="index"/> at the next step without reporting it (its caller cancelled):
+    /// from the batch, from a prefill in progress, or when it is admitted later.
+    /// </summary>
+    public void Abandon(int index) => _abandoned.Add(index);
+
     private StepOutcome StepCore(Admit admit, CancellationToken cancellationToken)
     {
-        if (!_exhausted && _active.Count < _maxBatchSize && (_continuous || _active.Count == 0))
+        DropAbandoned();
+        // While rows are decoding, a prefill step is followed by a decode step when the loop caps prefill work.
+        bool decodeFirst = MaxPrefillTokens is not null && _lastStepPrefilled && _active.Exists(s => !s.Done);
+        if (!decodeFirst)
         {
-            var admitted = AdmitWaiting(admit);
-            if (admitted.Count > 0)
+            if (_partial is not null)
             {
-                long started = System.Diagnostics.Stopwatch.GetTimestamp();
-                var (rows, cache) = Prefill(admitted, cancellationToken);
-                StepTimings?.Add((true, admitted.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds));
-                Join(rows, cache);
-                Retire();
+                ContinuePartial(cancellationToken);
+                _lastStepPrefilled = true;
                 return StepOutcome.Progress;
             }
+            if ((!_exhausted || _deferred is not null) && _active.Count < _maxBatchSize && (_continuous || _active.Count == 0))
+            {
+                var admitted = AdmitWaiting(admit);
+                if (admitted.Count > 0)
+                {
+                    long started = System.Diagnostics.Stopwatch.GetTimestamp();
+                    if (MaxPrefillTokens is int cap && admitted.Count == 1 && admitted[0].Ids.Length > cap)
+                    {
+                        StartPartial(admitted[0], cancellationToken);
+                    }
+                    else
+                    {
+                        var (rows, cache) = Prefill(admitted, cancellationToken);
+                        Join(rows, cache);
+                        Retire();
+                    }
+                    StepTimings?.Add((true, admitted.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds));
+                    _lastStepPrefilled = true;
+                    return StepOutcome.Progress;
+                }
+            }
         }
-        if (_active.Count == 0) return _exhausted ? StepOutcome.Done : StepOutcome.Idle;
+        _lastStepPrefilled = false;
+        if (_active.Count == 0) return _exhausted && _deferred is null && _partial is null ? StepOutcome.Done : StepOutcome.Idle;
         if (_active.TrueForAll(s => s.Done))
         {
             // A static batch on a backend that cannot drop rows has drained.
+            foreach (var s in _active) s.Speculation?.Dispose();
             _active.Clear();
             _cache?.Dispose();
             _cache = null;
@@ -155,29 +210,146 @@ internal sealed class DecodeLoop : IDisposable
         }
 
         long stepStarted = System.Diagnostics.Stopwatch.GetTimestamp();
-        var (logits, present) = DecodeStep(cancellationToken);
-        StepTimings?.Add((false, _active.Count, System.Diagnostics.Stopwatch.GetElapsedTime(stepStarted).TotalMilliseconds));
+        var plan = Speculator is { } speculator && _active.Exists(s => !s.Done && speculator.Wanted(s)) ? speculator.Propose(_active, _runOptions, cancellationToken) : null;
+        // The forward pass alone is what the cost model learns (a draft model's passes are timed apart).
+        long forwardStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (plan is not null)
+        {
+            SpeculativeStep(plan, cancellationToken);
+        }
+        else
+        {
+            var (logits, present) = DecodeStep(cancellationToken);
+            _cache!.Dispose();
+            _cache = present;
+            using (logits)
+            {
+                for (int r = 0; r < _active.Count; r++)
+                {
+                    var sequence = _active[r];
+                    if (sequence.Done) continue;
+                    sequence.Cached++;
+                    logits.Read(r, 0, _row);
+                    Advance(sequence);
+                }
+            }
+        }
+        double elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(stepStarted).TotalMilliseconds;
+        StepTimings?.Add((false, _active.Count, elapsed));
+        DecodeSteps++;
+        DecodedRows += _active.Count;
+        if (Speculator is { } costs && (plan is not null || _active.Exists(s => !s.Done && costs.Wanted(s))))
+            costs.Costs.Add(_active.Count * (plan?.Length ?? 1), System.Diagnostics.Stopwatch.GetElapsedTime(forwardStarted).TotalMilliseconds);
+        Retire();
+        return StepOutcome.Progress;
+    }
+
+    /// <summary>
+    /// One verification step: every row feeds its last token and its proposals; at each position the row's token is
+    /// chosen exactly as a plain step would choose it, and the proposals are kept while they equal the chosen tokens.
+    /// The positions of rejected proposals leave the cache (trimmed where every row rejected them, masked otherwise).
+    /// </summary>
+    private void SpeculativeStep(SpeculationPlan plan, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        int batch = _active.Count, length = plan.Length;
+        var masks = new ColumnMask[batch];
+        var tokens = new ReadOnlyMemory<int>[batch];
+        var first = new int[batch];
+        int cached = _cache!.Width;
+        for (int r = 0; r < batch; r++)
+        {
+            var s = _active[r];
+            if (s.Done)
+            {
+                // A finished row kept in a static batch: padding that attends to itself alone, as in a plain step.
+                masks[r] = new ColumnMask(cached + length, _backend.Graph.Padding);
+                masks[r].Append(false, cached);
+                tokens[r] = new[] { _info.PadTokenId };
+                continue;
+            }
+            var proposals = plan.Proposals[r];
+            var feed = new int[1 + proposals.Length];
+            feed[0] = s.Tokens[^1];
+            proposals.CopyTo(feed, 1);
+            masks[r] = s.Mask;
+            tokens[r] = feed;
+            first[r] = s.Cached;
+        }
+        var input = BatchInputs.Extend(masks, tokens, first, length, _info.PadTokenId, logitsToKeep: length);
+        var (logits, present) = _backend.Step(input, _cache!, _runOptions);
+        Steps++;
         _cache!.Dispose();
         _cache = present;
         using (logits)
         {
-            for (int r = 0; r < _active.Count; r++)
+            for (int r = 0; r < batch; r++)
             {
-                var sequence = _active[r];
-                if (sequence.Done) continue;
-                sequence.Cached++;
-                logits.Read(r, 0, _row);
-                Advance(sequence);
+                var s = _active[r];
+                if (s.Done) continue;
+                var proposals = plan.Proposals[r];
+                // Row r's tokens are right-aligned in the step, and so are its logits.
+                int at = logits.Length - (proposals.Length + 1);
+                int accepted = 0;
+                for (int i = 0; i <= proposals.Length; i++)
+                {
+                    logits.Read(r, at + i, _row);
+                    Advance(s);
+                    if (s.Done || i == proposals.Length || s.Tokens[^1] != proposals[i]) break;
+                    accepted++;
+                }
+                s.Cached += accepted + 1;
+                s.Mask.Unmark(proposals.Length - accepted);
+                Speculator!.Settle(s, proposals.Length, accepted);
             }
         }
-        Retire();
-        return StepOutcome.Progress;
+        // Columns that no running row uses any more come off the end of the cache.
+        int trim = int.MaxValue;
+        foreach (var s in _active)
+            if (!s.Done) trim = Math.Min(trim, s.Mask.TrailingPadding);
+        if (trim is > 0 and < int.MaxValue)
+        {
+            var trimmed = _backend.TrimEnd(_cache, trim);
+            _cache.Dispose();
+            _cache = trimmed;
+            foreach (var s in _active)
+                if (!s.Done) s.Mask.TrimEnd(trim);
+        }
+    }
+
+    /// <summary>Removes the rows and waiting prompts whose callers gave up.</summary>
+    private void DropAbandoned()
+    {
+        if (_abandoned.Count == 0) return;
+        if (_partial is { } partial && _abandoned.Remove(partial.Row.Prompt.Index))
+        {
+            partial.Dispose();
+            _partial = null;
+        }
+        if (_deferred is { } deferred && _abandoned.Remove(deferred.Index)) _deferred = null;
+        bool any = false;
+        foreach (var s in _active)
+        {
+            if (!s.Reported && _abandoned.Remove(s.Prompt.Index))
+            {
+                s.Abandoned = true;
+                s.Reported = true;
+                any = true;
+            }
+        }
+        // What is left finished before the cancellation was seen.
+        _abandoned.Clear();
+        if (any) Compact();
     }
 
     public void Dispose()
     {
         _cache?.Dispose();
         _cache = null;
+        foreach (var s in _active) s.Speculation?.Dispose();
+        _active.Clear();
+        _partial?.Dispose();
+        _partial = null;
         _prefixes?.Dispose();
         _runOptions.Dispose();
         Use?.Dispose();
@@ -186,18 +358,88 @@ internal sealed class DecodeLoop : IDisposable
     private List<PreparedPrompt> AdmitWaiting(Admit admit)
     {
         var admitted = new List<PreparedPrompt>();
+        int tokens = 0;
         while (_active.Count + admitted.Count < _maxBatchSize)
         {
-            var kind = admit(out var prompt);
-            if (kind == AdmitKind.Prompt)
+            PreparedPrompt prompt;
+            if (_deferred is { } deferred)
             {
-                admitted.Add(prompt);
-                continue;
+                prompt = deferred;
+                _deferred = null;
             }
-            if (kind == AdmitKind.End) _exhausted = true;
-            break;
+            else
+            {
+                var kind = admit(out prompt);
+                if (kind != AdmitKind.Prompt)
+                {
+                    if (kind == AdmitKind.End) _exhausted = true;
+                    break;
+                }
+            }
+            if (_abandoned.Remove(prompt.Index)) continue;
+            // Within the step's prefill budget (a first prompt always goes; a longer one is chunked), else first next time.
+            if (MaxPrefillTokens is int cap && admitted.Count > 0 && tokens + prompt.Ids.Length > cap)
+            {
+                _deferred = prompt;
+                break;
+            }
+            admitted.Add(prompt);
+            tokens += prompt.Ids.Length;
         }
         return admitted;
+    }
+
+    /// <summary>A long prompt prefilled chunk by chunk over several steps before it joins the batch.</summary>
+    private sealed class PartialPrefill(Sequence row, IKvCache cache, int done) : IDisposable
+    {
+        public Sequence Row { get; } = row;
+        public IKvCache Cache { get; set; } = cache;
+
+        /// <summary>Prompt tokens in <see cref="Cache"/>.</summary>
+        public int Done { get; set; } = done;
+
+        public void Dispose() => Cache.Dispose();
+    }
+
+    private void StartPartial(PreparedPrompt prompt, CancellationToken cancellationToken)
+    {
+        var row = NewSequence(prompt);
+        var head = RowCaches(row) ? HeadFor([prompt], cancellationToken) : null;
+        IKvCache start;
+        int from = 0;
+        if (head is null)
+        {
+            start = _backend.EmptyCache(1);
+        }
+        else
+        {
+            start = _backend.KeepRows(head.State, [0], head.State.Width);
+            from = head.Tokens.Length;
+            row.Mask.Append(true, from);
+            _prefixes!.Served(1);
+        }
+        _partial = new PartialPrefill(row, start, from);
+        ContinuePartial(cancellationToken);
+    }
+
+    /// <summary>Prefills the next chunk of the long prompt in progress; the last chunk chooses its first token and joins it to the batch.</summary>
+    private void ContinuePartial(CancellationToken cancellationToken)
+    {
+        var partial = _partial!;
+        var ids = partial.Row.Prompt.Ids;
+        int length = Math.Min(MaxPrefillTokens!.Value, ids.Length - partial.Done);
+        var (last, cache) = Extend(partial.Cache, [partial.Row.Mask], [ids[partial.Done..(partial.Done + length)]], [partial.Done], cancellationToken);
+        partial.Cache = cache;
+        partial.Done += length;
+        using (last)
+        {
+            if (partial.Done < ids.Length) return;
+            last.Read(0, last.Length - 1, _row);
+            Advance(partial.Row);
+        }
+        _partial = null;
+        Join([partial.Row], partial.Cache);
+        Retire();
     }
 
     /// <summary>Adds newly prefilled rows (and their cache) to the running batch.</summary>
@@ -260,7 +502,8 @@ internal sealed class DecodeLoop : IDisposable
     /// <summary>The stored or newly computed head every prompt of the group starts with, when prefix caching applies.</summary>
     private PrefixCache.Entry? HeadFor(List<PreparedPrompt> prompts, CancellationToken cancellationToken)
     {
-        if (_prefixes is null) return null;
+        // Rows that asked for no prefix caching (their own settings) keep the whole group out of it.
+        if (_prefixes is null || !prompts.TrueForAll(p => SettingsOf(p).PrefixCaching)) return null;
         var ids = prompts.Select(p => p.Ids).ToArray();
         if (_prefixes.Find(ids) is { } stored) return stored;
         if (_prefixes.NewHead(ids) is not { } tokens) return null;
@@ -340,10 +583,15 @@ internal sealed class DecodeLoop : IDisposable
         return result;
     }
 
+    private DecodingSettings SettingsOf(PreparedPrompt prompt) => prompt.Settings ?? _settings;
+
+    private bool RowCaches(Sequence row) => _prefixes is not null && row.Settings.PrefixCaching;
+
     private Sequence NewSequence(PreparedPrompt prompt)
     {
-        var constraint = Compile(prompt.Constraint ?? _settings.Constraint);
-        return new Sequence(prompt, _settings, _tokenizer, _onText is not null, _backend.Graph.Padding)
+        var settings = SettingsOf(prompt);
+        var constraint = Compile(prompt.Constraint ?? settings.Constraint, settings);
+        return new Sequence(prompt, settings, _tokenizer, _onText is not null && prompt.Stream, _backend.Graph.Padding, ContextLimit)
         {
             Cached = prompt.Ids.Length,
             Constraint = constraint,
@@ -352,15 +600,19 @@ internal sealed class DecodeLoop : IDisposable
     }
 
     /// <summary>The constraint compiled for this model's tokenizer (compiled forms are cached per vocabulary).</summary>
-    private Constraints.ITokenConstraint? Compile(OutputConstraint? constraint)
+    private Constraints.ITokenConstraint? Compile(OutputConstraint? constraint, DecodingSettings settings) =>
+        CompileConstraint(constraint, settings, _tokenizer, _info);
+
+    /// <summary>A constraint compiled for a model's tokenizer and a row's EOS ids (the scheduler compiles on the caller's thread first, so errors reach the caller).</summary>
+    public static Constraints.ITokenConstraint? CompileConstraint(OutputConstraint? constraint, DecodingSettings settings, Tokenizer tokenizer, GptModelInfo info)
     {
         if (constraint is null) return null;
         try
         {
             // Choices keep each label's own tokenization; patterns and schemas walk the bytes of every token.
             if (constraint.Kind == OutputConstraintKind.Choices)
-                return Constraints.ChoiceTokenConstraint.For(constraint, _tokenizer, _info.VocabularySize, _settings.EosTokenIds);
-            return Constraints.CompiledConstraint.For(constraint, Tokenization.TokenByteTable.For(_tokenizer, _info.VocabularySize), _settings.EosTokenIds);
+                return Constraints.ChoiceTokenConstraint.For(constraint, tokenizer, info.VocabularySize, settings.EosTokenIds);
+            return Constraints.CompiledConstraint.For(constraint, Tokenization.TokenByteTable.For(tokenizer, info.VocabularySize), settings.EosTokenIds);
         }
         catch (ArgumentException e)
         {
@@ -375,7 +627,8 @@ internal sealed class DecodeLoop : IDisposable
     /// <summary>Chooses the next token of a sequence from its logits row and decides whether it is finished.</summary>
     private void Advance(Sequence s)
     {
-        var history = _settings.NeedsHistory ? System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.Tokens) : default;
+        var settings = s.Settings;
+        var history = settings.NeedsHistory ? System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.Tokens) : default;
         Constraints.TokenSet? allowed = null;
         if (s.Constraint is { } constraint)
         {
@@ -385,14 +638,14 @@ internal sealed class DecodeLoop : IDisposable
                 return;
             }
             // Room left for this row, this token included: the constraint keeps only tokens that can still finish in time.
-            int remaining = Math.Min(s.Limit - s.Generated, _info.ContextLength - s.Tokens.Count);
+            int remaining = Math.Min(s.Limit - s.Generated, s.ContextLimit - s.Tokens.Count);
             allowed = constraint.Allowed(s.ConstraintState, remaining);
         }
-        var (token, logProbability) = _chooser.Choose(_row, history, s.Generated, s.Random, allowed);
-        if (_stops.FinishOnEos(s, token, logProbability)) return;
+        var (token, logProbability) = _chooser.Choose(settings, _row, history, s.Generated, s.Random, allowed);
+        if (s.Stops.FinishOnEos(s, token, logProbability)) return;
         s.Add(token, logProbability);
-        _stops.AfterToken(s, token);
-        if (_onText is not null && s.Text!.TakePiece(final: false) is { Length: > 0 } piece) _onText(s.Prompt.Index, piece);
+        s.Stops.AfterToken(s, token);
+        if (s.Streams && s.Text!.TakePiece(final: false) is { Length: > 0 } piece) _onText!(s.Prompt.Index, piece);
     }
 
     /// <summary>Reports finished sequences and, where possible, drops their rows from the batch.</summary>
@@ -402,16 +655,25 @@ internal sealed class DecodeLoop : IDisposable
         foreach (var s in _active)
         {
             if (s.Finish is null || s.Reported) continue;
-            if (_onText is not null && s.Text!.TakePiece(final: true) is { Length: > 0 } piece) _onText(s.Prompt.Index, piece);
+            if (s.Streams && s.Text!.TakePiece(final: true) is { Length: > 0 } piece) _onText!(s.Prompt.Index, piece);
             s.Reported = true;
             anyFinished = true;
+            s.Speculation?.Dispose();
             _onFinished(s.Prompt.Index, s.ToResult(_tokenizer));
         }
-        if (!anyFinished || !_backend.CanEditRows || KeepFinishedRows || _cache is null) return;
+        if (anyFinished) Compact();
+    }
 
+    /// <summary>Drops finished and abandoned rows from the batch where the backend can, trimming the columns no remaining row uses.</summary>
+    private void Compact()
+    {
+        if (!_backend.CanEditRows || KeepFinishedRows || _cache is null) return;
         var keep = new List<int>();
         for (int r = 0; r < _active.Count; r++)
+        {
             if (!_active[r].Done) keep.Add(r);
+            else _active[r].Speculation?.Dispose();
+        }
         if (keep.Count == _active.Count) return;
         if (keep.Count == 0)
         {

@@ -61,6 +61,12 @@ internal abstract class DecoderBackend : IDisposable
     /// <summary>Keeps <paramref name="rows"/> (in that order) and the last <paramref name="width"/> positions.</summary>
     public virtual IKvCache KeepRows(IKvCache cache, int[] rows, int width) => throw new NotSupportedException();
 
+    /// <summary>
+    /// The same rows without their last <paramref name="columns"/> positions (positions a speculative step fed and
+    /// verification rejected). The result may take over <paramref name="cache"/>'s buffers; the caller disposes both.
+    /// </summary>
+    public virtual IKvCache TrimEnd(IKvCache cache, int columns) => throw new NotSupportedException();
+
     /// <summary>Stacks the rows of <paramref name="first"/> then <paramref name="second"/>, left-padding the narrower one.</summary>
     public virtual IKvCache Concat(IKvCache first, IKvCache second) => throw new NotSupportedException();
 

@@ -33,6 +33,7 @@ internal sealed class DecodingSettings
     public bool PrefixCaching => Options.PrefixCaching!.Value;
     public bool SkipSpecialTokens => Options.SkipSpecialTokens!.Value;
     public bool CleanUpTokenizationSpaces => Options.CleanUpTokenizationSpaces!.Value;
+    public int PromptLookupNumTokens => Options.PromptLookupNumTokens!.Value;
     public OutputConstraint? Constraint => Options.Constraint;
 
     /// <summary>Library defaults, as Hugging Face's GenerationConfig, from the list of controls (the output limit is resolved separately).</summary>

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Threading.Channels;
 using Microsoft.ML.Tokenizers;
 
 namespace MLNetGpt.Generation;
@@ -11,20 +10,37 @@ namespace MLNetGpt.Generation;
 /// </summary>
 /// <remarks>
 /// Thread-safe. Every operation holds a use of the engine while it runs (<see cref="Use"/>): disposing the engine
-/// refuses new operations and frees the sessions when the last running one ends.
+/// refuses new operations and frees the sessions when the last running one ends. Single prompts, streams and the
+/// batch calls of <see cref="GptModel"/> (and the chat client, and the ML.NET stages' cursors) share one
+/// <see cref="GenerationScheduler"/>: one batched loop for every caller.
 /// </remarks>
 internal sealed class GenerationEngine : IDisposable
 {
+    private readonly SchedulerLimits _limits;
+    private readonly Lazy<GenerationScheduler> _scheduler;
     private int _users;
     private int _disposed;
     private int _released;
 
-    public GenerationEngine(DecoderBackend backend, GptModelInfo info, Tokenizer tokenizer, Tokenization.SpecialTokenTemplate specialTokens, Action<string> log)
+    public GenerationEngine(DecoderBackend backend, GptModelInfo info, Tokenizer tokenizer, Tokenization.SpecialTokenTemplate specialTokens, Action<string> log,
+        SchedulerLimits? limits = null, int? maxTokensPerRequest = null, DraftModel? draft = null)
     {
         Backend = backend;
         Info = info;
         Tokenizer = tokenizer;
-        Prompts = new PromptPreparer(tokenizer, info, specialTokens, log);
+        ContextLimit = Math.Min(info.ContextLength, maxTokensPerRequest ?? int.MaxValue);
+        Prompts = new PromptPreparer(tokenizer, info, specialTokens, log, ContextLimit);
+        _limits = limits ?? SchedulerLimits.From(new GptModelOptions());
+        Draft = draft;
+        _scheduler = new Lazy<GenerationScheduler>(() => new GenerationScheduler(this, _limits), LazyThreadSafetyMode.ExecutionAndPublication);
+        _speculationExact = new Lazy<bool>(() =>
+        {
+            bool exact = SpeculationProbe.IsExact(Backend, Info);
+            if (!exact)
+                log($"Speculative decoding is off for '{Info.Folder}': a verification pass computes positions with other rounding than one-token steps " +
+                    "on this model (as quantized MatMulNBits kernels with int8 dot products do), so it could change a sampled token.");
+            return exact;
+        }, LazyThreadSafetyMode.ExecutionAndPublication);
         _vocabulary = new Lazy<Models.VocabularyMap?>(() => info.ModelFiles.Count == 0 ? null : ReadVocabulary(Path.Combine(info.Folder, info.ModelFiles[0])));
     }
 
@@ -40,6 +56,36 @@ internal sealed class GenerationEngine : IDisposable
         }
     }
 
+    /// <summary>The most tokens (prompt and output) one request may hold: the context window, or less where the options limit requests.</summary>
+    public int ContextLimit { get; }
+
+    /// <summary>The model that proposes tokens for speculative decoding, when the options name one.</summary>
+    public DraftModel? Draft { get; }
+
+    /// <summary>What forward steps of different sizes cost on this model (speculation's decisions; shared by every loop).</summary>
+    public StepCostModel StepCosts { get; } = new();
+
+    /// <summary>The one loop every caller of the engine shares.</summary>
+    public GenerationScheduler Scheduler => _scheduler.Value;
+
+    /// <summary>What speculation did in the engine's loops (tests and benchmarks).</summary>
+    public SpeculationCounters SpeculationCounters { get; } = new();
+
+    /// <summary>
+    /// Tests only: every speculative step proposes this many tokens where it can, whatever the cost model says (so a
+    /// test exercises verification and rollback on any model). Null: the measured decision.
+    /// </summary>
+    public int? ForcedProposals { get; set; }
+
+    /// <summary>Speculative decoding for a new loop, where the backend can roll its cache back.</summary>
+    public Speculator? CreateSpeculator() =>
+        Speculator.Supports(Backend) ? new Speculator(Backend, StepCosts, Draft, SpeculationCounters, () => _speculationExact.Value, ForcedProposals) : null;
+
+    /// <summary>Whether a verification pass computes positions exactly as one-token steps do here (probed once, when a row first could speculate).</summary>
+    public bool SpeculationExact => _speculationExact.Value;
+
+    private readonly Lazy<bool> _speculationExact;
+
     /// <summary>The decoder graph runner.</summary>
     public DecoderBackend Backend { get; }
 
@@ -52,16 +98,13 @@ internal sealed class GenerationEngine : IDisposable
     /// <summary>Turns text or ids into prompts the loop takes (BOS, chat rendering, overflow).</summary>
     public PromptPreparer Prompts { get; }
 
-    /// <summary>Number of forward steps the last single-threaded generate call ran (for diagnostics and tests).</summary>
-    public int LastStepCount { get; private set; }
-
-    /// <summary>Heads the prefix cache computed and rows it served in the last single-threaded generate call (tests).</summary>
-    public (int Heads, int Rows) LastPrefixUse { get; private set; }
-
     /// <summary>Resolves a call's options once: the caller's, then the model's defaults, then the library's.</summary>
     public DecodingSettings Resolve(GenerationOptions? options) => DecodingSettings.Resolve(options, Info);
 
-    /// <summary>Runs prepared prompts to the end and returns their results in prompt order.</summary>
+    /// <summary>
+    /// Runs prepared prompts to the end in a loop of their own (not the shared scheduler) and returns their results in
+    /// prompt order: the static and continuous batches that the benchmarks and tests compare the scheduler with.
+    /// </summary>
     public IReadOnlyList<GenerationResult> RunOrdered(IReadOnlyList<PreparedPrompt> prompts, DecodingSettings settings, int batchSize,
         bool continuous, CancellationToken cancellationToken)
     {
@@ -69,8 +112,6 @@ internal sealed class GenerationEngine : IDisposable
         var results = new GenerationResult[prompts.Count];
         using var loop = CreateLoop(settings, batchSize, continuous, (i, r) => results[i] = r);
         loop.Run(prompts.GetEnumerator(), cancellationToken);
-        LastStepCount = loop.Steps;
-        LastPrefixUse = loop.Prefixes is { } prefixes ? (prefixes.HeadsComputed, prefixes.RowsServed) : (0, 0);
         return results;
     }
 
@@ -84,7 +125,10 @@ internal sealed class GenerationEngine : IDisposable
         var use = Use();
         try
         {
-            return new DecodeLoop(Backend, Tokenizer, Info, settings, batchSize, continuous, onFinished, onText) { Use = use };
+            return new DecodeLoop(Backend, Tokenizer, Info, settings, batchSize, continuous, onFinished, onText)
+            {
+                Use = use, ContextLimit = ContextLimit, Speculator = CreateSpeculator(),
+            };
         }
         catch
         {
@@ -93,50 +137,93 @@ internal sealed class GenerationEngine : IDisposable
         }
     }
 
+    /// <summary>Generates one prepared prompt through the shared scheduler.</summary>
+    /// <exception cref="GptModelException">The scheduler's queue is full (see <see cref="GptModelOptions.MaxQueuedRequests"/>).</exception>
+    public Task<GenerationResult> GenerateAsync(PreparedPrompt prepared, DecodingSettings settings, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return Scheduler.Submit([prepared], settings, stream: false, waitForRoom: false, Use, cancellationToken)[0].Task;
+    }
+
+    /// <summary>Generates one prepared prompt through the shared scheduler, blocking the calling thread.</summary>
+    public GenerationResult Generate(PreparedPrompt prepared, DecodingSettings settings, CancellationToken cancellationToken) =>
+        GenerateAsync(prepared, settings, cancellationToken).GetAwaiter().GetResult();
+
     /// <summary>
-    /// Streams one prepared prompt's text pieces; <paramref name="onFinished"/> receives the whole result before the
-    /// stream ends (the chat client reads its finish reason and token counts).
+    /// Generates prepared prompts through the shared scheduler, keeping at most <paramref name="inFlight"/> of them
+    /// queued or running at once (the first ones submitted together, so they can share a prefill), and returns the
+    /// results in prompt order. It waits for room rather than failing when the queue is full.
+    /// </summary>
+    public IReadOnlyList<GenerationResult> GenerateMany(IReadOnlyList<PreparedPrompt> prompts, DecodingSettings settings, int inFlight,
+        CancellationToken cancellationToken)
+    {
+        if (inFlight < 1) throw new ArgumentOutOfRangeException(nameof(inFlight), inFlight, "The batch size must be 1 or more.");
+        cancellationToken.ThrowIfCancellationRequested();
+        var results = new GenerationResult[prompts.Count];
+        if (prompts.Count == 0) return results;
+        // The call's own use lets it submit its later prompts even if the model is disposed meanwhile (as a batch job always could).
+        using var session = Use();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var running = new List<(int Index, Task<GenerationResult> Task)>(inFlight);
+        int next = Math.Min(inFlight, prompts.Count);
+        var first = Scheduler.Submit(prompts.Take(next).ToList(), settings, stream: false, waitForRoom: true, AnotherUse, stop.Token);
+        for (int i = 0; i < first.Length; i++) running.Add((i, first[i].Task));
+        try
+        {
+            while (running.Count > 0)
+            {
+                int done = Task.WaitAny(running.Select(r => (Task)r.Task).ToArray(), stop.Token);
+                var (index, task) = running[done];
+                running.RemoveAt(done);
+                results[index] = task.GetAwaiter().GetResult();
+                if (next < prompts.Count)
+                {
+                    var request = Scheduler.Submit([prompts[next]], settings, stream: false, waitForRoom: true, AnotherUse, stop.Token)[0];
+                    running.Add((next++, request.Task));
+                }
+            }
+            return results;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
+        finally
+        {
+            // An error or a cancellation ends the call's other requests too.
+            if (running.Count > 0) stop.Cancel();
+        }
+    }
+
+    /// <summary>
+    /// Streams one prepared prompt's text pieces through the shared scheduler, each when the step that produced it
+    /// ends; <paramref name="onFinished"/> receives the whole result before the stream ends (the chat client reads its
+    /// finish reason and token counts). Stopping early cancels the request.
     /// </summary>
     public async IAsyncEnumerable<string> StreamAsync(PreparedPrompt prepared, DecodingSettings settings, Action<GenerationResult>? onFinished,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        // The producer stops when the caller cancels or stops reading early.
+        cancellationToken.ThrowIfCancellationRequested();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var loop = CreateLoop(settings, 1, continuous: false, (_, result) => onFinished?.Invoke(result), (_, piece) => channel.Writer.TryWrite(piece));
-        var producer = Task.Run(() =>
-        {
-            try
-            {
-                using (loop) loop.Run(new[] { prepared }.AsEnumerable().GetEnumerator(), stop.Token);
-                channel.Writer.TryComplete();
-            }
-            catch (Exception e)
-            {
-                channel.Writer.TryComplete(e);
-            }
-        }, CancellationToken.None);
+        var request = Scheduler.Submit([prepared], settings, stream: true, waitForRoom: false, Use, stop.Token)[0];
+        var pieces = request.Pieces!;
         try
         {
-            // Reading observes the caller's token, so a cancellation is reported even when every piece was already produced.
-            await foreach (var piece in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            while (await pieces.WaitToReadAsync().ConfigureAwait(false))
             {
-                yield return piece;
-                cancellationToken.ThrowIfCancellationRequested();
+                while (pieces.TryRead(out string piece))
+                {
+                    yield return piece;
+                    // A cancellation is reported even when every piece was already produced.
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
             }
-            await producer.ConfigureAwait(false);
+            var result = await request.Task.ConfigureAwait(false);
+            onFinished?.Invoke(result);
         }
         finally
         {
-            stop.Cancel();
-            try
-            {
-                await producer.ConfigureAwait(false);   // never leave the loop running on the model after returning
-            }
-            catch (Exception)
-            {
-                // Already reported through the channel, or a consequence of stopping early.
-            }
+            if (!request.Task.IsCompleted) stop.Cancel();
         }
     }
 
@@ -253,6 +340,13 @@ internal sealed class GenerationEngine : IDisposable
         return new UseToken(this);
     }
 
+    /// <summary>A further use by a caller that already holds one: allowed after <see cref="Dispose"/>, as the caller's keeps the sessions alive.</summary>
+    public IDisposable AnotherUse()
+    {
+        Interlocked.Increment(ref _users);
+        return new UseToken(this);
+    }
+
     private void EndUse()
     {
         if (Interlocked.Decrement(ref _users) == 0 && Volatile.Read(ref _disposed) != 0) Release();
@@ -260,13 +354,19 @@ internal sealed class GenerationEngine : IDisposable
 
     private void Release()
     {
-        if (Interlocked.Exchange(ref _released, 1) == 0) Backend.Dispose();
+        if (Interlocked.Exchange(ref _released, 1) != 0) return;
+        Backend.Dispose();
+        Draft?.Dispose();
     }
 
-    /// <summary>Refuses new operations; the sessions are freed once every running operation has returned.</summary>
+    /// <summary>
+    /// Refuses new operations; what was submitted runs to the end, and the sessions are freed once every running
+    /// operation has returned.
+    /// </summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        if (_scheduler.IsValueCreated) _scheduler.Value.Dispose();
         if (Interlocked.CompareExchange(ref _users, 0, 0) == 0) Release();
     }
 

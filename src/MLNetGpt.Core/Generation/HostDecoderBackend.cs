@@ -117,6 +117,23 @@ internal sealed class HostDecoderBackend : DecoderBackend
         return result;
     }
 
+    public override IKvCache TrimEnd(IKvCache cacheToEdit, int columns)
+    {
+        var cache = (HostState)cacheToEdit;
+        if (columns < 0 || columns > cache.Width) throw new ArgumentOutOfRangeException(nameof(columns));
+        int width = cache.Width - columns;
+        // A shared buffer holds every row from column 0 with room to spare: the next step overwrites the dropped positions.
+        if (ShareBuffer) return cache.Narrowed(width);
+        var result = New(cache.Batch, width);
+        for (int s = 0; s < Graph.States.Count; s++)
+        {
+            var state = Graph.States[s];
+            for (int r = 0; r < cache.Batch; r++)
+                CopyRow(state, cache.Bytes(s), cache.Batch, cache.Capacity, r, 0, result.Bytes(s), cache.Batch, result.Capacity, r, 0, width);
+        }
+        return result;
+    }
+
     public override IKvCache Concat(IKvCache firstCache, IKvCache secondCache)
     {
         var first = (HostState)firstCache;
@@ -242,6 +259,15 @@ internal sealed class HostDecoderBackend : DecoderBackend
                 mine[i] = null;
             }
             return new HostState(owner, Batch, newWidth, recurrent, Capacity);
+        }
+
+        /// <summary>A state of the first <paramref name="newWidth"/> positions that takes over every buffer of this one.</summary>
+        public HostState Narrowed(int newWidth)
+        {
+            var mine = _buffers!;
+            var taken = (PinnedBuffer?[])mine.Clone();
+            Array.Clear(mine);
+            return new HostState(owner, Batch, newWidth, taken, Capacity);
         }
 
         public void Dispose()

@@ -8,8 +8,13 @@ namespace MLNetGpt.Generation;
 /// post-processor, or tokenizer_config.json's add_bos_token / add_eos_token), ids checked against the
 /// vocabulary, and prompts that do not fit the context window cut or refused as <see cref="PromptOverflow"/> says.
 /// </summary>
-internal sealed class PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Tokenization.SpecialTokenTemplate specialTokens, Action<string> log)
+internal sealed class PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Tokenization.SpecialTokenTemplate specialTokens, Action<string> log, int contextLimit)
 {
+    public PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Tokenization.SpecialTokenTemplate specialTokens, Action<string> log)
+        : this(tokenizer, info, specialTokens, log, info.ContextLength)
+    {
+    }
+
     /// <summary>The special tokens a text prompt gets (transformers' add_special_tokens=True).</summary>
     public Tokenization.SpecialTokenTemplate SpecialTokens => specialTokens;
 
@@ -33,13 +38,15 @@ internal sealed class PromptPreparer(Tokenizer tokenizer, GptModelInfo info, Tok
                 : throw new ArgumentException($"Prompt {index} is empty and the model defines no bos_token_id to start from.", nameof(ids));
         }
         bool truncated = false;
-        if (ids.Length >= info.ContextLength)
+        if (ids.Length >= contextLimit)
         {
+            string window = contextLimit == info.ContextLength ? $"the context window holds {contextLimit}" : $"a request may hold {contextLimit} (GptModelOptions.MaxTokensPerRequest)";
             if (settings.PromptOverflow == PromptOverflow.Error)
-                throw new ArgumentException($"Prompt {index} has {ids.Length} tokens; the context window holds {info.ContextLength} " +
+                throw new ArgumentException($"Prompt {index} has {ids.Length} tokens; {window} " +
                     "(prompt plus generated tokens). Shorten it or use PromptOverflow.TruncateLeft.", nameof(ids));
-            int keep = info.ContextLength - settings.ReservedForOutput(info.ContextLength);
-            log($"Prompt {index} has {ids.Length} tokens, more than the context window of {info.ContextLength}; keeping its last {keep} tokens.");
+            int keep = contextLimit - settings.ReservedForOutput(contextLimit);
+            string limit = contextLimit == info.ContextLength ? $"the context window of {contextLimit}" : $"a request may hold ({contextLimit}, GptModelOptions.MaxTokensPerRequest)";
+            log($"Prompt {index} has {ids.Length} tokens, more than {limit}; keeping its last {keep} tokens.");
             ids = ids[^keep..];
             truncated = true;
         }

@@ -2,12 +2,16 @@ using Microsoft.ML.Tokenizers;
 
 namespace MLNetGpt.Generation;
 
-/// <summary>One row of a batch as it is generated: its tokens, random stream, text and cache columns.</summary>
+/// <summary>One row of a batch as it is generated: its settings, tokens, random stream, text and cache columns.</summary>
 internal sealed class Sequence
 {
-    public Sequence(PreparedPrompt prompt, DecodingSettings settings, Tokenizer tokenizer, bool streaming, Models.PaddingSide padding = Models.PaddingSide.Left)
+    public Sequence(PreparedPrompt prompt, DecodingSettings settings, Tokenizer tokenizer, bool streaming, Models.PaddingSide padding, int contextLimit)
     {
         Prompt = prompt;
+        Settings = settings;
+        Streams = streaming;
+        ContextLimit = contextLimit;
+        Stops = new StopCriteria(settings, contextLimit);
         Limit = settings.NewTokenLimit(prompt.Ids.Length);
         Tokens = new List<int>(prompt.Ids.Length + Math.Min(Limit, 4096));
         Tokens.AddRange(prompt.Ids);
@@ -24,6 +28,21 @@ internal sealed class Sequence
     private readonly bool _cleanUp;
 
     public PreparedPrompt Prompt { get; }
+
+    /// <summary>The row's decoding controls (rows of one batch may differ).</summary>
+    public DecodingSettings Settings { get; }
+
+    /// <summary>When the row is finished (EOS, stop strings, its limits).</summary>
+    public StopCriteria Stops { get; }
+
+    /// <summary>Whether the row's text pieces are reported as they are generated.</summary>
+    public bool Streams { get; }
+
+    /// <summary>The most tokens (prompt and output) the row may hold: the context window, or less where the engine limits requests.</summary>
+    public int ContextLimit { get; }
+
+    /// <summary>Speculative decoding's state for the row (acceptance, the draft model's cache), once it speculated.</summary>
+    public SpeculationState? Speculation { get; set; }
 
     /// <summary>The row's output constraint (compiled for the tokenizer) and where its automaton stands.</summary>
     public Constraints.ITokenConstraint? Constraint { get; init; }
@@ -45,7 +64,11 @@ internal sealed class Sequence
     public TextStreamer? Text { get; }
 
     public FinishReason? Finish { get; set; }
-    public bool Done => Finish is not null;
+
+    /// <summary>The caller gave up on the row (cancelled): it leaves the batch at the next step and is never reported.</summary>
+    public bool Abandoned { get; set; }
+
+    public bool Done => Finish is not null || Abandoned;
     public bool Reported { get; set; }
 
     /// <summary>Whether the EOS token that ended the row is the last of <see cref="Tokens"/> (include_eos_token).</summary>

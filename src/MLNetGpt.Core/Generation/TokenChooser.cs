@@ -3,11 +3,11 @@ namespace MLNetGpt.Generation;
 /// <summary>
 /// Applies the decoding controls to one row of logits and picks the next token, in Hugging Face's
 /// order: repetition penalty, no-repeat n-gram, min-new-tokens EOS suppression; then, when sampling,
-/// temperature, top-k, top-p, min-p and typical-p before the draw. Holds scratch buffers: one per thread.
+/// temperature, top-k, top-p, min-p and typical-p before the draw. Holds scratch buffers: one per thread. The
+/// controls come with each call, so rows with different settings share one chooser.
 /// </summary>
 internal sealed class TokenChooser
 {
-    private readonly DecodingSettings _settings;
     private readonly float[] _raw;
     private readonly float[] _selection;
     private readonly HashSet<int> _seen = [];
@@ -16,26 +16,23 @@ internal sealed class TokenChooser
     private float[]? _constrained;
     private readonly int _usable;
 
-    /// <param name="settings">The decoding controls.</param>
     /// <param name="vocabulary">Logits per position.</param>
     /// <param name="usableIds">Ids the tokenizer knows; logits beyond them (a padded vocabulary) are never chosen.</param>
-    public TokenChooser(DecodingSettings settings, int vocabulary, int? usableIds = null)
+    public TokenChooser(int vocabulary, int? usableIds = null)
     {
-        _settings = settings;
         _usable = Math.Min(usableIds ?? vocabulary, vocabulary);
         _raw = new float[vocabulary];
         _selection = new float[vocabulary];
     }
 
     /// <summary>
-    /// Picks the next token from <paramref name="scores"/> (modified in place). <paramref name="history"/>
+    /// Picks the next token from <paramref name="scores"/> (modified in place) under the controls <paramref name="s"/>. <paramref name="history"/>
     /// holds prompt and generated tokens; <paramref name="generated"/> how many of them were generated.
     /// Returns the token and, when asked for, its raw log-probability.
     /// </summary>
-    public (int Token, float LogProbability) Choose(Span<float> scores, ReadOnlySpan<int> history, int generated, SequenceRandom random,
+    public (int Token, float LogProbability) Choose(DecodingSettings s, Span<float> scores, ReadOnlySpan<int> history, int generated, SequenceRandom random,
         Constraints.TokenSet? allowed = null)
     {
-        var s = _settings;
         float rawLogSumExp = s.LogProbabilities ? LogSumExp(scores) : 0f;
         float[]? raw = null;
         if (s.LogProbabilities && !s.IsPlainGreedy)

@@ -292,7 +292,7 @@ public sealed class FineTuneGptTransformer : GptTransformerBase
             .String("variant", _scorer.Variant)
             .String("report", Report.ToJson());
         ctx.Writer.Write(settings.ToString());
-        ModelSource.ForFolder(_scorer.ModelInfo.Folder, Storage).Save(ctx, tokenizerOnly: false);
+        ModelSource.ForFolder(_scorer.ModelInfo.Folder, Storage).Save(ctx, tokenizerOnly: false, _scorer.ModelInfo.Files);
     }
 
     /// <summary>Gives up this stage's reference to the tuned model (the stage stays usable, as every model stage).</summary>

@@ -22,9 +22,18 @@ public abstract class GenerationStageOptions : GptModelStageOptions
 
     /// <summary>
     /// Give a finished row's batch slot to the next row at once (the default), rather than waiting
-    /// for the whole batch. Outputs are identical either way; only speed differs.
+    /// for the whole batch. Outputs are identical either way; only speed differs. With it, rows go to the
+    /// model's shared generation loop, where concurrent cursors and prediction engines (and other callers
+    /// of the same model) share one batch; without it, each cursor runs static batches of its own.
     /// </summary>
     public bool ContinuousBatching { get; set; } = true;
+
+    /// <summary>
+    /// A smaller model folder with the same tokenizer that proposes tokens for speculative decoding
+    /// (see <see cref="GptModelOptions.DraftModelFolder"/>); outputs are identical with or without it. A saved
+    /// pipeline keeps the folder's path, not its files. Default: none.
+    /// </summary>
+    public string? DraftModelFolder { get; set; }
 
     /// <summary>Also output why each row stopped (<c>eos</c>, <c>stop_string</c>, <c>length</c> or <c>constraint</c>) in this text column.</summary>
     public string? FinishReasonColumnName { get; set; }
@@ -44,6 +53,7 @@ public abstract class GenerationStageOptions : GptModelStageOptions
         Device = Device,
         IntraOpThreads = IntraOpThreads,
         Variant = Variant,
+        DraftModelFolder = DraftModelFolder,
         FinishReasonColumnName = FinishReasonColumnName,
         LogProbabilitiesColumnName = LogProbabilitiesColumnName,
         Storage = Storage,
@@ -113,6 +123,7 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
         LogProbabilitiesColumnName = options.LogProbabilitiesColumnName;
         Generation = (options.Generation ?? new GenerationOptions()).Clone();
         ContinuousBatching = options.ContinuousBatching;
+        DraftModelFolder = options.DraftModelFolder is null ? null : Path.GetFullPath(options.DraftModelFolder);
         Open(env);
     }
 
@@ -143,6 +154,7 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
             LogProbabilitiesColumnName = s.String("log_probabilities_column");
             Generation = s.Generation("generation");
             ContinuousBatching = s.Bool("continuous_batching", true);
+            DraftModelFolder = s.String("draft_model_folder");
             ReadModelSettings(s);
             s.EnsureAllRead();
         }
@@ -185,6 +197,11 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
     /// <summary>Whether finished rows' slots are refilled at once.</summary>
     public bool ContinuousBatching { get; }
 
+    /// <summary>The draft model folder for speculative decoding (full path), or null.</summary>
+    public string? DraftModelFolder { get; }
+
+    private protected override string? DraftFolder => DraftModelFolder;
+
     private protected override string StageName => "GenerateTokens";
 
     internal override IReadOnlyList<(string Name, InputKind Kind)> InputColumns => [(InputColumnName, InputKind.TokenIds)];
@@ -216,7 +233,8 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
             .String("finish_reason_column", FinishReasonColumnName)
             .String("log_probabilities_column", LogProbabilitiesColumnName)
             .Generation("generation", Generation)
-            .Bool("continuous_batching", ContinuousBatching);
+            .Bool("continuous_batching", ContinuousBatching)
+            .String("draft_model_folder", DraftModelFolder);
         WriteModelSettings(settings);
         ctx.Writer.Write(settings.ToString());
         Source.Save(ctx, tokenizerOnly: false, ModelInfo.Files);
@@ -244,12 +262,18 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
         return outputs.ToArray();
     }
 
-    /// <summary>One cursor's (or one prediction's) generation: a borrowed model reference and its decode loop.</summary>
+    /// <summary>
+    /// One cursor's (or one prediction's) generation: a borrowed model reference, and either requests to the model's
+    /// shared scheduler (continuous batching, the default: concurrent cursors and prediction engines of the stage, and
+    /// of any stage or caller of the same model, share one batch) or, without continuous batching, a decode loop of its
+    /// own that runs static batches.
+    /// </summary>
     private sealed class Mapper : RowStreamMapper
     {
         private readonly GenerateTokensTransformer _owner;
         private readonly ModelLease _lease;
-        private readonly DecodeLoop _loop;
+        private readonly DecodeLoop? _loop;
+        private readonly SchedulerClient? _client;
         private IRowSource? _source;
         private Action<long, object?[]>? _emit;
         private long _rows, _empty;
@@ -260,13 +284,10 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
             _lease = owner.Handle.Borrow();
             try
             {
-                _loop = _lease.Model.Engine.CreateLoop(owner._settings, owner.BatchSize, owner.ContinuousBatching,
-                    (index, result) =>
-                    {
-                        _rows++;
-                        if (result.FinishReason == FinishReason.Eos && result.TokenIds.Count <= (owner._settings.IncludeEosToken ? 1 : 0)) _empty++;
-                        _emit!(index, owner.OutputsOf(result));
-                    });
+                if (owner.ContinuousBatching)
+                    _client = new SchedulerClient(_lease.Model.Engine, owner._settings, owner.BatchSize);
+                else
+                    _loop = _lease.Model.Engine.CreateLoop(owner._settings, owner.BatchSize, continuous: false, (index, result) => Emit(index, result));
             }
             catch
             {
@@ -279,10 +300,19 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
         {
             _source = source;
             _emit = emit;
-            var outcome = _loop.Step(Admit, cancellationToken);
+            if (_client is not null) return _client.Step(Admit, (index, result) => Emit(index, result), cancellationToken);
+            var outcome = _loop!.Step(Admit, cancellationToken);
             if (outcome == StepOutcome.Idle)
                 throw new InvalidOperationException("GenerateTokens: the cursor asked for a row that was never admitted.");
             return outcome != StepOutcome.Done;
+        }
+
+        /// <summary>Emits a finished row, counting the rows that generated nothing (the warning when the cursor ends).</summary>
+        private void Emit(long index, GenerationResult result)
+        {
+            _rows++;
+            if (result.FinishReason == FinishReason.Eos && result.TokenIds.Count <= (_owner._settings.IncludeEosToken ? 1 : 0)) _empty++;
+            _emit!(index, _owner.OutputsOf(result));
         }
 
         private AdmitKind Admit(out PreparedPrompt prompt)
@@ -306,7 +336,8 @@ public sealed class GenerateTokensTransformer : GptModelTransformerBase
             if (_empty > 0)
                 _owner.Warn($"GenerateTokens: {_empty} of {_rows} rows generated nothing: the model ended them at once with its end-of-sequence token. " +
                     "Set MinNewTokens to make it write some tokens first (or sample instead of greedy decoding).");
-            _loop.Dispose();
+            _client?.Dispose();
+            _loop?.Dispose();
             _lease.Dispose();
         }
     }

@@ -51,11 +51,17 @@ public abstract class GptModelTransformerBase : GptTransformerBase
 
     private protected ModelHandle Handle => _handle ?? throw new InvalidOperationException($"{StageName}: the model was not opened.");
 
+    /// <summary>The opened model itself (tests: its shared scheduler).</summary>
+    internal GptModel Model => Handle.Model;
+
+    /// <summary>The draft model folder the stage's model opens with (generating stages; null for the others).</summary>
+    private protected virtual string? DraftFolder => null;
+
     /// <summary>Opens (or shares) the model on the device the options or the MLContext ask for.</summary>
     private protected void OpenModel(IHostEnvironment env)
     {
         Device = DeviceOverride ?? DeviceOf(env);
-        _handle = new ModelHandle(Source.Folder!, Device, IntraOpThreads, Variant, Warn);
+        _handle = new ModelHandle(Source.Folder!, Device, IntraOpThreads, Variant, DraftFolder, Warn);
     }
 
     /// <summary>Takes the settings every model stage has from <paramref name="options"/>.</summary>

@@ -1,7 +1,7 @@
 namespace MLNetGpt.Transforms;
 
 /// <summary>
-/// One open <see cref="GptModel"/> per (folder, device, threads), shared by every stage that uses
+/// One open <see cref="GptModel"/> per (folder, device, threads, variant, draft model), shared by every stage that uses
 /// it: the model is thread-safe and its sessions are large. Each <see cref="ModelLease"/> counts as
 /// one reference; the model is disposed when the last reference is released.
 /// </summary>
@@ -10,9 +10,9 @@ internal static class ModelCache
     private static readonly Dictionary<string, (GptModel Model, int References)> Models = new(StringComparer.Ordinal);
     private static readonly object Gate = new();
 
-    public static ModelLease Acquire(string folder, GptDevice device, int? threads, string? variant, Action<string> log)
+    public static ModelLease Acquire(string folder, GptDevice device, int? threads, string? variant, string? draftFolder, Action<string> log)
     {
-        string key = $"{folder}|{device}|{device.FallbackToCpu}|{threads}|{variant}";
+        string key = $"{folder}|{device}|{device.FallbackToCpu}|{threads}|{variant}|{draftFolder}";
         lock (Gate)
         {
             if (Models.TryGetValue(key, out var entry))
@@ -26,6 +26,7 @@ internal static class ModelCache
                 FallbackToCpu = device.FallbackToCpu,
                 IntraOpThreads = threads,
                 Variant = variant,
+                DraftModelFolder = draftFolder,
                 Log = log,
             });
             Models[key] = (model, 1);
@@ -83,19 +84,21 @@ internal sealed class ModelHandle : IDisposable
     private readonly GptDevice _device;
     private readonly int? _threads;
     private readonly string? _variant;
+    private readonly string? _draftFolder;
     private readonly Action<string> _log;
     private readonly object _gate = new();
     private ModelLease? _held;
 
     /// <summary>Opens (or shares) the model now, so a bad folder fails when the stage is created.</summary>
-    public ModelHandle(string folder, GptDevice device, int? threads, string? variant, Action<string> log)
+    public ModelHandle(string folder, GptDevice device, int? threads, string? variant, string? draftFolder, Action<string> log)
     {
+        _draftFolder = draftFolder;
         _folder = folder;
         _device = device;
         _threads = threads;
         _variant = variant;
         _log = log;
-        _held = ModelCache.Acquire(folder, device, threads, variant, log);
+        _held = ModelCache.Acquire(folder, device, threads, variant, draftFolder, log);
     }
 
     /// <summary>The model the handle holds (taking the hold again after <see cref="Dispose"/>).</summary>
@@ -103,7 +106,7 @@ internal sealed class ModelHandle : IDisposable
     {
         get
         {
-            lock (_gate) return (_held ??= ModelCache.Acquire(_folder, _device, _threads, _variant, _log)).Model;
+            lock (_gate) return (_held ??= ModelCache.Acquire(_folder, _device, _threads, _variant, _draftFolder, _log)).Model;
         }
     }
 
@@ -112,8 +115,8 @@ internal sealed class ModelHandle : IDisposable
     {
         lock (_gate)
         {
-            _held ??= ModelCache.Acquire(_folder, _device, _threads, _variant, _log);
-            return ModelCache.Acquire(_folder, _device, _threads, _variant, _log);
+            _held ??= ModelCache.Acquire(_folder, _device, _threads, _variant, _draftFolder, _log);
+            return ModelCache.Acquire(_folder, _device, _threads, _variant, _draftFolder, _log);
         }
     }
 

@@ -214,7 +214,7 @@ public sealed class TokenizeTextTransformer : GptTransformerBase
     {
         var files = MLNetGpt.Chat.ChatTemplateFiles.Read(folder)
             ?? throw new ArgumentException($"Chat is set, but the model folder '{folder}' has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja).");
-        return new ChatTemplate(files.Choose(name, withTools: false), files);
+        return ChatTemplate.WithDefaultLimits(files.Choose(name, withTools: false), files);
     }
 
     /// <summary>The output column.</summary>

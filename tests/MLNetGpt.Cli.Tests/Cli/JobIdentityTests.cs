@@ -6,12 +6,17 @@ using Xunit;
 namespace MLNetGpt.Tests.Cli;
 
 /// <summary>
-/// A batch job's identity covers every decoding control the command line offers: the flags and the manifest's
-/// entries both come from the library's list of controls, so changing any of them on --resume is refused, named.
+/// A batch job's identity covers every decoding control the command line offers that can change a result: the flags
+/// and the manifest's entries both come from the library's list of controls, so changing any of them on --resume is
+/// refused, named; a speed-only control (prompt lookup) may change.
 /// </summary>
 public sealed class JobIdentityTests
 {
     public static TheoryData<string> CommandLineControls() => new(GenerationControls.CommandLine.Select(c => c.Key));
+
+    public static TheoryData<string> ResultControls() => new(GenerationControls.CommandLine.Where(c => c.ChangesResults).Select(c => c.Key));
+
+    public static TheoryData<string> SpeedControls() => new(GenerationControls.CommandLine.Where(c => !c.ChangesResults).Select(c => c.Key));
 
     // Two valid settings of a control, as command-line arguments.
     private static (string[] First, string[] Second) TwoSettings(GenerationControls.Control control) => control switch
@@ -45,7 +50,17 @@ public sealed class JobIdentityTests
     }
 
     [Theory]
-    [MemberData(nameof(CommandLineControls))]
+    [MemberData(nameof(SpeedControls))]
+    public void A_changed_speed_only_control_is_the_same_job(string key)
+    {
+        var control = GenerationControls.All.Single(c => c.Key == key);
+        var (first, second) = TwoSettings(control);
+        Assert.Empty(Job(second).DifferencesFrom(Job(first)));
+        Assert.Empty(Job(second).DifferencesFrom(Job([])));
+    }
+
+    [Theory]
+    [MemberData(nameof(ResultControls))]
     public void A_changed_decoding_control_makes_another_job_and_the_difference_names_its_flag(string key)
     {
         var control = GenerationControls.All.Single(c => c.Key == key);

@@ -17,8 +17,10 @@ public sealed class PrefixCacheTests
     {
         var o = options.Clone();
         o.PrefixCaching = cached;
+        var before = model.Engine.Scheduler.PrefixUse;
         var results = model.Generate(prompts, o, batch);
-        return (results, model.Engine.LastPrefixUse);
+        var after = model.Engine.Scheduler.PrefixUse;
+        return (results, (after.Heads - before.Heads, after.Rows - before.Rows));
     }
 
     public static TheoryData<string, int, bool> Cases()
@@ -65,6 +67,6 @@ public sealed class PrefixCacheTests
         var plain = model.GenerateTokens(prompts, new GenerationOptions { MaxNewTokens = 5, EosTokenIds = [], PrefixCaching = false }, 3);
         var cached = model.GenerateTokens(prompts, new GenerationOptions { MaxNewTokens = 5, EosTokenIds = [], PrefixCaching = true }, 3);
         Assert.Equal(plain.Select(r => r.TokenIds), cached.Select(r => r.TokenIds));
-        Assert.Equal(1, model.Engine.LastPrefixUse.Heads);
+        Assert.Equal(1, model.Engine.Scheduler.PrefixUse.Heads);
     }
 }
