@@ -24,6 +24,19 @@ public sealed partial class ReadmeTests
     private static IEnumerable<string> PackageReadmes() =>
         Directory.GetFiles(Path.Combine(Root, "src"), "PACKAGE.md", SearchOption.AllDirectories).Order(StringComparer.Ordinal);
 
+    /// <summary>The guides in docs/.</summary>
+    private static IEnumerable<string> Guides() =>
+        Directory.GetFiles(Path.Combine(Root, "docs"), "*.md").Order(StringComparer.Ordinal);
+
+    public static TheoryData<string, int> GuideBlocks()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var file in Guides())
+            foreach (var block in MarkdownCode.CSharpBlocks(file))
+                data.Add(Path.GetRelativePath(Root, file), block.Line);
+        return data;
+    }
+
     public static TheoryData<int> ReadmeBlockLines() => new(MarkdownCode.CSharpBlocks(Readme).Select(b => b.Line));
 
     public static TheoryData<string, int> PackageReadmeBlocks()
@@ -69,6 +82,25 @@ public sealed partial class ReadmeTests
     public void Every_csharp_block_of_the_package_readmes_compiles_and_runs_and_prints_its_result(string file, int line)
     {
         AssertRunsAndPrints(MarkdownCode.CSharpBlocks(Path.Combine(Root, file)).Single(b => b.Line == line));
+    }
+
+    [Theory]
+    [MemberData(nameof(GuideBlocks))]
+    public void Every_csharp_block_of_the_guides_in_docs_compiles_and_runs_and_prints_its_result(string file, int line)
+    {
+        AssertRunsAndPrints(MarkdownCode.CSharpBlocks(Path.Combine(Root, file)).Single(b => b.Line == line));
+    }
+
+    [Fact]
+    public void A_fragment_runs_inside_its_stated_wrapper_and_a_missing_wrapper_is_named()
+    {
+        var fragment = WriteMarkdown("Inside the default model:\n\n```csharp wrapper=default-model\nConsole.WriteLine(model.Info.VocabularySize);\n```\n");
+        Assert.Equal("default-model", fragment.Wrapper);
+        var ran = SnippetRunner.Run(fragment, TempFolder());
+        Assert.Empty(ran.Errors);
+        Assert.Equal("50257", ran.Output.Trim());
+        var missing = WriteMarkdown("```csharp wrapper=nowhere\nConsole.WriteLine(1);\n```\n");
+        Assert.Contains("the wrapper 'nowhere' does not exist", Assert.Single(SnippetRunner.Run(missing, TempFolder()).Errors));
     }
 
     [Fact]

@@ -32,7 +32,18 @@ public static class SnippetRunner
     {
         var parse = new CSharpParseOptions(LanguageVersion.Latest);
         // The #line directive makes every diagnostic name the Markdown file and its line.
-        var program = CSharpSyntaxTree.ParseText($"#line {block.Line} \"{block.File}\"\n{block.Code}\n", parse, path: block.File);
+        string source = $"#line {block.Line} \"{block.File}\"\n{block.Code}\n#line default\n";
+        if (block.Wrapper is { } name)
+        {
+            var wrapper = Path.Combine(AppContext.BaseDirectory, "Wrappers", name + ".cs.txt");
+            if (!File.Exists(wrapper))
+                return new SnippetResult([$"{block}: the wrapper '{name}' does not exist (expected tests/MLNetGpt.DocTests/Wrappers/{name}.cs.txt)"], "", null);
+            var text = File.ReadAllText(wrapper);
+            if (!text.Contains("/*CODE*/", StringComparison.Ordinal))
+                return new SnippetResult([$"{block}: the wrapper '{name}' has no /*CODE*/ placeholder"], "", null);
+            source = text.Replace("/*CODE*/", "\n" + source, StringComparison.Ordinal);
+        }
+        var program = CSharpSyntaxTree.ParseText(source, parse, path: block.File);
         var usings = CSharpSyntaxTree.ParseText(ImplicitUsings, parse, path: "ImplicitUsings.g.cs");
         var compilation = CSharpCompilation.Create($"Snippet{block.Line}_{Guid.NewGuid():N}", [usings, program], s_references.Value,
             new CSharpCompilationOptions(OutputKind.ConsoleApplication, nullableContextOptions: NullableContextOptions.Enable));
