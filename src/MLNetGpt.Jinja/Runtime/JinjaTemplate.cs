@@ -86,19 +86,28 @@ internal static class JinjaValues
     /// <exception cref="ArgumentException">The value nests deeper than 256 levels.</exception>
     public static object? FromJson(JsonElement element) => FromJson(element, 0);
 
+    // One frame per level (no LINQ between levels), so that MaxDepth levels fit in a small thread's stack (256 KB:
+    // TemplateLimitTests); the runtime's own check stands behind it.
     private static object? FromJson(JsonElement element, int depth)
     {
         if (depth > MaxDepth) throw new ArgumentException($"a JSON value nests deeper than {MaxDepth} levels, more than a template is given", nameof(element));
-        return element.ValueKind switch
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
+        switch (element.ValueKind)
         {
-            JsonValueKind.String => element.GetString(),
-            JsonValueKind.True => true,
-            JsonValueKind.False => false,
-            JsonValueKind.Null or JsonValueKind.Undefined => null,
-            JsonValueKind.Number => Number(element),
-            JsonValueKind.Array => element.EnumerateArray().Select(item => FromJson(item, depth + 1)).ToList(),
-            _ => Object(element, depth),
-        };
+            case JsonValueKind.String: return element.GetString();
+            case JsonValueKind.True: return true;
+            case JsonValueKind.False: return false;
+            case JsonValueKind.Null or JsonValueKind.Undefined: return null;
+            case JsonValueKind.Number: return Number(element);
+            case JsonValueKind.Array:
+                var list = new List<object?>(element.GetArrayLength());
+                foreach (var item in element.EnumerateArray()) list.Add(FromJson(item, depth + 1));
+                return list;
+            default:
+                var dict = new OrderedStringDictionary();
+                foreach (var property in element.EnumerateObject()) dict.Set(property.Name, FromJson(property.Value, depth + 1));
+                return dict;
+        }
     }
 
     private static object Number(JsonElement element)
@@ -108,17 +117,11 @@ internal static class JinjaValues
         return element.GetDouble();
     }
 
-    private static OrderedStringDictionary Object(JsonElement element, int depth)
-    {
-        var dict = new OrderedStringDictionary();
-        foreach (var property in element.EnumerateObject()) dict.Set(property.Name, FromJson(property.Value, depth + 1));
-        return dict;
-    }
-
     /// <summary>The template value of a caller's .NET value; anything outside the closed value model is refused, naming where it was.</summary>
     internal static object? ToTemplateValue(object? value, string path, int depth)
     {
         if (depth > MaxDepth) throw new ArgumentException($"{path}: values nest deeper than {MaxDepth} levels (a list or dictionary that contains itself?)", nameof(value));
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         switch (value)
         {
             case null: return null;
