@@ -35,7 +35,7 @@ internal sealed class GenerationEngine : IDisposable
         _scheduler = new Lazy<GenerationScheduler>(() => new GenerationScheduler(this, _limits), LazyThreadSafetyMode.ExecutionAndPublication);
         _speculationExact = new Lazy<bool>(() =>
         {
-            bool exact = SpeculationProbe.IsExact(Backend, Info);
+            bool exact = (ProbeDifferenceOverride ?? SpeculationProbe.Difference(Backend, Info)) <= SpeculationProbe.Tolerance;
             if (!exact)
                 log($"Speculative decoding is off for '{Info.Folder}': a verification pass computes positions with other rounding than one-token steps " +
                     "on this model (as quantized MatMulNBits kernels with int8 dot products do), so it could change a sampled token.");
@@ -80,6 +80,12 @@ internal sealed class GenerationEngine : IDisposable
     /// <summary>Speculative decoding for a new loop, where the backend can roll its cache back.</summary>
     public Speculator? CreateSpeculator() =>
         Speculator.Supports(Backend) ? new Speculator(Backend, StepCosts, Draft, SpeculationCounters, () => _speculationExact.Value, ForcedProposals) : null;
+
+    /// <summary>
+    /// Tests only: the difference the speculation probe reports, in place of measuring it (set before the first
+    /// generation). Which models round differently depends on the CPU's kernels; this lets a test take either path.
+    /// </summary>
+    public double? ProbeDifferenceOverride { get; set; }
 
     /// <summary>Whether a verification pass computes positions exactly as one-token steps do here (probed once, when a row first could speculate).</summary>
     public bool SpeculationExact => _speculationExact.Value;
