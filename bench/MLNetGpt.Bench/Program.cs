@@ -24,6 +24,7 @@ using MLNetGpt.Bench;
 //   training-one MODEL_FOLDER full|lora THREADS STEPS   (one training measurement of the training graph)
 //   training-profile MODEL_FOLDER full|lora THREADS [RUNS]   (ONNX Runtime's profiler over the training graph: time per operator)
 //   finetune-licenses [--runs full,lora,full-extend] [--steps 300] [--threads 2] ...   (the default model adapted to Debian's licences; see FineTuneLicenses.cs)
+//   finetune-labels [--steps 60] [--threads 2] [--lr 3e-4] [--method full|lora]   (supervised fine-tune: GNU licence paragraph -> family, ClassifyText zero-shot against tuned)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 string mode = args.Length > 0 ? args[0] : "all";
@@ -99,6 +100,8 @@ switch (mode)
     }
     case "finetune-licenses":
         return FineTuneLicenses.Run(args[1..]);
+    case "finetune-labels":
+        return FineTuneLabels.Run(args[1..]);
     case "choose":
         Choose.Run(args[1], int.Parse(args[2]));
         return 0;
@@ -109,6 +112,6 @@ switch (mode)
     case "all":
         return Report.Run(args[1..]);
     default:
-        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, training, training-one, training-profile, finetune-licenses, choose, encode or micro");
+        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, training, training-one, training-profile, finetune-licenses, finetune-labels, choose, encode or micro");
         return 1;
 }
