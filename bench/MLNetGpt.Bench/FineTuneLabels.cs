@@ -14,7 +14,7 @@ namespace MLNetGpt.Bench;
 /// model's KJV vocabulary has rows for; the mode checks it). Every third paragraph of each licence is held out (and any
 /// held-out paragraph whose text also occurs in training, or in two families, is dropped). ClassifyText's macro
 /// accuracy on the held-out rows, measured with MulticlassClassification.Evaluate, zero-shot against tuned.
-///   finetune-labels [--steps 60] [--threads 2] [--lr 3e-4] [--warmup 6] [--method full|lora] [--seed 42] [--work DIR]
+///   finetune-labels [--steps 60] [--threads 2] [--lr 3e-4] [--warmup 6] [--method full|lora] [--extend-vocabulary] [--seed 42] [--work DIR]
 /// </summary>
 internal static class FineTuneLabels
 {
@@ -54,6 +54,7 @@ internal static class FineTuneLabels
         int seed = int.Parse(Arg("--seed", "42"), CultureInfo.InvariantCulture);
         double rate = double.Parse(Arg("--lr", "3e-4"), CultureInfo.InvariantCulture);
         var method = Arg("--method", "full") == "lora" ? FineTuneMethod.LoRA : FineTuneMethod.Full;
+        bool extend = args.Contains("--extend-vocabulary");
         string licenses = Arg("--licenses", "/usr/share/common-licenses");
         string work = Arg("--work", Path.Combine(Path.GetTempPath(), "mlnetgpt-finetune-labels"));
         string model = GptModel.DefaultModelFolder;
@@ -76,7 +77,7 @@ internal static class FineTuneLabels
         var (zeroShot, zeroShotMicro) = MacroAccuracy(model, heldOut, labels);
         Console.WriteLine(Invariant($"zero-shot: macro accuracy {zeroShot:F3}, micro {zeroShotMicro:F3} ({clock.Elapsed.TotalSeconds:F0} s, load {loadBefore:F2})"));
 
-        string output = Path.Combine(work, FineTuneReport.MethodName(method));
+        string output = Path.Combine(work, FineTuneReport.MethodName(method) + (extend ? "-extend" : ""));
         if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
         var options = new FineTuneOptions
         {
@@ -88,6 +89,7 @@ internal static class FineTuneLabels
             WarmupSteps = warmup,
             Threads = threads,
             Seed = seed,
+            ExtendVocabulary = extend,
             Log = line => Console.WriteLine("  " + line),
         };
         clock.Restart();
@@ -98,7 +100,7 @@ internal static class FineTuneLabels
         double loadAfter = FineTuneLicenses.Load();
         Console.WriteLine(Invariant($"tuned: macro accuracy {tuned:F3}, micro {tunedMicro:F3}; completion loss {report.ValidationLossBefore:F3} -> {report.ValidationLossAfter:F3}"));
         Console.WriteLine();
-        Console.WriteLine(Invariant($"GNU licence paragraph -> family (' general' GPL, ' lesser' LGPL, ' free' GFDL), default model, {FineTuneReport.MethodName(method)} supervised fine-tune: {steps} steps of 8 rows (sequence 96), learning rate {rate:G3}, {warmup} warm-up steps, seed {seed}, {threads} threads, {DateTime.UtcNow:yyyy-MM-dd} UTC; {train.Count} training rows, {heldOut.Count} held-out rows."));
+        Console.WriteLine(Invariant($"GNU licence paragraph -> family (' general' GPL, ' lesser' LGPL, ' free' GFDL), default model, {FineTuneReport.MethodName(method)} supervised fine-tune{(extend ? $" with the vocabulary extended ({report.AddedTokens} tokens)" : "")}: {steps} steps of 8 rows (sequence 96), learning rate {rate:G3}, {warmup} warm-up steps, seed {seed}, {threads} threads, {DateTime.UtcNow:yyyy-MM-dd} UTC; {train.Count} training rows, {heldOut.Count} held-out rows."));
         Console.WriteLine();
         Console.WriteLine("| Model | Macro accuracy | Micro accuracy | Held-out completion loss | Minutes training | Load (1 min) before/training/after |");
         Console.WriteLine("|---|---:|---:|---:|---:|---|");
