@@ -23,6 +23,7 @@ using MLNetGpt.Bench;
 //            (training tokens/s of the training graph against torch 1.13, interleaved; see TrainingBench.cs)
 //   training-one MODEL_FOLDER full|lora THREADS STEPS   (one training measurement of the training graph)
 //   training-profile MODEL_FOLDER full|lora THREADS [RUNS]   (ONNX Runtime's profiler over the training graph: time per operator)
+//   training-cuda MODEL_FOLDER [--steps 8] [--threads N] [--dry-run]   (the training graph on CUDA against the CPU: losses per step, tokens/s)
 //   finetune-licenses [--runs full,lora,full-extend] [--steps 300] [--threads 2] ...   (the default model adapted to Debian's licences; see FineTuneLicenses.cs)
 //   finetune-labels [--steps 60] [--threads 2] [--lr 3e-4] [--method full|lora]   (supervised fine-tune: GNU licence paragraph -> family, ClassifyText zero-shot against tuned)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
@@ -98,6 +99,8 @@ switch (mode)
         Console.WriteLine(JsonSerializer.Serialize(r));
         return 0;
     }
+    case "training-cuda":
+        return TrainingCuda.Run(args[1..]);
     case "finetune-licenses":
         return FineTuneLicenses.Run(args[1..]);
     case "finetune-labels":
@@ -112,6 +115,6 @@ switch (mode)
     case "all":
         return Report.Run(args[1..]);
     default:
-        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, training, training-one, training-profile, finetune-licenses, finetune-labels, choose, encode or micro");
+        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, training, training-one, training-profile, training-cuda, finetune-licenses, finetune-labels, choose, encode or micro");
         return 1;
 }
