@@ -14,7 +14,8 @@ namespace MLNetGpt.Bench;
 /// model's KJV vocabulary has rows for; the mode checks it). Every third paragraph of each licence is held out (and any
 /// held-out paragraph whose text also occurs in training, or in two families, is dropped). ClassifyText's macro
 /// accuracy on the held-out rows, measured with MulticlassClassification.Evaluate, zero-shot against tuned.
-///   finetune-labels [--steps 60] [--threads 2] [--lr 3e-4] [--warmup 6] [--method full|lora] [--extend-vocabulary] [--seed 42] [--work DIR]
+///   finetune-labels [--steps 200] [--threads 2] [--lr 1e-3] [--warmup 20] [--method full|lora] [--extend-vocabulary] [--seed 42] [--work DIR]
+///   finetune-labels --probe " word, word"   (the ids of each word and whether the model has a row of its own for each)
 /// </summary>
 internal static class FineTuneLabels
 {
@@ -48,11 +49,11 @@ internal static class FineTuneLabels
             int i = Array.IndexOf(args, name);
             return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
         }
-        int steps = int.Parse(Arg("--steps", "60"), CultureInfo.InvariantCulture);
+        int steps = int.Parse(Arg("--steps", "200"), CultureInfo.InvariantCulture);
         int threads = int.Parse(Arg("--threads", "2"), CultureInfo.InvariantCulture);
-        int warmup = int.Parse(Arg("--warmup", "6"), CultureInfo.InvariantCulture);
+        int warmup = int.Parse(Arg("--warmup", "20"), CultureInfo.InvariantCulture);
         int seed = int.Parse(Arg("--seed", "42"), CultureInfo.InvariantCulture);
-        double rate = double.Parse(Arg("--lr", "3e-4"), CultureInfo.InvariantCulture);
+        double rate = double.Parse(Arg("--lr", "1e-3"), CultureInfo.InvariantCulture);
         var method = Arg("--method", "full") == "lora" ? FineTuneMethod.LoRA : FineTuneMethod.Full;
         bool extend = args.Contains("--extend-vocabulary");
         string licenses = Arg("--licenses", "/usr/share/common-licenses");

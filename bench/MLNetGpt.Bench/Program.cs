@@ -25,7 +25,7 @@ using MLNetGpt.Bench;
 //   training-profile MODEL_FOLDER full|lora THREADS [RUNS]   (ONNX Runtime's profiler over the training graph: time per operator)
 //   training-cuda MODEL_FOLDER [--steps 8] [--threads N] [--dry-run]   (the training graph on CUDA against the CPU: losses per step, tokens/s)
 //   finetune-licenses [--runs full,lora,full-extend] [--steps 300] [--threads 2] ...   (the default model adapted to Debian's licences; see FineTuneLicenses.cs)
-//   finetune-labels [--steps 60] [--threads 2] [--lr 3e-4] [--method full|lora]   (supervised fine-tune: GNU licence paragraph -> family, ClassifyText zero-shot against tuned)
+//   finetune-labels [--steps 200] [--threads 2] [--lr 1e-3] [--method full|lora]   (supervised fine-tune: GNU licence paragraph -> family, ClassifyText zero-shot against tuned)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 string mode = args.Length > 0 ? args[0] : "all";
