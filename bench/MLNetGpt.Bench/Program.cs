@@ -25,6 +25,9 @@ using MLNetGpt.Bench;
 //   training-profile MODEL_FOLDER full|lora THREADS [RUNS]   (ONNX Runtime's profiler over the training graph: time per operator)
 //   concurrency MODEL ROUNDS THREADS   (1, 4, 8, 16 callers through Generate and GptChatClient against one by one and static batches of 8; streaming against Generate)
 //   speculation ROUNDS THREADS NAME=FOLDER[,DRAFT] ...   (prompt lookup and a draft model against plain decoding at batch 1, per task, greedy and seeded)
+//   training-cuda MODEL_FOLDER [--steps 8] [--threads N] [--dry-run]   (the training graph on CUDA against the CPU: losses per step, tokens/s)
+//   finetune-licenses [--runs full,lora,full-extend] [--steps 300] [--threads 2] ...   (the default model adapted to Debian's licences; see FineTuneLicenses.cs)
+//   finetune-labels [--steps 200] [--threads 2] [--lr 1e-3] [--method full|lora]   (supervised fine-tune: GNU licence paragraph -> family, ClassifyText zero-shot against tuned)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 string mode = args.Length > 0 ? args[0] : "all";
@@ -115,6 +118,12 @@ switch (mode)
         Console.WriteLine(JsonSerializer.Serialize(r));
         return 0;
     }
+    case "training-cuda":
+        return TrainingCuda.Run(args[1..]);
+    case "finetune-licenses":
+        return FineTuneLicenses.Run(args[1..]);
+    case "finetune-labels":
+        return FineTuneLabels.Run(args[1..]);
     case "choose":
         Choose.Run(args[1], int.Parse(args[2]));
         return 0;
@@ -125,6 +134,6 @@ switch (mode)
     case "all":
         return Report.Run(args[1..]);
     default:
-        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, concurrency, speculation, probe, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, training, training-one, training-profile, choose, encode or micro");
+        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, concurrency, speculation, probe, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, training, training-one, training-profile, training-cuda, finetune-licenses, finetune-labels, choose, encode or micro");
         return 1;
 }

@@ -17,7 +17,7 @@ internal sealed class TrainingGraphOptions
     public static readonly IReadOnlyList<string> LoraTargetNames = ["q", "k", "v", "o", "up", "down", "gate"];
 
     private int _loraRank = 8;
-    private float _loraAlpha = 8f;
+    private float _loraAlpha = 16f;
     private IReadOnlyList<string> _loraTargets = ["q", "v"];
     private IReadOnlyList<int> _extension = [];
     private int? _threads;
@@ -32,7 +32,7 @@ internal sealed class TrainingGraphOptions
         set => _loraRank = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(LoraRank), value, "The LoRA rank must be 1 or more.");
     }
 
-    /// <summary>LoRA's alpha; the adapter's output is scaled by alpha / r (default 8, as PEFT).</summary>
+    /// <summary>LoRA's alpha; the adapter's output is scaled by alpha / r (default 16, as <see cref="FineTuneOptions.LoraAlpha"/>: alpha = 2r for the default rank).</summary>
     public float LoraAlpha
     {
         get => _loraAlpha;

@@ -79,6 +79,18 @@ public sealed class FineTuneOptionsTests
     }
 
     [Fact]
+    public void The_training_graph_and_its_request_default_to_the_same_lora_settings_as_the_options()
+    {
+        var o = new FineTuneOptions();
+        var graph = new MLNetGpt.Training.TrainingGraphOptions();
+        var request = new MLNetGpt.Training.TrainingGraphRequest { ModelFolder = "m", Method = FineTuneMethod.LoRA };
+        Assert.Equal((o.LoraRank, o.LoraAlpha), (graph.LoraRank, (double)graph.LoraAlpha));
+        Assert.Equal((o.LoraRank, o.LoraAlpha), (request.LoraRank, request.LoraAlpha));
+        Assert.Equal(o.LoraTargets, graph.LoraTargets);
+        Assert.Equal(o.LoraTargets, request.LoraTargets);
+    }
+
+    [Fact]
     public void A_clone_does_not_follow_later_changes()
     {
         var targets = new List<string> { "q", "k" };

@@ -25,7 +25,7 @@ public sealed class TrainingWriteBackTests
         }
     }
 
-    private static int[] GreedyWithGraph(TrainingGraph graph, IReadOnlyList<int> prompt)
+    internal static int[] GreedyWithGraph(TrainingGraph graph, IReadOnlyList<int> prompt)
     {
         var ids = prompt.Select(i => (long)i).ToList();
         for (int n = 0; n < GreedyTokens; n++)
@@ -39,7 +39,7 @@ public sealed class TrainingWriteBackTests
         return ids.Skip(prompt.Count).Select(i => (int)i).ToArray();
     }
 
-    private static int[] GreedyWithModel(string folder, IReadOnlyList<int> prompt, string? variant = null)
+    internal static int[] GreedyWithModel(string folder, IReadOnlyList<int> prompt, string? variant = null)
     {
         using var model = GptModel.Open(folder, new GptModelOptions { Variant = variant });
         var options = new GenerationOptions { MaxNewTokens = GreedyTokens, DoSample = false, RepetitionPenalty = 1f, NoRepeatNgramSize = 0, EosTokenIds = [] };
