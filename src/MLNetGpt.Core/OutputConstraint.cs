@@ -44,7 +44,7 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
         if (Automaton.MinBytesToAccept(Automaton.Start) == int.MaxValue)
             throw new ArgumentException(kind == OutputConstraintKind.Regex
                 ? $"regex: the pattern '{pattern}' matches no string."
-                : "JSON schema: no JSON value satisfies the schema.");
+                : "JSON schema: no JSON value satisfies the schema at the root.");
     }
 
     /// <summary>What the constraint restricts the text to.</summary>

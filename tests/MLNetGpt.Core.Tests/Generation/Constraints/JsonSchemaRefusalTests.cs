@@ -49,7 +49,7 @@ public sealed class JsonSchemaRefusalTests
     [InlineData("""{"enum":["a"],"type":"integer"}""", "JSON schema: no value of enum/const satisfies the other keywords at the root.")]
     [InlineData("""[1]""", "JSON schema: a schema must be an object or a boolean, not an array, at the root.")]
     [InlineData("""{"type":"string",""", "JSON schema: the text is not JSON")]
-    [InlineData("""false""", "JSON schema: no JSON value satisfies the schema.")]
+    [InlineData("""false""", "JSON schema: no JSON value satisfies the schema at the root.")]
     [InlineData("""{"type":"array","items":{"type":"string","maxLength":2000},"maxItems":100}""", "JSON schema: the automaton would need")]
     public void An_unsupported_or_contradictory_form_is_named_with_its_json_pointer(string schema, string expected)
     {
