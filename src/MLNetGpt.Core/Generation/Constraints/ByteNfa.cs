@@ -129,6 +129,27 @@ internal sealed class ByteNfa
                 for (int i = 0; i < r.Min; i++) tail = Compile(r.Item, tail);
                 return tail;
             }
+            case DfaNode d:
+            {
+                var dfa = d.Dfa;
+                var states = new int[dfa.StateCount];
+                for (int i = 0; i < states.Length; i++) states[i] = NewState();
+                for (int i = 0; i < states.Length; i++)
+                {
+                    var targets = new List<int>(dfa.Edges[i].Length + 1);
+                    foreach (var (lo, hi, to) in dfa.Edges[i])
+                    {
+                        int s = NewState();
+                        _lo[s] = lo;
+                        _hi[s] = hi;
+                        _byteTarget[s] = states[to];
+                        targets.Add(s);
+                    }
+                    if (dfa.Accepting[i]) targets.Add(next);
+                    _epsilon[states[i]] = targets.ToArray();
+                }
+                return states[0];
+            }
             default:
                 throw new InvalidOperationException($"Unknown node {node.GetType().Name}.");
         }
@@ -158,6 +179,9 @@ internal sealed class ByteNfa
                 break;
             case RepeatNode r:
                 size = RepeatSize(r, Size(r.Item, sizes));
+                break;
+            case DfaNode d:
+                size = d.NfaStates;
                 break;
             default:
                 size = 0;
