@@ -129,6 +129,17 @@ internal sealed class ByteNfa
                 for (int i = 0; i < r.Min; i++) tail = Compile(r.Item, tail);
                 return tail;
             }
+            case SeparatedNode sp:
+            {
+                int loop = NewState();
+                int body = Compile(sp.Item, loop);
+                int separator = Compile(sp.Separator, body);
+                _epsilon[loop] = [separator, next];
+                if (!sp.AllowEmpty) return body;
+                int s = NewState();
+                _epsilon[s] = [body, next];
+                return s;
+            }
             case DfaNode d:
             {
                 var dfa = d.Dfa;
@@ -183,6 +194,9 @@ internal sealed class ByteNfa
             case DfaNode d:
                 size = d.NfaStates;
                 break;
+            case SeparatedNode sp:
+                size = Saturate(2 + Size(sp.Item, sizes) + Size(sp.Separator, sizes));
+                break;
             default:
                 size = 0;
                 break;
@@ -215,6 +229,7 @@ internal sealed class ByteNfa
             {
                 case SequenceNode s: foreach (var i in s.Items) stack.Push(i); break;
                 case ChoiceNode c: foreach (var i in c.Items) stack.Push(i); break;
+                case SeparatedNode sp: stack.Push(sp.Item); break;
                 case RepeatNode r:
                     double growth = (double)Size(r, sizes) - Size(r.Item, sizes);
                     if (best is null || growth > bestGrowth)

@@ -82,6 +82,16 @@ internal abstract class ConstraintNode
 
     public static ConstraintNode Choice(IEnumerable<ConstraintNode> items) => Choice(items.ToArray());
 
+    /// <summary>
+    /// <paramref name="item"/> once or more with <paramref name="separator"/> between (or nothing at all when
+    /// <paramref name="allowEmpty"/>): the same language as item (separator item)*, with the item compiled once, not twice.
+    /// </summary>
+    public static ConstraintNode Separated(ConstraintNode item, ConstraintNode separator, bool allowEmpty)
+    {
+        if (ReferenceEquals(item, Nothing)) return allowEmpty ? Empty : Nothing;
+        return new SeparatedNode(item, separator, allowEmpty);
+    }
+
     public static ConstraintNode Optional(ConstraintNode item) => Choice(item, Empty);
 
     /// <summary>
@@ -95,6 +105,24 @@ internal abstract class ConstraintNode
         if (min == 1 && max == 1) return item;
         return new RepeatNode(item, min, max, origin);
     }
+}
+
+/// <summary>item (separator item)*, or also nothing when <see cref="AllowEmpty"/>: one copy of the item in the automaton.</summary>
+internal sealed class SeparatedNode : ConstraintNode
+{
+    public SeparatedNode(ConstraintNode item, ConstraintNode separator, bool allowEmpty)
+    {
+        Item = item;
+        Separator = separator;
+        AllowEmpty = allowEmpty;
+        Depth = Checked(Math.Max(item.Depth, separator.Depth) + 1);
+    }
+
+    public ConstraintNode Item { get; }
+
+    public ConstraintNode Separator { get; }
+
+    public bool AllowEmpty { get; }
 }
 
 internal sealed class ByteRangeNode(byte lo, byte hi) : ConstraintNode

@@ -15,7 +15,7 @@ internal sealed class JsonSchemaCompiler
 {
     public const string Supported = "supported: type, enum, const, $ref, $defs, definitions, allOf, anyOf, oneOf, not, if, then, else, "
         + "properties, required, additionalProperties, patternProperties, propertyNames, minProperties, maxProperties, dependentRequired, "
-        + "dependentSchemas, items, prefixItems, contains, minContains, maxContains, minItems, maxItems, uniqueItems: false, minLength, maxLength, "
+        + "dependentSchemas, unevaluatedProperties, unevaluatedItems, items, prefixItems, contains, minContains, maxContains, minItems, maxItems, uniqueItems: false, minLength, maxLength, "
         + "pattern, format, minimum, maximum, exclusiveMinimum, exclusiveMaximum; annotations ignored";
 
     private static readonly HashSet<string> Annotations = new(StringComparer.Ordinal)
@@ -30,6 +30,7 @@ internal sealed class JsonSchemaCompiler
         "minProperties", "maxProperties", "items", "prefixItems", "contains", "minContains", "maxContains", "minItems", "maxItems",
         "uniqueItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
         "$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentRequired", "dependentSchemas",
+        "unevaluatedProperties", "unevaluatedItems",
     };
 
     private static readonly string[] TypeNames = ["object", "array", "string", "integer", "number", "boolean", "null"];
@@ -147,12 +148,15 @@ internal sealed class JsonSchemaCompiler
     private static string Child(string pointer, string token, int index) => Child(pointer, token) + "/" + index.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>One conjunct: a schema whose own keywords apply (its applicators were expanded beside it), or a synthetic restriction.</summary>
-    private sealed record Part(JsonElement Schema, string Pointer, int RefDepth, bool Synthetic = false);
+    /// <remarks><see cref="Quiet"/>: the part came through not (or a failed if), whose annotations JSON Schema drops: it evaluates no member for unevaluated*.</remarks>
+    private sealed record Part(JsonElement Schema, string Pointer, int RefDepth, bool Synthetic = false, bool Quiet = false);
 
     private static Part Synth(string json, string pointer, int refDepth) =>
         new(JsonSerializer.Deserialize<JsonElement>(json), pointer, refDepth, Synthetic: true);
 
     private static readonly List<List<Part>> Everything = [[]];
+
+    private static readonly JsonElement StringType = JsonSerializer.Deserialize<JsonElement>("{\"type\":\"string\"}");
 
     private void Enter(string pointer)
     {
@@ -223,7 +227,7 @@ internal sealed class JsonSchemaCompiler
                 {
                     if (p.Value.ValueKind != JsonValueKind.Array || p.Value.EnumerateArray().Any(n => n.ValueKind != JsonValueKind.String))
                         throw Error(Child(at, p.Name), $"dependentRequired values must be arrays of names, not {Describe(p.Value)},");
-                    string names = JsonSerializer.Serialize(p.Value.EnumerateArray().Select(n => n.GetString()).Prepend(p.Name));
+                    string names = JsonSerializer.Serialize(p.Value.EnumerateArray().Select(n => n.GetString()).Append(p.Name));
                     result = Cross(result, [[Absent(p.Name, at, refDepth)], [Synth($"{{\"required\":{names}}}", at, refDepth)]], at);
                 }
             }
@@ -237,12 +241,40 @@ internal sealed class JsonSchemaCompiler
                     result = Cross(result, Union([[[Absent(p.Name, at, refDepth)]], present], at), at);
                 }
             }
+            if (schema.TryGetProperty("unevaluatedProperties", out var unevaluatedProperties))
+                result = result.Select(conj => Unevaluated(conj, unevaluatedProperties, Child(pointer, "unevaluatedProperties"), refDepth, items: false)).ToList();
+            if (schema.TryGetProperty("unevaluatedItems", out var unevaluatedItems))
+                result = result.Select(conj => Unevaluated(conj, unevaluatedItems, Child(pointer, "unevaluatedItems"), refDepth, items: true)).ToList();
             return result;
         }
         finally
         {
             _depth--;
         }
+    }
+
+    /// <summary>
+    /// unevaluatedProperties/Items over one conjunction of the schema's own subtree: what its parts' properties,
+    /// patternProperties and prefixItems leave is given the schema, as additionalProperties/items would; a part whose
+    /// additionalProperties/items already reads every member leaves nothing. (Where anyOf had several branches match,
+    /// JSON Schema would count the members of all of them: taking one branch at a time allows fewer values, never more.)
+    /// </summary>
+    private static List<Part> Unevaluated(List<Part> all, JsonElement schema, string pointer, int refDepth, bool items)
+    {
+        var conj = all.Where(p => !p.Quiet).ToList();
+        if (items)
+        {
+            if (All(conj, "items").Any()) return all;
+            if (All(conj, "contains").Any()) throw Error(pointer, "unevaluatedItems together with contains is not supported");
+            int length = All(conj, "prefixItems").Select(p => p.Value.ValueKind == JsonValueKind.Array ? p.Value.GetArrayLength() : 0).DefaultIfEmpty(0).Max();
+            return [.. all, Synth($"{{\"prefixItems\":[{string.Join(",", Enumerable.Repeat("true", length))}],\"items\":{schema.GetRawText()}}}", pointer, refDepth) with { Pointer = pointer[..pointer.LastIndexOf('/')] }];
+        }
+        if (All(conj, "additionalProperties").Any()) return all;
+        var names = All(conj, "properties").Where(p => p.Value.ValueKind == JsonValueKind.Object).SelectMany(p => p.Value.EnumerateObject().Select(x => x.Name)).Distinct().ToList();
+        var patterns = All(conj, "patternProperties").Where(p => p.Value.ValueKind == JsonValueKind.Object).SelectMany(p => p.Value.EnumerateObject().Select(x => x.Name)).Distinct().ToList();
+        string json = $"{{\"properties\":{{{string.Join(",", names.Select(n => JsonSerializer.Serialize(n) + ":true"))}}},"
+            + $"\"patternProperties\":{{{string.Join(",", patterns.Select(n => JsonSerializer.Serialize(n) + ":true"))}}},\"additionalProperties\":{schema.GetRawText()}}}";
+        return [.. all, Synth(json, pointer, refDepth)];
     }
 
     private static Part Absent(string name, string pointer, int refDepth) => Synth($"{{\"properties\":{{{JsonSerializer.Serialize(name)}:false}}}}", pointer, refDepth);
@@ -367,7 +399,7 @@ internal sealed class JsonSchemaCompiler
                     }
                     case "minLength" or "maxLength" or "minItems" or "maxItems" or "minProperties" or "maxProperties":
                     {
-                        if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt32(out int n) || n < 0) throw Error(at, $"{p.Name} must be a non-negative integer, not {Describe(p.Value)},");
+                        if (!TryCount(p.Value, out int n)) throw Error(at, $"{p.Name} must be a non-negative integer, not {Describe(p.Value)},");
                         string type = p.Name.EndsWith("Length", StringComparison.Ordinal) ? "string" : p.Name.EndsWith("Items", StringComparison.Ordinal) ? "array" : "object";
                         string opposite = p.Name.StartsWith("min", StringComparison.Ordinal) ? "max" + p.Name[3..] : "min" + p.Name[3..];
                         int bound = opposite.StartsWith("max", StringComparison.Ordinal) ? n - 1 : n + 1;
@@ -401,6 +433,7 @@ internal sealed class JsonSchemaCompiler
                         throw new ArgumentException($"JSON schema: keyword '{p.Name}' inside not (or if) at {Where(at)} is not supported: its complement is not expressible "
                             + "(inside not: type, const, enum, required, minimum, maximum, exclusiveMinimum, exclusiveMaximum, the min/max counts, anyOf, allOf, not, $ref).");
                 }
+                negated = ReferenceEquals(negated, Everything) ? negated : negated.Select(conj => conj.Select(part => part with { Quiet = true }).ToList()).ToList();
                 result = ReferenceEquals(negated, Everything) ? Everything : ReferenceEquals(result, Everything) ? result : Sum(result, negated, pointer);
                 if (ReferenceEquals(result, Everything)) return Everything;
             }
@@ -670,6 +703,8 @@ internal sealed class JsonSchemaCompiler
     private static ConstraintNode Container(string open, ConstraintNode item, string close, int min, int? max, string origin)
     {
         if (max == 0) return ConstraintNode.Literal(open + close);
+        if (max is null && min <= 1)
+            return ConstraintNode.Sequence(ConstraintNode.Literal(open), ConstraintNode.Separated(item, Comma, allowEmpty: min == 0), ConstraintNode.Literal(close));
         var content = ConstraintNode.Sequence(item, ConstraintNode.Repeat(ConstraintNode.Sequence(Comma, item), Math.Max(0, min - 1), max is { } m ? m - 1 : -1, origin));
         if (min == 0) content = ConstraintNode.Optional(content);
         return ConstraintNode.Sequence(ConstraintNode.Literal(open), content, ConstraintNode.Literal(close));
@@ -680,11 +715,20 @@ internal sealed class JsonSchemaCompiler
         int? result = null;
         foreach (var (value, part) in All(parts, name))
         {
-            if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out int count) || count < 0)
+            if (!TryCount(value, out int count))
                 throw Error(Child(part.Pointer, name), $"{name} must be a non-negative integer, not {Describe(value)},");
             result = result is null ? count : takeMax ? Math.Max(result.Value, count) : Math.Min(result.Value, count);
         }
         return result;
+    }
+
+    /// <summary>A count written as any integral JSON number (2 or 2.0) within int's range.</summary>
+    private static bool TryCount(JsonElement value, out int count)
+    {
+        count = 0;
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetDecimal(out decimal d) || d != decimal.Truncate(d) || d < 0 || d > int.MaxValue) return false;
+        count = (int)d;
+        return true;
     }
 
     private ConstraintNode Values(IEnumerable<(JsonElement Schema, string Pointer, int RefDepth)> schemas, int refDepth)
@@ -724,23 +768,30 @@ internal sealed class JsonSchemaCompiler
         }
 
         // Patterns of every part, compiled once: (part, pattern text, its schema, the quoted keys it matches).
-        var patterns = new List<(Part Part, string Pointer, JsonElement Schema, SmallDfa Keys)>();
+        var patterns = new List<(Part Part, string Pointer, JsonElement Schema, SmallDfa Keys, int Text)>();
+        var texts = new List<(string Text, SmallDfa Keys, string Pointer)>();
         foreach (var (value, part) in All(parts, "patternProperties"))
         {
             string at = Child(part.Pointer, "patternProperties");
             if (value.ValueKind != JsonValueKind.Object) throw Error(at, $"patternProperties must be an object, not {Describe(value)},");
             foreach (var p in value.EnumerateObject())
             {
-                if (patterns.Count == MaxPatterns) throw Error(at, $"more than {MaxPatterns} patterns of patternProperties in one object are not supported");
-                var keys = SmallDfa.Combine(SmallDfa.Of(PatternString(p.Name, Child(at, p.Name)), $"JSON schema: patternProperties at {Child(at, p.Name)}", _cancellation),
-                    CanonicalStringDfa.Value, keep: true, $"JSON schema: patternProperties at {Child(at, p.Name)}");
-                patterns.Add((part, Child(at, p.Name), p.Value, keys));
+                int text = texts.FindIndex(t => t.Text == p.Name);
+                if (text < 0)
+                {
+                    if (texts.Count == MaxPatterns) throw Error(at, $"more than {MaxPatterns} patterns of patternProperties in one object are not supported");
+                    var keys = SmallDfa.Combine(SmallDfa.Of(PatternString(p.Name, Child(at, p.Name)), $"JSON schema: patternProperties at {Child(at, p.Name)}", _cancellation),
+                        CanonicalStringDfa.Value, keep: true, $"JSON schema: patternProperties at {Child(at, p.Name)}");
+                    texts.Add((p.Name, keys, Child(at, p.Name)));
+                    text = texts.Count - 1;
+                }
+                patterns.Add((part, Child(at, p.Name), p.Value, texts[text].Keys, text));
             }
         }
         var additional = All(parts, "additionalProperties").ToList();
         var names = new List<SmallDfa>();
         foreach (var (value, part) in All(parts, "propertyNames"))
-            names.Add(SmallDfa.Combine(SmallDfa.Of(CompileAll([(value, Child(part.Pointer, "propertyNames"), part.RefDepth)]), $"JSON schema: propertyNames at {Child(part.Pointer, "propertyNames")}", _cancellation),
+            names.Add(SmallDfa.Combine(SmallDfa.Of(CompileAll([(value, Child(part.Pointer, "propertyNames"), part.RefDepth), (StringType, Child(part.Pointer, "propertyNames"), part.RefDepth)]), $"JSON schema: propertyNames at {Child(part.Pointer, "propertyNames")}", _cancellation),
                 CanonicalStringDfa.Value, keep: true, $"JSON schema: propertyNames at {Child(part.Pointer, "propertyNames")}"));
 
         // A declared name's value: each part's own schema for it, else its matching patterns, else its additionalProperties.
@@ -756,10 +807,10 @@ internal sealed class JsonSchemaCompiler
                 if (part.Schema.TryGetProperty("properties", out var props) && props.ValueKind == JsonValueKind.Object && props.TryGetProperty(name, out var own))
                 {
                     schemas.Add((own, Child(Child(part.Pointer, "properties"), name), part.RefDepth));
-                    continue;
                 }
                 var matching = patterns.Where(p => ReferenceEquals(p.Part, part) && Matches(p.Keys, quoted)).ToList();
                 if (matching.Count > 0) schemas.AddRange(matching.Select(m => (m.Schema, m.Pointer, part.RefDepth)));
+                else if (part.Schema.TryGetProperty("properties", out var declaredHere) && declaredHere.ValueKind == JsonValueKind.Object && declaredHere.TryGetProperty(name, out _)) { }
                 else if (part.Schema.TryGetProperty("additionalProperties", out var extra)) schemas.Add((extra, Child(part.Pointer, "additionalProperties"), part.RefDepth));
             }
             var node = allowed ? Values(schemas, refDepth) : ConstraintNode.Nothing;
@@ -776,20 +827,20 @@ internal sealed class JsonSchemaCompiler
         var declaredKeys = declared.Count == 0 ? null
             : SmallDfa.Of(ConstraintNode.Choice(declared.Select(n => ConstraintNode.Literal("\"" + JsonText.EscapeString(n) + "\""))), "JSON schema: properties", _cancellation);
         bool explicitlyOpen = patterns.Count > 0 || additional.Any(a => a.Value.ValueKind != JsonValueKind.False);
-        for (int region = 0; region < 1 << patterns.Count; region++)
+        for (int region = 0; region < 1 << texts.Count; region++)
         {
             if (region == 0 && _closed && !additional.Any(a => a.Value.ValueKind != JsonValueKind.False)) continue;
             var keys = CanonicalStringDfa.Value;
             if (declaredKeys is not null) keys = SmallDfa.Combine(keys, declaredKeys, keep: false, "JSON schema: properties");
-            for (int i = 0; i < patterns.Count; i++)
-                keys = SmallDfa.Combine(keys, patterns[i].Keys, keep: (region >> i & 1) == 1, $"JSON schema: patternProperties at {patterns[i].Pointer}");
+            for (int i = 0; i < texts.Count; i++)
+                keys = SmallDfa.Combine(keys, texts[i].Keys, keep: (region >> i & 1) == 1, $"JSON schema: patternProperties at {texts[i].Pointer}");
             foreach (var n in names) keys = SmallDfa.Combine(keys, n, keep: true, "JSON schema: propertyNames");
             if (keys.IsEmpty) continue;
             var schemas = new List<(JsonElement, string, int)>();
             bool forbidden = false;
             foreach (var part in parts)
             {
-                var mine = Enumerable.Range(0, patterns.Count).Where(i => (region >> i & 1) == 1 && ReferenceEquals(patterns[i].Part, part)).ToList();
+                var mine = Enumerable.Range(0, patterns.Count).Where(i => (region >> patterns[i].Text & 1) == 1 && ReferenceEquals(patterns[i].Part, part)).ToList();
                 if (mine.Count > 0) schemas.AddRange(mine.Select(i => (patterns[i].Schema, patterns[i].Pointer, part.RefDepth)));
                 else if (part.Schema.ValueKind == JsonValueKind.Object && part.Schema.TryGetProperty("additionalProperties", out var extra))
                 {
@@ -816,6 +867,7 @@ internal sealed class JsonSchemaCompiler
             return Container("{", extra1, "}", min, maxProperties, $"minProperties/maxProperties");
         }
 
+        if (members.Count == 0) return Container("{", extra1, "}", 0, null, "the undeclared properties of an object");
         // After(i): members i.. once some member was written (each needs a leading comma); First(i): none written yet.
         var moreExtras = ReferenceEquals(extra1, ConstraintNode.Nothing) ? ConstraintNode.Empty
             : ConstraintNode.Repeat(ConstraintNode.Sequence(Comma, extra1), 0, -1, "the undeclared properties of an object");
@@ -904,6 +956,7 @@ internal sealed class JsonSchemaCompiler
         var contains = All(parts, "contains").ToList();
         if (contains.Count > 0) return Contains(parts, contains, prefixLength, min, max, Element(prefixLength), refDepth);
 
+        if (prefixLength == 0) return Container("[", Element(0), "]", min, max, max is null ? $"minItems {min}" : $"maxItems {max}");
         string origin = max is null ? $"minItems {min}" : $"maxItems {max}";
         ConstraintNode Rest(int j)
         {
