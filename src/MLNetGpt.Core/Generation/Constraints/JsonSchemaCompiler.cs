@@ -16,7 +16,7 @@ internal sealed class JsonSchemaCompiler
     public const string Supported = "supported: type, enum, const, $ref, $defs, definitions, allOf, anyOf, oneOf, not, if, then, else, "
         + "properties, required, additionalProperties, patternProperties, propertyNames, minProperties, maxProperties, dependentRequired, "
         + "dependentSchemas, unevaluatedProperties, unevaluatedItems, items, prefixItems, contains, minContains, maxContains, minItems, maxItems, uniqueItems: false, minLength, maxLength, "
-        + "pattern, format, minimum, maximum, exclusiveMinimum, exclusiveMaximum; annotations ignored";
+        + "pattern, format, minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf (integral, up to 1000); annotations ignored";
 
     private static readonly HashSet<string> Annotations = new(StringComparer.Ordinal)
     {
@@ -28,7 +28,7 @@ internal sealed class JsonSchemaCompiler
     {
         "type", "enum", "const", "properties", "required", "additionalProperties", "patternProperties", "propertyNames",
         "minProperties", "maxProperties", "items", "prefixItems", "contains", "minContains", "maxContains", "minItems", "maxItems",
-        "uniqueItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+        "uniqueItems", "multipleOf", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
         "$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentRequired", "dependentSchemas",
         "unevaluatedProperties", "unevaluatedItems",
     };
@@ -86,6 +86,9 @@ internal sealed class JsonSchemaCompiler
     /// <summary>Patterns of patternProperties in one object: the key space is split into every combination of them.</summary>
     public const int MaxPatterns = 4;
 
+    /// <summary>multipleOf is supported for integers up to this: the automaton tracks the remainder.</summary>
+    public const int MaxDivisor = 1_000;
+
     /// <summary>maxContains above this is refused: the count is written out.</summary>
     public const int MaxContains = 16;
 
@@ -95,7 +98,9 @@ internal sealed class JsonSchemaCompiler
     private readonly CancellationToken _cancellation;
     private readonly JsonElement _root;
     private readonly bool _closed;
-    private readonly bool _hasEmbeddedIds;
+    private readonly Dictionary<string, (JsonElement Schema, string Pointer)> _resources = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (JsonElement Schema, string Pointer)> _anchors = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Uri> _bases = new(StringComparer.Ordinal);
     private readonly Dictionary<int, ConstraintNode> _anyValues = [];
     private int _depth;
     private int _work;
@@ -105,7 +110,8 @@ internal sealed class JsonSchemaCompiler
         _root = root;
         _closed = closedObjects;
         _cancellation = cancellation;
-        _hasEmbeddedIds = HasEmbeddedId(root, 0);
+        _resources[Key(DefaultBase)] = (root, "");
+        Index(root, "", DefaultBase, 0);
     }
 
     public static ConstraintNode Compile(JsonElement schema, CancellationToken cancellation = default) => Compile(schema, closedObjects: false, cancellation);
@@ -124,19 +130,68 @@ internal sealed class JsonSchemaCompiler
         }
     }
 
-    private static bool HasEmbeddedId(JsonElement element, int depth)
+    /// <summary>The base URI of a document without an absolute $id: references resolve against it as if it were the document's own.</summary>
+    private static readonly Uri DefaultBase = new("urn:mlnetgpt:schema");
+
+    private static string Key(Uri uri)
     {
-        if (depth > DocumentOptions.MaxDepth) return false;
+        string text = uri.OriginalString.Length > 0 && uri.IsAbsoluteUri ? uri.AbsoluteUri : uri.ToString();
+        int hash = text.IndexOf('#');
+        return hash < 0 ? text : text[..hash];
+    }
+
+    private static Uri? Combine(Uri baseUri, string reference)
+    {
+        try
+        {
+            if (reference.StartsWith('#')) return new Uri(Key(baseUri) + reference);
+            if (Uri.TryCreate(reference, UriKind.Absolute, out var absolute)) return absolute;
+            return baseUri.Scheme is "urn" ? null : new Uri(baseUri, reference);
+        }
+        catch (UriFormatException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Indexes the document's schema resources ($id), anchors ($anchor, and $dynamicAnchor as a plain anchor) and the base
+    /// URI at every schema, walking no deeper than the document itself may nest; values of const, enum, default and
+    /// examples are data, not schemas.
+    /// </summary>
+    private void Index(JsonElement element, string pointer, Uri baseUri, int depth)
+    {
+        if (depth > DocumentOptions.MaxDepth) return;
         if (element.ValueKind == JsonValueKind.Object)
-            foreach (var p in element.EnumerateObject())
+        {
+            if (element.TryGetProperty("$id", out var id) && id.ValueKind == JsonValueKind.String && Combine(baseUri, id.GetString()!) is { } resolved)
             {
-                if (depth > 0 && p.Name == "$id") return true;
-                if (HasEmbeddedId(p.Value, depth + 1)) return true;
+                baseUri = resolved;
+                _resources.TryAdd(Key(baseUri), (element, pointer));
             }
+            _bases[pointer] = baseUri;
+            foreach (string anchorKeyword in new[] { "$anchor", "$dynamicAnchor" })
+                if (element.TryGetProperty(anchorKeyword, out var anchor) && anchor.ValueKind == JsonValueKind.String)
+                    _anchors.TryAdd(Key(baseUri) + "#" + anchor.GetString(), (element, pointer));
+            foreach (var p in element.EnumerateObject())
+                if (p.Name is not ("const" or "enum" or "default" or "examples")) Index(p.Value, Child(pointer, p.Name), baseUri, depth + 1);
+        }
         else if (element.ValueKind == JsonValueKind.Array)
-            foreach (var item in element.EnumerateArray())
-                if (HasEmbeddedId(item, depth + 1)) return true;
-        return false;
+        {
+            int i = 0;
+            foreach (var item in element.EnumerateArray()) Index(item, pointer + "/" + (i++).ToString(CultureInfo.InvariantCulture), baseUri, depth + 1);
+        }
+    }
+
+    private Uri BaseAt(string pointer)
+    {
+        while (true)
+        {
+            if (_bases.TryGetValue(pointer, out var found)) return found;
+            int slash = pointer.LastIndexOf('/');
+            if (slash < 0) return _bases.GetValueOrDefault("", DefaultBase);
+            pointer = pointer[..slash];
+        }
     }
 
     private static string Where(string pointer) => pointer.Length == 0 ? "the root" : pointer;
@@ -206,8 +261,27 @@ internal sealed class JsonSchemaCompiler
             if (schema.TryGetProperty("oneOf", out var oneOf))
             {
                 var branches = SchemaArray(oneOf, Child(pointer, "oneOf"), "oneOf").Select((s, i) => Expand(s, Child(pointer, "oneOf", i), refDepth)).ToList();
-                CheckDisjoint(branches, Child(pointer, "oneOf"));
-                result = Cross(result, Union(branches, Child(pointer, "oneOf")), Child(pointer, "oneOf"));
+                string at = Child(pointer, "oneOf");
+                if (Overlap(branches) is { } overlap)
+                {
+                    // Branches that may overlap: each branch together with the complement of every other one.
+                    var elements = oneOf.EnumerateArray().ToList();
+                    for (int i = 0; i < branches.Count; i++)
+                        for (int j = 0; j < branches.Count; j++)
+                        {
+                            if (i == j) continue;
+                            try
+                            {
+                                branches[i] = Cross(branches[i], Negate(elements[j], Child(at, j.ToString(CultureInfo.InvariantCulture)), refDepth), at);
+                            }
+                            catch (ArgumentException e)
+                            {
+                                throw Error(at, $"oneOf whose branches {overlap.I} and {overlap.J} may both match one value needs each branch's complement, "
+                                    + $"and branch {j}'s is not expressible ({e.Message.Replace("JSON schema: ", "", StringComparison.Ordinal).TrimEnd('.')})");
+                            }
+                        }
+                }
+                result = Cross(result, Union(branches, at), at);
             }
             if (schema.TryGetProperty("not", out var not))
                 result = Cross(result, Negate(not, Child(pointer, "not"), refDepth), Child(pointer, "not"));
@@ -317,34 +391,40 @@ internal sealed class JsonSchemaCompiler
         return [.. a, .. b];
     }
 
-    /// <summary>A local reference: "#", "#/json/pointer" into the document (with ~0 ~1 and %-escapes).</summary>
+    /// <summary>
+    /// A reference into this document: resolved against the base URI where it stands ($id), to a schema resource of the
+    /// document ($id), a JSON pointer inside one (with ~0 ~1 and %-escapes) or an anchor. Nothing outside the document is fetched.
+    /// </summary>
     private (JsonElement Target, string Pointer) Resolve(JsonElement reference, string pointer)
     {
         if (reference.ValueKind != JsonValueKind.String) throw Error(pointer, $"$ref must be a string, not {Describe(reference)},");
         string text = reference.GetString()!;
-        if (_hasEmbeddedIds)
-            throw Error(pointer, $"$ref '{text}' in a document with embedded $id resources is not supported (only references into one document)");
-        if (!text.StartsWith('#') || (text.Length > 1 && text[1] != '/'))
-            throw Error(pointer, $"$ref '{text}' is not supported (only local JSON pointers: '#' or '#/$defs/name')");
-        var target = _root;
-        string resolved = "";
-        if (text.Length > 1)
+        var full = Combine(BaseAt(pointer[..Math.Max(0, pointer.LastIndexOf('/'))]), text)
+            ?? throw Error(pointer, $"$ref '{text}' is not a URI reference that resolves here");
+        string document = Key(full);
+        string fragment = Uri.UnescapeDataString(full.Fragment.TrimStart('#'));
+        if (!_resources.TryGetValue(document, out var resource))
+            throw Error(pointer, $"$ref '{text}' points outside this document ({document}); remote references are not fetched");
+        if (fragment.Length == 0) return resource;
+        if (!fragment.StartsWith('/'))
+            return _anchors.TryGetValue(document + "#" + fragment, out var anchored) ? anchored
+                : throw Error(pointer, $"$ref '{text}' names an anchor that this document does not define");
+        var target = resource.Schema;
+        string resolved = resource.Pointer;
+        foreach (string raw in fragment[1..].Split('/'))
         {
-            foreach (string raw in text[2..].Split('/'))
-            {
-                string token = Uri.UnescapeDataString(raw).Replace("~1", "/").Replace("~0", "~");
-                if (target.ValueKind == JsonValueKind.Object && target.TryGetProperty(token, out var next)) target = next;
-                else if (target.ValueKind == JsonValueKind.Array && int.TryParse(token, NumberStyles.None, CultureInfo.InvariantCulture, out int index) && index < target.GetArrayLength())
-                    target = target[index];
-                else throw Error(pointer, $"$ref '{text}' points at nothing in the document");
-                resolved = Child(resolved, token);
-            }
+            string token = raw.Replace("~1", "/").Replace("~0", "~");
+            if (target.ValueKind == JsonValueKind.Object && target.TryGetProperty(token, out var next)) target = next;
+            else if (target.ValueKind == JsonValueKind.Array && int.TryParse(token, NumberStyles.None, CultureInfo.InvariantCulture, out int index) && index < target.GetArrayLength())
+                target = target[index];
+            else throw Error(pointer, $"$ref '{text}' points at nothing in the document");
+            resolved = Child(resolved, token);
         }
         return (target, resolved);
     }
 
-    /// <summary>oneOf is anyOf where no value can match two branches: branches of disjoint types, or of distinct constants.</summary>
-    private void CheckDisjoint(List<List<List<Part>>> branches, string pointer)
+    /// <summary>Two branches of oneOf that may both match one value (null when all have disjoint types or distinct constants).</summary>
+    private static (int I, int J)? Overlap(List<List<List<Part>>> branches)
     {
         var types = branches.Select(b => b.Aggregate(new HashSet<string>(), (set, conj) => { set.UnionWith(TypeSet(conj)); return set; })).ToList();
         var values = branches.Select(b => b.All(conj => Candidates(conj) is not null) ? b.SelectMany(conj => Candidates(conj)!).ToList() : null).ToList();
@@ -353,8 +433,9 @@ internal sealed class JsonSchemaCompiler
             {
                 if (!types[i].Overlaps(types[j])) continue;
                 if (values[i] is { } vi && values[j] is { } vj && !vi.Any(x => vj.Any(y => JsonEquals(x, y)))) continue;
-                throw Error(pointer, $"oneOf whose branches {i} and {j} may both match one value is not supported (only branches of distinct types or distinct constants)");
+                return (i, j);
             }
+        return null;
     }
 
     /// <summary>The complement of a schema as a union of conjunctions, for the forms whose complement stays expressible.</summary>
@@ -427,11 +508,33 @@ internal sealed class JsonSchemaCompiler
                         negated = Negate(target, targetPointer, refDepth + 1);
                         break;
                     }
+                    case "properties" when p.Value.ValueKind == JsonValueKind.Object:
+                        negated = p.Value.EnumerateObject().Select(x => new List<Part> { Synth(
+                            $"{{\"type\":\"object\",\"required\":[{JsonSerializer.Serialize(x.Name)}],\"properties\":{{{JsonSerializer.Serialize(x.Name)}:{{\"not\":{x.Value.GetRawText()}}}}}}}", at, refDepth) }).ToList();
+                        break;
+                    case "items" when !schema.TryGetProperty("prefixItems", out _) && p.Value.ValueKind is JsonValueKind.Object or JsonValueKind.True or JsonValueKind.False:
+                        negated = [[Synth($"{{\"type\":\"array\",\"contains\":{{\"not\":{p.Value.GetRawText()}}}}}", at, refDepth)]];
+                        break;
+                    case "prefixItems" when p.Value.ValueKind == JsonValueKind.Array:
+                        negated = p.Value.EnumerateArray().Select((x, i) => new List<Part> { Synth(
+                            $"{{\"type\":\"array\",\"minItems\":{i + 1},\"prefixItems\":[{string.Concat(Enumerable.Repeat("true,", i))}{{\"not\":{x.GetRawText()}}}]}}", at, refDepth) }).ToList();
+                        break;
+                    case "contains" when !schema.TryGetProperty("minContains", out _) && !schema.TryGetProperty("maxContains", out _):
+                        negated = [[Synth($"{{\"type\":\"array\",\"items\":{{\"not\":{p.Value.GetRawText()}}}}}", at, refDepth)]];
+                        break;
+                    case "pattern" when p.Value.ValueKind == JsonValueKind.String:
+                        negated = [[Synth($"{{\"type\":\"string\",\"!notPattern\":{p.Value.GetRawText()}}}", at, refDepth)]];
+                        break;
+                    case "dependentRequired" when p.Value.ValueKind == JsonValueKind.Object:
+                        negated = p.Value.EnumerateObject().Where(x => x.Value.ValueKind == JsonValueKind.Array).SelectMany(x => x.Value.EnumerateArray().Select(b => new List<Part>
+                            { Synth($"{{\"type\":\"object\",\"required\":[{JsonSerializer.Serialize(x.Name)}]}}", at, refDepth), Absent(b.GetString() ?? "", at, refDepth) })).ToList();
+                        break;
                     case "format" or "uniqueItems" when p.Value.ValueKind != JsonValueKind.True:
                         continue;
                     default:
                         throw new ArgumentException($"JSON schema: keyword '{p.Name}' inside not (or if) at {Where(at)} is not supported: its complement is not expressible "
-                            + "(inside not: type, const, enum, required, minimum, maximum, exclusiveMinimum, exclusiveMaximum, the min/max counts, anyOf, allOf, not, $ref).");
+                            + "(inside not: type, const, enum, required, properties, items without prefixItems, prefixItems, contains without min/maxContains, pattern, "
+                            + "dependentRequired, minimum, maximum, exclusiveMinimum, exclusiveMaximum, the min/max counts, anyOf, allOf, not, $ref).");
                 }
                 negated = ReferenceEquals(negated, Everything) ? negated : negated.Select(conj => conj.Select(part => part with { Quiet = true }).ToList()).ToList();
                 result = ReferenceEquals(negated, Everything) ? Everything : ReferenceEquals(result, Everything) ? result : Sum(result, negated, pointer);
@@ -1049,15 +1152,19 @@ internal sealed class JsonSchemaCompiler
             // Formats without a grammar here are annotations, as draft 2020-12 makes every format by default.
             if (JsonStringFormats.For(value.GetString()!) is { } language) languages.Add((ConstraintNode.Sequence(Quote, language, Quote), $"JSON schema: format at {at}"));
         }
+        var unwanted = new List<(ConstraintNode Node, string What)>();
+        foreach (var (value, part) in All(parts, "!notPattern"))
+            unwanted.Add((PatternString(value.GetString()!, Child(part.Pointer, "pattern")), $"JSON schema: not pattern at {Where(part.Pointer)}"));
         var strings = excluded.Where(x => x.ValueKind == JsonValueKind.String).ToList();
         if (minLength is not null || maxLength is not null || languages.Count == 0)
         {
             string origin = maxLength is null ? $"minLength {min}" : $"maxLength {maxLength}";
             languages.Add((ConstraintNode.Sequence(Quote, ConstraintNode.Repeat(StringCharacter, min, maxLength ?? -1, origin), Quote), "JSON schema: " + origin));
         }
-        if (languages.Count == 1 && strings.Count == 0) return languages[0].Node;
+        if (languages.Count == 1 && strings.Count == 0 && unwanted.Count == 0) return languages[0].Node;
         var dfa = CanonicalStringDfa.Value;
         foreach (var (node, what) in languages) dfa = SmallDfa.Combine(dfa, SmallDfa.Of(node, what, _cancellation), keep: true, what);
+        foreach (var (node, what) in unwanted) dfa = SmallDfa.Combine(dfa, SmallDfa.Of(node, what, _cancellation), keep: false, what);
         if (strings.Count > 0)
             dfa = SmallDfa.Combine(dfa, SmallDfa.Of(ConstraintNode.Choice(strings.Select(s => ConstraintNode.Literal(JsonText.Canonical(s)))), "JSON schema: not", _cancellation), keep: false, "JSON schema: not");
         return dfa.ToNode();
@@ -1067,8 +1174,18 @@ internal sealed class JsonSchemaCompiler
 
     private ConstraintNode Number(List<Part> parts, bool integral, List<JsonElement> excluded)
     {
-        foreach (var (_, part) in All(parts, "multipleOf"))
-            throw new ArgumentException($"JSON schema: keyword 'multipleOf' at {Where(part.Pointer)} is not supported ({Supported}).");
+        long divisor = 1;
+        foreach (var (value, part) in All(parts, "multipleOf"))
+        {
+            string at = Child(part.Pointer, "multipleOf");
+            if (value.ValueKind != JsonValueKind.Number || !value.TryGetDecimal(out decimal m) || m <= 0)
+                throw Error(at, $"multipleOf must be a number above 0, not {Describe(value)},");
+            if (m != decimal.Truncate(m) || m > MaxDivisor)
+                throw Error(at, $"multipleOf {value.GetRawText()} is not supported (only integers from 1 to {MaxDivisor})");
+            divisor = divisor / (long)BigInteger.GreatestCommonDivisor(divisor, (long)m) * (long)m;
+            if (divisor > MaxDivisor) throw Error(at, $"multipleOf: the combined divisor {divisor} is above {MaxDivisor}");
+        }
+        if (divisor > 1) integral = true;
         var (lo, loOpen, hi, hiOpen) = Bounds(parts, integersOnly: !integral);
         var numbers = excluded.Where(x => x.ValueKind == JsonValueKind.Number).ToList();
         ConstraintNode node;
@@ -1078,6 +1195,8 @@ internal sealed class JsonSchemaCompiler
             BigInteger? last = hi is { } h ? (hiOpen ? Ceiling(h) - 1 : Floor(h)) : null;
             if (first > last) return ConstraintNode.Nothing;
             node = DecimalRanges.Integers(first, last);
+            if (divisor > 1)
+                node = SmallDfa.Combine(SmallDfa.Of(node, "JSON schema: multipleOf", _cancellation), SmallDfa.Divisible((int)divisor), keep: true, "JSON schema: multipleOf").ToNode();
             // An integral value may be written with a zero fraction (1.0), as JSON Schema counts it an integer.
             if (numbers.Count == 0) return ConstraintNode.Sequence(node, ConstraintNode.Optional(ConstraintNode.Sequence(ConstraintNode.Literal("."), ConstraintNode.Repeat(ConstraintNode.Literal("0"), 1, -1, "a fraction"))));
         }

@@ -52,6 +52,22 @@ internal sealed class SmallDfa
             }, what, dead: -1);
     }
 
+    /// <summary>"-"? digits whose value is a multiple of <paramref name="divisor"/> (leading zeros not excluded: intersect with a canonical integer language).</summary>
+    public static SmallDfa Divisible(int divisor)
+    {
+        // State 0: start; 1: after '-'; 2 + r: digits read with remainder r.
+        int count = divisor + 2;
+        var accepting = new bool[count];
+        accepting[2] = true;
+        var edges = new (byte Lo, byte Hi, int To)[count][];
+        edges[0] = [((byte)'-', (byte)'-', 1), .. Digits(0)];
+        edges[1] = Digits(0);
+        for (int r = 0; r < divisor; r++) edges[2 + r] = Digits(r);
+        return new SmallDfa(accepting, edges);
+
+        (byte, byte, int)[] Digits(int r) => Enumerable.Range(0, 10).Select(d => ((byte)('0' + d), (byte)('0' + d), 2 + (int)((r * 10L + d) % divisor))).ToArray();
+    }
+
     public int Step(int state, byte b)
     {
         foreach (var (lo, hi, to) in Edges[state])
