@@ -339,9 +339,12 @@ internal sealed class JsonSchemaCompiler
         if (items)
         {
             if (All(conj, "items").Any()) return all;
-            if (All(conj, "contains").Any()) throw Error(pointer, "unevaluatedItems together with contains is not supported");
             int length = All(conj, "prefixItems").Select(p => p.Value.ValueKind == JsonValueKind.Array ? p.Value.GetArrayLength() : 0).DefaultIfEmpty(0).Max();
-            return [.. all, Synth($"{{\"prefixItems\":[{string.Join(",", Enumerable.Repeat("true", length))}],\"items\":{schema.GetRawText()}}}", pointer, refDepth) with { Pointer = pointer[..pointer.LastIndexOf('/')] }];
+            // Items that contains matched are evaluated too: the rest may match contains or the unevaluatedItems schema.
+            var contained = All(conj, "contains").Select(c => c.Value.GetRawText()).ToList();
+            string rest = contained.Count == 0 ? schema.GetRawText() : $"{{\"anyOf\":[{string.Join(",", contained)},{schema.GetRawText()}]}}";
+            string prefix = length == 0 ? "" : $"\"prefixItems\":[{string.Join(",", Enumerable.Repeat("true", length))}],";
+            return [.. all, Synth($"{{{prefix}\"items\":{rest}}}", pointer, refDepth) with { Pointer = pointer[..pointer.LastIndexOf('/')] }];
         }
         if (All(conj, "additionalProperties").Any()) return all;
         var names = All(conj, "properties").Where(p => p.Value.ValueKind == JsonValueKind.Object).SelectMany(p => p.Value.EnumerateObject().Select(x => x.Name)).Distinct().ToList();

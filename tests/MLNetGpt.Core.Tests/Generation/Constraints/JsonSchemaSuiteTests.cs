@@ -122,7 +122,7 @@ public sealed class JsonSchemaSuiteTests(ITestOutputHelper output)
     }
 
     /// <summary>Schemas compiled in the last measured run (a floor: coverage may only grow).</summary>
-    private const int MinimumAccepted = 313;
+    private const int MinimumAccepted = 314;
 
     private const double MinimumValidShare = 0.97;
 }
