@@ -119,16 +119,33 @@ internal sealed class JsonSchemaCompiler
     /// <summary>Compiles <paramref name="schema"/>; <paramref name="closedObjects"/>: objects take no property the branch does not declare unless additionalProperties or patternProperties allows it.</summary>
     public static ConstraintNode Compile(JsonElement schema, bool closedObjects, CancellationToken cancellation = default)
     {
-        try
+        // The compile recurses a few frames per schema level; on a thread of its own with a stack of known size the limits
+        // (MaxSchemaDepth, the document depth) decide, whatever stack the caller runs on. The stack checks stay as a backstop.
+        ConstraintNode? result = null;
+        System.Runtime.ExceptionServices.ExceptionDispatchInfo? failure = null;
+        var thread = new Thread(() =>
         {
-            var compiler = new JsonSchemaCompiler(schema, closedObjects, cancellation);
-            return compiler.CompileAll([(schema, "", 0)]);
-        }
-        catch (ConstraintDepthException e)
-        {
-            throw new ArgumentException($"JSON schema: {e.Message}.");
-        }
+            try
+            {
+                result = new JsonSchemaCompiler(schema, closedObjects, cancellation).CompileAll([(schema, "", 0)]);
+            }
+            catch (ConstraintDepthException e)
+            {
+                failure = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(new ArgumentException($"JSON schema: {e.Message}."));
+            }
+            catch (Exception e)
+            {
+                failure = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e);
+            }
+        }, CompileStackBytes) { IsBackground = true, Name = "JSON schema compile" };
+        thread.Start();
+        thread.Join();
+        failure?.Throw();
+        return result!;
     }
+
+    /// <summary>The stack the compile runs on: far more than <see cref="MaxSchemaDepth"/> levels need.</summary>
+    private const int CompileStackBytes = 16 * 1024 * 1024;
 
     /// <summary>The base URI of a document without an absolute $id: references resolve against it as if it were the document's own.</summary>
     private static readonly Uri DefaultBase = new("urn:mlnetgpt:schema");
@@ -162,6 +179,7 @@ internal sealed class JsonSchemaCompiler
     private void Index(JsonElement element, string pointer, Uri baseUri, int depth)
     {
         if (depth > DocumentOptions.MaxDepth) return;
+        EnsureStack();
         if (element.ValueKind == JsonValueKind.Object)
         {
             if (element.TryGetProperty("$id", out var id) && id.ValueKind == JsonValueKind.String && Combine(baseUri, id.GetString()!) is { } resolved)
@@ -213,10 +231,18 @@ internal sealed class JsonSchemaCompiler
 
     private static readonly JsonElement StringType = JsonSerializer.Deserialize<JsonElement>("{\"type\":\"string\"}");
 
+    /// <summary>The compile recursion is bounded by <see cref="MaxSchemaDepth"/> and the document's depth; this is the backstop for small stacks.</summary>
+    private static void EnsureStack()
+    {
+        if (!System.Runtime.CompilerServices.RuntimeHelpers.TryEnsureSufficientExecutionStack())
+            throw new ConstraintDepthException("the schema nests too deeply for the stack of this thread");
+    }
+
     private void Enter(string pointer)
     {
+        EnsureStack();
         _cancellation.ThrowIfCancellationRequested();
-        if (_depth >= MaxSchemaDepth)
+        if (_depth > MaxSchemaDepth)
             throw Error(pointer, $"schemas nest more than {MaxSchemaDepth} levels deep inside one another");
         if (++_work > MaxWork)
             throw Error(pointer, $"the schema expands to more than {MaxWork:N0} subschemas (through $ref)");
@@ -556,10 +582,21 @@ internal sealed class JsonSchemaCompiler
     /// <summary>The values allowed by all of the schemas (each with its pointer and the $ref depth of its path).</summary>
     private ConstraintNode CompileAll(IReadOnlyList<(JsonElement Schema, string Pointer, int RefDepth)> schemas)
     {
-        var dnf = Everything;
-        foreach (var (schema, pointer, refDepth) in schemas)
-            dnf = Cross(dnf, Expand(schema, pointer, refDepth), pointer);
-        return ConstraintNode.Choice(dnf.Select(Conjunction));
+        // One level of nesting (a property's, an item's value): Expand counts from here, so the depth limit sees every level.
+        _depth++;
+        try
+        {
+            var dnf = Everything;
+            foreach (var (schema, pointer, refDepth) in schemas)
+                dnf = Cross(dnf, Expand(schema, pointer, refDepth), pointer);
+            var nodes = new ConstraintNode[dnf.Count];
+            for (int i = 0; i < nodes.Length; i++) nodes[i] = Conjunction(dnf[i]);
+            return ConstraintNode.Choice(nodes);
+        }
+        finally
+        {
+            _depth--;
+        }
     }
 
     private static IEnumerable<(JsonElement Value, Part Part)> All(List<Part> parts, string keyword)
@@ -647,22 +684,7 @@ internal sealed class JsonSchemaCompiler
         _cancellation.ThrowIfCancellationRequested();
         var types = TypeSet(parts);
         var excluded = Excluded(parts);
-        if (Candidates(parts) is { } candidates)
-        {
-            candidates = candidates.Where(v => !excluded.Any(x => JsonEquals(v, x))).ToList();
-            if (candidates.Count == 0) return ConstraintNode.Nothing;
-            var without = parts.Select(p => p.Synthetic || p.Schema.ValueKind != JsonValueKind.Object || !(p.Schema.TryGetProperty("enum", out _) || p.Schema.TryGetProperty("const", out _)) ? p
-                : p with { Schema = JsonSerializer.Deserialize<JsonElement>("{" + string.Join(",", p.Schema.EnumerateObject().Where(x => x.Name is not "enum" and not "const").Select(x => JsonSerializer.Serialize(x.Name) + ":" + x.Value.GetRawText())) + "}") }).ToList();
-            ByteDfa? filter = null;
-            var kept = new List<JsonElement>();
-            foreach (var value in candidates)
-            {
-                if (!types.Contains(ValueType(value)) || (types.Contains("integer") && !IsIntegral(value) && ValueType(value) == "number")) continue;
-                filter ??= new ByteDfa(ByteNfa.Build(Conjunction(without), "JSON schema", _cancellation));
-                if (filter.Matches(Encoding.UTF8.GetBytes(JsonText.Canonical(value)))) kept.Add(value);
-            }
-            return ConstraintNode.Choice(kept.Select(v => Spellings(v, 0)));
-        }
+        if (Candidates(parts) is { } candidates) return Constants(parts, types, excluded, candidates);
         var branches = new List<ConstraintNode>();
         foreach (var type in ValueTypes)
         {
@@ -682,9 +704,30 @@ internal sealed class JsonSchemaCompiler
         return ConstraintNode.Choice(branches);
     }
 
+    /// <summary>A conjunction with const/enum: the constants that the other keywords allow, in each of their spellings.</summary>
+    private ConstraintNode Constants(List<Part> parts, HashSet<string> types, List<JsonElement> excluded, List<JsonElement> candidates)
+    {
+        {
+            candidates = candidates.Where(v => !excluded.Any(x => JsonEquals(v, x))).ToList();
+            if (candidates.Count == 0) return ConstraintNode.Nothing;
+            var without = parts.Select(p => p.Synthetic || p.Schema.ValueKind != JsonValueKind.Object || !(p.Schema.TryGetProperty("enum", out _) || p.Schema.TryGetProperty("const", out _)) ? p
+                : p with { Schema = JsonSerializer.Deserialize<JsonElement>("{" + string.Join(",", p.Schema.EnumerateObject().Where(x => x.Name is not "enum" and not "const").Select(x => JsonSerializer.Serialize(x.Name) + ":" + x.Value.GetRawText())) + "}") }).ToList();
+            ByteDfa? filter = null;
+            var kept = new List<JsonElement>();
+            foreach (var value in candidates)
+            {
+                if (!types.Contains(ValueType(value)) || (types.Contains("integer") && !IsIntegral(value) && ValueType(value) == "number")) continue;
+                filter ??= new ByteDfa(ByteNfa.Build(Conjunction(without), "JSON schema", _cancellation));
+                if (filter.Matches(Encoding.UTF8.GetBytes(JsonText.Canonical(value)))) kept.Add(value);
+            }
+            return ConstraintNode.Choice(kept.Select(v => Spellings(v, 0)));
+        }
+    }
+
     /// <summary>The spellings of a constant that denote it: numbers with trailing fraction zeros, objects' members in any order (up to 4 members).</summary>
     private ConstraintNode Spellings(JsonElement value, int depth)
     {
+        EnsureStack();
         if (++_work > MaxWork) throw Error("", $"the schema expands to more than {MaxWork:N0} subschemas (constants)");
         switch (value.ValueKind)
         {
@@ -767,6 +810,7 @@ internal sealed class JsonSchemaCompiler
     /// <summary>JSON equality: numbers by value, objects regardless of member order.</summary>
     internal static bool JsonEquals(JsonElement a, JsonElement b)
     {
+        EnsureStack();
         if (ValueType(a) != ValueType(b)) return false;
         switch (a.ValueKind)
         {
@@ -815,6 +859,10 @@ internal sealed class JsonSchemaCompiler
         if (min == 0) content = ConstraintNode.Optional(content);
         return ConstraintNode.Sequence(ConstraintNode.Literal(open), content, ConstraintNode.Literal(close));
     }
+
+    /// <summary>Where the keyword stands (the first part that has it), for errors and size origins.</summary>
+    private static string At(List<Part> parts, string keyword) =>
+        Where(All(parts, keyword).Select(p => p.Part.Pointer).FirstOrDefault() ?? parts.FirstOrDefault()?.Pointer ?? "");
 
     private static int? Count(List<Part> parts, string name, bool takeMax)
     {
@@ -970,22 +1018,24 @@ internal sealed class JsonSchemaCompiler
             int min = minProperties ?? 0;
             if (maxProperties < min) return ConstraintNode.Nothing;
             if (ReferenceEquals(extra1, ConstraintNode.Nothing)) return min == 0 ? ConstraintNode.Literal("{}") : ConstraintNode.Nothing;
-            return Container("{", extra1, "}", min, maxProperties, $"minProperties/maxProperties");
+            return Container("{", extra1, "}", min, maxProperties, $"minProperties/maxProperties at {At(parts, maxProperties is null ? "minProperties" : "maxProperties")}");
         }
 
         if (members.Count == 0) return Container("{", extra1, "}", 0, null, "the undeclared properties of an object");
         // After(i): members i.. once some member was written (each needs a leading comma); First(i): none written yet.
         var moreExtras = ReferenceEquals(extra1, ConstraintNode.Nothing) ? ConstraintNode.Empty
             : ConstraintNode.Repeat(ConstraintNode.Sequence(Comma, extra1), 0, -1, "the undeclared properties of an object");
+        // The undeclared properties come once after the declared ones (with a comma) or alone: two copies, not one per member.
         var after = new ConstraintNode[members.Count + 1];
-        after[members.Count] = moreExtras;
+        after[members.Count] = ConstraintNode.Empty;
         for (int i = members.Count - 1; i >= 0; i--)
         {
             var withComma = ConstraintNode.Sequence(Comma, members[i].Node);
             after[i] = ConstraintNode.Sequence(members[i].Required ? withComma : ConstraintNode.Optional(withComma), after[i + 1]);
         }
-        var first = ReferenceEquals(extra1, ConstraintNode.Nothing) ? ConstraintNode.Empty
-            : ConstraintNode.Optional(ConstraintNode.Sequence(extra1, moreExtras));
+        // First: the declared members when at least one is written (Nothing marks "none written" as not allowed here).
+        var first = ConstraintNode.Nothing;
+        bool noneRequired = members.All(m => !m.Required);
         for (int i = members.Count - 1; i >= 0; i--)
         {
             var taken = ConstraintNode.Sequence(members[i].Node, after[i + 1]);
@@ -993,7 +1043,10 @@ internal sealed class JsonSchemaCompiler
                 : first is ChoiceNode later && i + 1 < members.Count && !members[i + 1].Required ? ConstraintNode.Choice([taken, .. later.Items])
                 : ConstraintNode.Choice(taken, first);
         }
-        return ConstraintNode.Sequence(ConstraintNode.Literal("{"), first, ConstraintNode.Literal("}"));
+        var content = ConstraintNode.Choice(
+            ConstraintNode.Sequence(first, moreExtras),
+            noneRequired ? (ReferenceEquals(extra1, ConstraintNode.Nothing) ? ConstraintNode.Empty : ConstraintNode.Separated(extra1, Comma, allowEmpty: true)) : ConstraintNode.Nothing);
+        return ConstraintNode.Sequence(ConstraintNode.Literal("{"), content, ConstraintNode.Literal("}"));
     }
 
     private static bool Matches(SmallDfa dfa, byte[] text)
@@ -1062,8 +1115,8 @@ internal sealed class JsonSchemaCompiler
         var contains = All(parts, "contains").ToList();
         if (contains.Count > 0) return Contains(parts, contains, prefixLength, min, max, Element(prefixLength), refDepth);
 
-        if (prefixLength == 0) return Container("[", Element(0), "]", min, max, max is null ? $"minItems {min}" : $"maxItems {max}");
-        string origin = max is null ? $"minItems {min}" : $"maxItems {max}";
+        string origin = max is null ? $"minItems {min} at {At(parts, "minItems")}" : $"maxItems {max} at {At(parts, "maxItems")}";
+        if (prefixLength == 0) return Container("[", Element(0), "]", min, max, origin);
         ConstraintNode Rest(int j)
         {
             if (max is { } m && j >= m) return ConstraintNode.Empty;
@@ -1161,7 +1214,7 @@ internal sealed class JsonSchemaCompiler
         var strings = excluded.Where(x => x.ValueKind == JsonValueKind.String).ToList();
         if (minLength is not null || maxLength is not null || languages.Count == 0)
         {
-            string origin = maxLength is null ? $"minLength {min}" : $"maxLength {maxLength}";
+            string origin = maxLength is null ? $"minLength {min} at {At(parts, "minLength")}" : $"maxLength {maxLength} at {At(parts, "maxLength")}";
             languages.Add((ConstraintNode.Sequence(Quote, ConstraintNode.Repeat(StringCharacter, min, maxLength ?? -1, origin), Quote), "JSON schema: " + origin));
         }
         if (languages.Count == 1 && strings.Count == 0 && unwanted.Count == 0) return languages[0].Node;
