@@ -125,6 +125,29 @@ internal sealed class SeparatedNode : ConstraintNode
     public bool AllowEmpty { get; }
 }
 
+/// <summary>
+/// An object's content between the braces: the members in order, each required one present and each optional one present or
+/// absent, commas between, then any number of <see cref="Extra"/> members. <see cref="ByteNfa"/> compiles every member once
+/// (two tracks: nothing written yet, something written), so a member holding a recursive type is not copied per member before it.
+/// </summary>
+internal sealed class MembersNode : ConstraintNode
+{
+    public MembersNode(ConstraintNode[] members, bool[] required, ConstraintNode extra)
+    {
+        Members = members;
+        Required = required;
+        Extra = extra;
+        Depth = Checked(Math.Max(DepthOf(members), extra.Depth + 1));
+    }
+
+    public ConstraintNode[] Members { get; }
+
+    public bool[] Required { get; }
+
+    /// <summary>An undeclared member (key, colon, value), or <see cref="ConstraintNode.Nothing"/> when the object is closed.</summary>
+    public ConstraintNode Extra { get; }
+}
+
 internal sealed class ByteRangeNode(byte lo, byte hi) : ConstraintNode
 {
     public byte Lo { get; } = lo;

@@ -86,6 +86,9 @@ internal sealed class JsonSchemaCompiler
     /// <summary>Patterns of patternProperties in one object: the key space is split into every combination of them.</summary>
     public const int MaxPatterns = 4;
 
+    /// <summary>An integer without a bound is written within ± this (9 digits: every output reads into an int).</summary>
+    public const int MaxUnboundedInteger = 999_999_999;
+
     /// <summary>multipleOf is supported for integers up to this: the automaton tracks the remainder.</summary>
     public const int MaxDivisor = 1_000;
 
@@ -724,7 +727,7 @@ internal sealed class JsonSchemaCompiler
         }
     }
 
-    /// <summary>The spellings of a constant that denote it: numbers with trailing fraction zeros, objects' members in any order (up to 4 members).</summary>
+    /// <summary>The spellings of a constant: numbers in their shortest decimal form, objects' members in any order (up to 4 members).</summary>
     private ConstraintNode Spellings(JsonElement value, int depth)
     {
         EnsureStack();
@@ -732,13 +735,8 @@ internal sealed class JsonSchemaCompiler
         switch (value.ValueKind)
         {
             case JsonValueKind.Number:
-            {
-                string canonical = CanonicalNumber(value) ?? value.GetRawText();
-                var zeros = ConstraintNode.Repeat(ConstraintNode.Literal("0"), canonical.Contains('.') ? 0 : 1, -1, "a fraction");
-                var tail = canonical.Contains('.') ? zeros : ConstraintNode.Optional(ConstraintNode.Sequence(ConstraintNode.Literal("."), zeros));
-                var node = ConstraintNode.Sequence(ConstraintNode.Literal(canonical), tail);
-                return canonical == value.GetRawText() ? node : ConstraintNode.Choice(node, ConstraintNode.Literal(value.GetRawText()));
-            }
+                // One spelling per number, the shortest decimal (2.0 is written 2), so that integral constants read into integer types.
+                return ConstraintNode.Literal(CanonicalNumber(value) ?? value.GetRawText());
             case JsonValueKind.Array:
             {
                 var items = value.EnumerateArray().Select(v => Spellings(v, depth + 1)).ToList();
@@ -1021,31 +1019,7 @@ internal sealed class JsonSchemaCompiler
             return Container("{", extra1, "}", min, maxProperties, $"minProperties/maxProperties at {At(parts, maxProperties is null ? "minProperties" : "maxProperties")}");
         }
 
-        if (members.Count == 0) return Container("{", extra1, "}", 0, null, "the undeclared properties of an object");
-        // After(i): members i.. once some member was written (each needs a leading comma); First(i): none written yet.
-        var moreExtras = ReferenceEquals(extra1, ConstraintNode.Nothing) ? ConstraintNode.Empty
-            : ConstraintNode.Repeat(ConstraintNode.Sequence(Comma, extra1), 0, -1, "the undeclared properties of an object");
-        // The undeclared properties come once after the declared ones (with a comma) or alone: two copies, not one per member.
-        var after = new ConstraintNode[members.Count + 1];
-        after[members.Count] = ConstraintNode.Empty;
-        for (int i = members.Count - 1; i >= 0; i--)
-        {
-            var withComma = ConstraintNode.Sequence(Comma, members[i].Node);
-            after[i] = ConstraintNode.Sequence(members[i].Required ? withComma : ConstraintNode.Optional(withComma), after[i + 1]);
-        }
-        // First: the declared members when at least one is written (Nothing marks "none written" as not allowed here).
-        var first = ConstraintNode.Nothing;
-        bool noneRequired = members.All(m => !m.Required);
-        for (int i = members.Count - 1; i >= 0; i--)
-        {
-            var taken = ConstraintNode.Sequence(members[i].Node, after[i + 1]);
-            first = members[i].Required ? taken
-                : first is ChoiceNode later && i + 1 < members.Count && !members[i + 1].Required ? ConstraintNode.Choice([taken, .. later.Items])
-                : ConstraintNode.Choice(taken, first);
-        }
-        var content = ConstraintNode.Choice(
-            ConstraintNode.Sequence(first, moreExtras),
-            noneRequired ? (ReferenceEquals(extra1, ConstraintNode.Nothing) ? ConstraintNode.Empty : ConstraintNode.Separated(extra1, Comma, allowEmpty: true)) : ConstraintNode.Nothing);
+        var content = new MembersNode(members.Select(m => m.Node).ToArray(), members.Select(m => m.Required).ToArray(), extra1);
         return ConstraintNode.Sequence(ConstraintNode.Literal("{"), content, ConstraintNode.Literal("}"));
     }
 
@@ -1247,20 +1221,22 @@ internal sealed class JsonSchemaCompiler
         ConstraintNode node;
         if (integral)
         {
-            BigInteger? first = lo is { } l ? (loOpen ? Floor(l) + 1 : Ceiling(l)) : null;
-            BigInteger? last = hi is { } h ? (hiOpen ? Ceiling(h) - 1 : Floor(h)) : null;
+            // Without a bound an integer is written with at most 9 digits, so that every output reads into an int.
+            BigInteger first = lo is { } l ? (loOpen ? Floor(l) + 1 : Ceiling(l)) : -MaxUnboundedInteger;
+            BigInteger last = hi is { } h ? (hiOpen ? Ceiling(h) - 1 : Floor(h)) : MaxUnboundedInteger;
             if (first > last) return ConstraintNode.Nothing;
             node = DecimalRanges.Integers(first, last);
             if (divisor > 1)
                 node = SmallDfa.Combine(SmallDfa.Of(node, "JSON schema: multipleOf", _cancellation), SmallDfa.Divisible((int)divisor), keep: true, "JSON schema: multipleOf").ToNode();
-            // An integral value may be written with a zero fraction (1.0), as JSON Schema counts it an integer.
-            if (numbers.Count == 0) return ConstraintNode.Sequence(node, ConstraintNode.Optional(ConstraintNode.Sequence(ConstraintNode.Literal("."), ConstraintNode.Repeat(ConstraintNode.Literal("0"), 1, -1, "a fraction"))));
+            // Integers are written as digits only (1, never 1.0), so that every output reads into an integer type.
+            if (numbers.Count == 0) return node;
         }
         else if (lo is null && hi is null)
         {
-            var digits = ConstraintNode.Repeat(ConstraintNode.ByteRange((byte)'0', (byte)'9'), 1, -1, "a number");
+            // An exponent of at most two digits: every output reads into a double (1e999 would not).
             var exponent = ConstraintNode.Sequence(ConstraintNode.Chars(CodePointSet.Of([('e', 'e'), ('E', 'E')])),
-                ConstraintNode.Optional(ConstraintNode.Chars(CodePointSet.Of([('+', '+'), ('-', '-')]))), digits);
+                ConstraintNode.Optional(ConstraintNode.Chars(CodePointSet.Of([('+', '+'), ('-', '-')]))),
+                ConstraintNode.Repeat(ConstraintNode.ByteRange((byte)'0', (byte)'9'), 1, 2, "an exponent"));
             node = ConstraintNode.Sequence(DecimalRanges.Decimals(null, false, null, false), ConstraintNode.Optional(exponent));
         }
         else

@@ -16,9 +16,10 @@ namespace MLNetGpt.Tests.Generation.Constraints;
 /// (with the documented exceptions counted, never hidden: see <see cref="Run"/>).
 /// </summary>
 /// <remarks>
-/// What is fed: the instance written the way the generator writes JSON (<c>JsonText.Canonical</c>): no whitespace, members in
-/// the instance's own order, strings with the minimal escapes, numbers exactly as the suite spells them (<c>1.0</c> stays
-/// <c>1.0</c>).
+/// What is fed: the instance written the way the generator writes JSON: no whitespace, members in the instance's own order,
+/// strings with the minimal escapes (<c>JsonText.Canonical</c>), and numbers in their shortest decimal spelling where
+/// decimal holds them (<c>1.0</c> as <c>1</c>, <c>-2.0</c> as <c>-2</c>, <c>1e2</c> as <c>100</c>), as the generator writes
+/// integers and constants; JSON Schema compares numbers by value, so no instance changes validity by it.
 /// </remarks>
 public sealed class JsonSchemaSuiteTests(ITestOutputHelper output)
 {
@@ -61,7 +62,7 @@ public sealed class JsonSchemaSuiteTests(ITestOutputHelper output)
                     if (valid) figures.Valid++;
                     else figures.Invalid++;
                     if (constraint is null) continue;
-                    string text = JsonText.Canonical(test.GetProperty("data"));
+                    string text = Spelled(test.GetProperty("data"));
                     bool accepted = constraint.Accepts(text);
                     if (accepted && valid) figures.ValidAccepted++;
                     if (accepted && !valid) figures.InvalidAccepted++;
@@ -71,6 +72,50 @@ public sealed class JsonSchemaSuiteTests(ITestOutputHelper output)
             }
         }
         return byFile;
+    }
+
+    /// <summary>The generator's spelling of a value (see the remarks).</summary>
+    internal static string Spelled(JsonElement value)
+    {
+        var sb = new StringBuilder();
+        Write(value, sb);
+        return sb.ToString();
+
+        static void Write(JsonElement value, StringBuilder sb)
+        {
+            switch (value.ValueKind)
+            {
+                case JsonValueKind.Object:
+                    sb.Append('{');
+                    int m = 0;
+                    foreach (var p in value.EnumerateObject())
+                    {
+                        if (m++ > 0) sb.Append(',');
+                        sb.Append('"').Append(JsonText.EscapeString(p.Name)).Append("\":");
+                        Write(p.Value, sb);
+                    }
+                    sb.Append('}');
+                    break;
+                case JsonValueKind.Array:
+                    sb.Append('[');
+                    int i = 0;
+                    foreach (var item in value.EnumerateArray())
+                    {
+                        if (i++ > 0) sb.Append(',');
+                        Write(item, sb);
+                    }
+                    sb.Append(']');
+                    break;
+                case JsonValueKind.Number when decimal.TryParse(value.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture, out decimal d):
+                    string text = (d / 1.000000000000000000000000000000000m).ToString(CultureInfo.InvariantCulture);
+                    if (text.Contains('.')) text = text.TrimEnd('0').TrimEnd('.');
+                    sb.Append(text == "-0" ? "0" : text);
+                    break;
+                default:
+                    sb.Append(JsonText.Canonical(value));
+                    break;
+            }
+        }
     }
 
     /// <summary>The per-keyword table (markdown) that docs/structured-output.md quotes.</summary>
