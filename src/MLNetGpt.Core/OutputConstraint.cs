@@ -171,7 +171,7 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// <c>pattern</c> (the subset of <see cref="Regex(string)"/>, searched as JSON Schema does), <c>format</c> (enforced
     /// for date, time, date-time, uuid, email and ipv4; other formats are annotations), <c>minimum</c>, <c>maximum</c>,
     /// <c>exclusiveMinimum</c>, <c>exclusiveMaximum</c> (integral bounds for numbers), <c>multipleOf</c> (integers up to
-    /// 1000). Values the schema leaves free (<c>true</c>, <c>{}</c>, an open object's extra values) nest at most 2
+    /// 1000). Values the schema leaves free (<c>true</c>, <c>{}</c>, an open object's extra values) nest at most 3
     /// containers deep. Annotations are ignored. The full table is in docs/structured-output.md.</para>
     /// <para>Everything else is refused with an <see cref="ArgumentException"/> that names the keyword and its JSON
     /// pointer: <c>$dynamicRef</c>, remote references, <c>uniqueItems</c> true, fractional <c>multipleOf</c> and number

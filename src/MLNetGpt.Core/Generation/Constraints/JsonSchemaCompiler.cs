@@ -13,7 +13,7 @@ namespace MLNetGpt.Generation.Constraints;
 /// </summary>
 internal sealed class JsonSchemaCompiler
 {
-    public const string Supported = "supported: type, enum, const, $ref, $defs, definitions, allOf, anyOf, oneOf, not, if, then, else, "
+    public const string Supported = "supported: type, enum, const, $ref, $dynamicRef, $defs, definitions, allOf, anyOf, oneOf, not, if, then, else, "
         + "properties, required, additionalProperties, patternProperties, propertyNames, minProperties, maxProperties, dependentRequired, "
         + "dependentSchemas, unevaluatedProperties, unevaluatedItems, items, prefixItems, contains, minContains, maxContains, minItems, maxItems, uniqueItems: false, minLength, maxLength, "
         + "pattern, format, minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf (integral, up to 1000); annotations ignored";
@@ -29,7 +29,7 @@ internal sealed class JsonSchemaCompiler
         "type", "enum", "const", "properties", "required", "additionalProperties", "patternProperties", "propertyNames",
         "minProperties", "maxProperties", "items", "prefixItems", "contains", "minContains", "maxContains", "minItems", "maxItems",
         "uniqueItems", "multipleOf", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-        "$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentRequired", "dependentSchemas",
+        "$ref", "$dynamicRef", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentRequired", "dependentSchemas",
         "unevaluatedProperties", "unevaluatedItems",
     };
 
@@ -81,7 +81,7 @@ internal sealed class JsonSchemaCompiler
     public const int MaxWork = 20_000;
 
     /// <summary>How deep a value nests where the schema leaves it free (true, {}, an open object's extra property).</summary>
-    public const int AnyValueDepth = 2;
+    public const int AnyValueDepth = 3;
 
     /// <summary>Patterns of patternProperties in one object: the key space is split into every combination of them.</summary>
     public const int MaxPatterns = 4;
@@ -104,6 +104,7 @@ internal sealed class JsonSchemaCompiler
     private readonly Dictionary<string, (JsonElement Schema, string Pointer)> _resources = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (JsonElement Schema, string Pointer)> _anchors = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Uri> _bases = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (JsonElement Schema, string Pointer)> _dynamicAnchors = new(StringComparer.Ordinal);
     private readonly Dictionary<int, ConstraintNode> _anyValues = [];
     private int _depth;
     private int _work;
@@ -193,7 +194,10 @@ internal sealed class JsonSchemaCompiler
             _bases[pointer] = baseUri;
             foreach (string anchorKeyword in new[] { "$anchor", "$dynamicAnchor" })
                 if (element.TryGetProperty(anchorKeyword, out var anchor) && anchor.ValueKind == JsonValueKind.String)
+                {
                     _anchors.TryAdd(Key(baseUri) + "#" + anchor.GetString(), (element, pointer));
+                    if (anchorKeyword == "$dynamicAnchor") _dynamicAnchors.TryAdd(Key(baseUri) + "#" + anchor.GetString(), (element, pointer));
+                }
             foreach (var p in element.EnumerateObject())
                 if (p.Name is not ("const" or "enum" or "default" or "examples")) Index(p.Value, Child(pointer, p.Name), baseUri, depth + 1);
         }
@@ -225,10 +229,17 @@ internal sealed class JsonSchemaCompiler
 
     /// <summary>One conjunct: a schema whose own keywords apply (its applicators were expanded beside it), or a synthetic restriction.</summary>
     /// <remarks><see cref="Quiet"/>: the part came through not (or a failed if), whose annotations JSON Schema drops: it evaluates no member for unevaluated*.</remarks>
-    private sealed record Part(JsonElement Schema, string Pointer, int RefDepth, bool Synthetic = false, bool Quiet = false);
+    /// <remarks><see cref="Scope"/>: the schema resources entered on the way to this part, outermost first ($dynamicRef's dynamic scope).</remarks>
+    private sealed record Part(JsonElement Schema, string Pointer, int RefDepth, bool Synthetic = false, bool Quiet = false)
+    {
+        public string[] Scope { get; init; } = [];
+    }
 
     private static Part Synth(string json, string pointer, int refDepth) =>
         new(JsonSerializer.Deserialize<JsonElement>(json), pointer, refDepth, Synthetic: true);
+
+    /// <summary>The dynamic scope while expanding: resources entered, outermost first.</summary>
+    private readonly List<string> _scope = [];
 
     private static readonly List<List<Part>> Everything = [[]];
 
@@ -272,12 +283,44 @@ internal sealed class JsonSchemaCompiler
             if (schema.TryGetProperty("uniqueItems", out var unique) && unique.ValueKind == JsonValueKind.True)
                 throw new ArgumentException($"JSON schema: keyword 'uniqueItems' (true) at {Where(pointer)} is not supported: distinct items are not a regular language ({Supported}).");
 
-            var result = new List<List<Part>> { new() { new Part(schema, pointer, refDepth) } };
+            // Entering another schema resource (by $id, or by a reference into one) extends the dynamic scope.
+            bool entered = false;
+            string resource = Key(BaseAt(pointer));
+            if (_scope.Count == 0 || _scope[^1] != resource)
+            {
+                _scope.Add(resource);
+                entered = true;
+            }
+            try
+            {
+                return ExpandInScope(schema, pointer, refDepth);
+            }
+            finally
+            {
+                if (entered) _scope.RemoveAt(_scope.Count - 1);
+            }
+        }
+        finally
+        {
+            _depth--;
+        }
+    }
+
+    private List<List<Part>> ExpandInScope(JsonElement schema, string pointer, int refDepth)
+    {
+        {
+            var result = new List<List<Part>> { new() { new Part(schema, pointer, refDepth) { Scope = [.. _scope] } } };
             if (schema.TryGetProperty("$ref", out var reference))
             {
                 if (refDepth >= MaxRefDepth) return [];
                 var (target, targetPointer) = Resolve(reference, Child(pointer, "$ref"));
                 result = Cross(result, Expand(target, targetPointer, refDepth + 1), Child(pointer, "$ref"));
+            }
+            if (schema.TryGetProperty("$dynamicRef", out var dynamicReference))
+            {
+                if (refDepth >= MaxRefDepth) return [];
+                var (target, targetPointer) = ResolveDynamic(dynamicReference, Child(pointer, "$dynamicRef"));
+                result = Cross(result, Expand(target, targetPointer, refDepth + 1), Child(pointer, "$dynamicRef"));
             }
             if (schema.TryGetProperty("allOf", out var allOf))
             {
@@ -349,10 +392,6 @@ internal sealed class JsonSchemaCompiler
             if (schema.TryGetProperty("unevaluatedItems", out var unevaluatedItems))
                 result = result.Select(conj => Unevaluated(conj, unevaluatedItems, Child(pointer, "unevaluatedItems"), refDepth, items: true)).ToList();
             return result;
-        }
-        finally
-        {
-            _depth--;
         }
     }
 
@@ -453,6 +492,24 @@ internal sealed class JsonSchemaCompiler
             resolved = Child(resolved, token);
         }
         return (target, resolved);
+    }
+
+    /// <summary>
+    /// $dynamicRef: resolved as $ref; where that lands on a $dynamicAnchor of the fragment's name, the outermost resource of
+    /// the dynamic scope (the resources entered on the way here) that has a $dynamicAnchor of that name is taken instead.
+    /// </summary>
+    private (JsonElement Target, string Pointer) ResolveDynamic(JsonElement reference, string pointer)
+    {
+        var initial = Resolve(reference, pointer);
+        string text = reference.GetString()!;
+        int hash = text.IndexOf('#');
+        string name = hash < 0 ? "" : Uri.UnescapeDataString(text[(hash + 1)..]);
+        if (name.Length == 0 || name.StartsWith('/')) return initial;
+        if (!(initial.Target.ValueKind == JsonValueKind.Object && initial.Target.TryGetProperty("$dynamicAnchor", out var anchor)
+              && anchor.ValueKind == JsonValueKind.String && anchor.GetString() == name)) return initial;
+        foreach (string resource in _scope)
+            if (_dynamicAnchors.TryGetValue(resource + "#" + name, out var found)) return found;
+        return initial;
     }
 
     /// <summary>Two branches of oneOf that may both match one value (null when all have disjoint types or distinct constants).</summary>
@@ -683,6 +740,23 @@ internal sealed class JsonSchemaCompiler
         All(parts, "!notValues").SelectMany(v => v.Value.EnumerateArray()).ToList();
 
     private ConstraintNode Conjunction(List<Part> parts)
+    {
+        // Children are compiled in the dynamic scope of the part that reached furthest.
+        var saved = _scope.ToArray();
+        _scope.Clear();
+        _scope.AddRange(parts.Select(p => p.Scope).DefaultIfEmpty([]).MaxBy(s => s.Length)!);
+        try
+        {
+            return ConjunctionInScope(parts);
+        }
+        finally
+        {
+            _scope.Clear();
+            _scope.AddRange(saved);
+        }
+    }
+
+    private ConstraintNode ConjunctionInScope(List<Part> parts)
     {
         _cancellation.ThrowIfCancellationRequested();
         var types = TypeSet(parts);

@@ -6,7 +6,7 @@ namespace MLNetGpt.Tests.Generation.Constraints;
 public sealed class JsonSchemaRefusalTests
 {
     [Theory]
-    [InlineData("$dynamicRef", """{"type":"object","properties":{"a":{"$dynamicRef":"#x"}}}""", "/properties/a")]
+    [InlineData("$recursiveRef", """{"type":"object","properties":{"a":{"$recursiveRef":"#"}}}""", "/properties/a")]
     [InlineData("contentEncodingX", """{"type":"object","properties":{"a/b":{"type":"string","contentEncodingX":"base64"}}}""", "/properties/a~1b")]
     [InlineData("dependencies", """{"type":"object","dependencies":{}}""", "the root")]
     [InlineData("additionalItems", """{"type":"array","items":{"allOf":[{"additionalItems":false}]}}""", "/items/allOf/0")]

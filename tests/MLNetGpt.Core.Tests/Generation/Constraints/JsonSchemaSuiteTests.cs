@@ -167,7 +167,7 @@ public sealed class JsonSchemaSuiteTests(ITestOutputHelper output)
     }
 
     /// <summary>Schemas compiled in the last measured run (a floor: coverage may only grow).</summary>
-    private const int MinimumAccepted = 314;
+    private const int MinimumAccepted = 331;
 
-    private const double MinimumValidShare = 0.97;
+    private const double MinimumValidShare = 0.98;
 }
