@@ -230,6 +230,18 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
         }
     }
 
+    /// <summary>
+    /// A tool call that the chat client requires: <paramref name="before"/>, compact JSON valid against
+    /// <paramref name="callSchema"/>, <paramref name="after"/> (the template's tool-call format around the call object).
+    /// Not persisted: it lives for one request.
+    /// </summary>
+    internal static OutputConstraint ToolCall(string callSchema, string before, string after, CancellationToken cancellation)
+    {
+        using var document = JsonDocument.Parse(callSchema, JsonSchemaCompiler.DocumentOptions);
+        var node = ConstraintNode.Sequence(ConstraintNode.Literal(before), JsonSchemaCompiler.Compile(document.RootElement, closedObjects: false, cancellation), ConstraintNode.Literal(after));
+        return new OutputConstraint(OutputConstraintKind.JsonSchema, null, null, JsonText.Compact(document.RootElement), node, cancellation);
+    }
+
     private static readonly Lazy<OutputConstraint> AnyJsonInstance =
         new(() => new OutputConstraint(OutputConstraintKind.JsonSchema, null, null, "{}", AnyJson.Build()), LazyThreadSafetyMode.ExecutionAndPublication);
 
