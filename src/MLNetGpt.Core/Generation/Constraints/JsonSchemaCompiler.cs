@@ -558,13 +558,14 @@ internal sealed class JsonSchemaCompiler
                         break;
                     case "required":
                         if (p.Value.ValueKind != JsonValueKind.Array) throw Error(at, $"required must be an array of names, not {Describe(p.Value)},");
+                        // Values other than objects satisfy required, so its complement holds objects only.
                         negated = p.Value.EnumerateArray().Select(n => new List<Part> { Absent(n.GetString() ?? "", at, refDepth), Synth("{\"type\":\"object\"}", at, refDepth) }).ToList();
-                        negated.Add([Synth("{\"type\":[\"array\",\"string\",\"number\",\"boolean\",\"null\"]}", at, refDepth)]);
                         break;
                     case "minimum" or "exclusiveMinimum" or "maximum" or "exclusiveMaximum":
                     {
                         string opposite = p.Name switch { "minimum" => "exclusiveMaximum", "exclusiveMinimum" => "maximum", "maximum" => "exclusiveMinimum", _ => "minimum" };
-                        negated = [[Synth("{\"type\":[\"object\",\"array\",\"string\",\"boolean\",\"null\"]}", at, refDepth)], [Synth($"{{\"type\":\"number\",\"{opposite}\":{p.Value.GetRawText()}}}", at, refDepth)]];
+                        // Values other than numbers satisfy a bound, so its complement holds numbers only.
+                        negated = [[Synth($"{{\"type\":\"number\",\"{opposite}\":{p.Value.GetRawText()}}}", at, refDepth)]];
                         break;
                     }
                     case "minLength" or "maxLength" or "minItems" or "maxItems" or "minProperties" or "maxProperties":
@@ -573,7 +574,8 @@ internal sealed class JsonSchemaCompiler
                         string type = p.Name.EndsWith("Length", StringComparison.Ordinal) ? "string" : p.Name.EndsWith("Items", StringComparison.Ordinal) ? "array" : "object";
                         string opposite = p.Name.StartsWith("min", StringComparison.Ordinal) ? "max" + p.Name[3..] : "min" + p.Name[3..];
                         int bound = opposite.StartsWith("max", StringComparison.Ordinal) ? n - 1 : n + 1;
-                        negated = [[Synth($"{{\"type\":{JsonSerializer.Serialize(ValueTypes.Where(t => t != type).ToArray())}}}", at, refDepth)]];
+                        // Values of other types satisfy a count, so its complement holds that type only.
+                        negated = [];
                         if (bound >= 0) negated.Add([Synth($"{{\"type\":\"{type}\",\"{opposite}\":{bound}}}", at, refDepth)]);
                         break;
                     }

@@ -81,6 +81,20 @@ public sealed class JsonSchemaRefusalTests
         Assert.Contains("the schema expands to more than 20,000 subschemas (through $ref)", e.Message);
     }
 
+    [Theory]
+    // Values of other types satisfy an object, number or string keyword, so its complement never holds them.
+    [InlineData("""{"oneOf":[{"required":["foo"]},{"required":["bar"]}]}""", """{"foo":1}""", "100")]
+    [InlineData("""{"not":{"minimum":3}}""", "2", "\"x\"")]
+    [InlineData("""{"not":{"maxLength":2}}""", "\"abc\"", "null")]
+    [InlineData("""{"if":{"minItems":1},"then":{"type":"array"},"else":{"const":0}}""", "[1]", "true")]
+    [InlineData("""{"not":{"required":["a"]}}""", """{"b":1}""", "[]")]
+    public void The_complement_of_a_keyword_holds_only_values_of_its_own_type(string schema, string accepted, string rejected)
+    {
+        var constraint = OutputConstraint.JsonSchema(schema);
+        Assert.True(constraint.Accepts(accepted));
+        Assert.False(constraint.Accepts(rejected));
+    }
+
     [Fact]
     public void Annotations_are_ignored()
     {
