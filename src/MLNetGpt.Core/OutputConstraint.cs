@@ -248,8 +248,8 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// <summary>
     /// Any compact JSON value whose containers nest at most <see cref="AnyJson.MaxDepth"/> deep: JSON with no
     /// schema (the chat client's <c>ChatResponseFormat.Json</c>). Its <see cref="Schema"/> is <c>{}</c>, the
-    /// schema that allows every value; the public <see cref="JsonSchema(string)"/> refuses that schema, since its objects
-    /// never take undeclared properties.
+    /// schema that allows every value; <see cref="JsonSchema(string)"/> of <c>{}</c> allows any value too, but lets free
+    /// values nest fewer levels deep (its automaton carries the rest of a schema beside them).
     /// </summary>
     internal static OutputConstraint AnyJsonValue() => AnyJsonInstance.Value;
 
