@@ -144,7 +144,7 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
         ArgumentNullException.ThrowIfNull(pattern);
         if (pattern.Length > MaxTextLength)
             throw new ArgumentException($"regex: the pattern is {pattern.Length:N0} characters long, more than the {MaxTextLength:N0} accepted.", nameof(pattern));
-        return new OutputConstraint(OutputConstraintKind.Regex, null, pattern, null, RegexParser.Parse(pattern, "regex", cancellation), cancellation);
+        return new OutputConstraint(OutputConstraintKind.Regex, null, pattern, null, LargeStack.Run(() => RegexParser.Parse(pattern, "regex", cancellation), "regex compile"), cancellation);
     }
 
     /// <summary>

@@ -123,33 +123,19 @@ internal sealed class JsonSchemaCompiler
     /// <summary>Compiles <paramref name="schema"/>; <paramref name="closedObjects"/>: objects take no property the branch does not declare unless additionalProperties or patternProperties allows it.</summary>
     public static ConstraintNode Compile(JsonElement schema, bool closedObjects, CancellationToken cancellation = default)
     {
-        // The compile recurses a few frames per schema level; on a thread of its own with a stack of known size the limits
-        // (MaxSchemaDepth, the document depth) decide, whatever stack the caller runs on. The stack checks stay as a backstop.
-        ConstraintNode? result = null;
-        System.Runtime.ExceptionServices.ExceptionDispatchInfo? failure = null;
-        var thread = new Thread(() =>
+        // On a stack of known size the limits (MaxSchemaDepth, the document depth) decide, whatever stack the caller runs on.
+        return LargeStack.Run(() =>
         {
             try
             {
-                result = new JsonSchemaCompiler(schema, closedObjects, cancellation).CompileAll([(schema, "", 0)]);
+                return new JsonSchemaCompiler(schema, closedObjects, cancellation).CompileAll([(schema, "", 0)]);
             }
             catch (ConstraintDepthException e)
             {
-                failure = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(new ArgumentException($"JSON schema: {e.Message}."));
+                throw new ArgumentException($"JSON schema: {e.Message}.");
             }
-            catch (Exception e)
-            {
-                failure = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e);
-            }
-        }, CompileStackBytes) { IsBackground = true, Name = "JSON schema compile" };
-        thread.Start();
-        thread.Join();
-        failure?.Throw();
-        return result!;
+        }, "JSON schema compile");
     }
-
-    /// <summary>The stack the compile runs on: far more than <see cref="MaxSchemaDepth"/> levels need.</summary>
-    private const int CompileStackBytes = 16 * 1024 * 1024;
 
     /// <summary>The base URI of a document without an absolute $id: references resolve against it as if it were the document's own.</summary>
     private static readonly Uri DefaultBase = new("urn:mlnetgpt:schema");
