@@ -14,6 +14,7 @@ using MLNetGpt.Bench;
 //   llama-ids MODEL GGUF PROMPTS PROMPT_TOKENS NEW_TOKENS THREADS   (greedy ids of llama.cpp against the engine)
 //   prefix MODEL ROWS BATCH RUNS THREADS   (shared 256-token head: PrefixCaching on against off)
 //   constraints MODEL BATCH RUNS THREADS   (structured-output constraints at GPT-2's vocabulary against the model's decode step)
+//   suite-samples SUITE MODEL OUT.jsonl PER_SCHEMA MAX_TOKENS SECONDS   (temperature-1 outputs under the accepted JSON-Schema-Test-Suite schemas, for tools/validate-suite-samples.py)
 //   micro            (BenchmarkDotNet micro-benchmarks of the decoding controls and of structured-output constraints)
 //   profile MODEL BATCH PROMPT_TOKENS STEPS THREADS   (engine step against the leanest ONNX Runtime loop)
 //   gpu MODEL [MODEL...]   (the CUDA path on a machine with an NVIDIA GPU: correctness against the CPU, throughput)
@@ -63,6 +64,9 @@ switch (mode)
         return 0;
     case "prefix":
         Console.WriteLine(JsonSerializer.Serialize(PrefixBench.Measure(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]))));
+        return 0;
+    case "suite-samples":
+        SuiteSamples.Write(args[1], args[2], args[3], int.Parse(args[4]), int.Parse(args[5]), double.Parse(args[6], System.Globalization.CultureInfo.InvariantCulture));
         return 0;
     case "constraints":
         Console.WriteLine(JsonSerializer.Serialize(ConstraintCost.Measure(Report.FindRoot(), args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]))));
@@ -134,6 +138,6 @@ switch (mode)
     case "all":
         return Report.Run(args[1..]);
     default:
-        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, concurrency, speculation, probe, bandwidth, perplexity, llama-ids, prefix, constraints, profile, settings, gpu, training, training-one, training-profile, training-cuda, finetune-licenses, finetune-labels, choose, encode or micro");
+        Console.Error.WriteLine($"unknown mode '{mode}'; use all, one, continuous, concurrency, speculation, probe, bandwidth, perplexity, llama-ids, prefix, constraints, suite-samples, profile, settings, gpu, training, training-one, training-profile, training-cuda, finetune-licenses, finetune-labels, choose, encode or micro");
         return 1;
 }

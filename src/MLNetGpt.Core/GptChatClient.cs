@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Text.Json;
 using Microsoft.Extensions.AI;
 using MLNetGpt.Chat;
 using MLNetGpt.Generation;
@@ -206,6 +207,8 @@ public sealed class GptChatClient : IChatClient
             cancellationToken);
 
         var generation = ChatOptionsMapping.ToGenerationOptions(options, BaseOptions(options), ModelId, cancellationToken);
+        if (options?.ToolMode is RequiredChatToolMode required && tools.Count > 0)
+            generation.Constraint = RequiredCall(tools, required, format, template, options, cancellationToken);
         var settings = Model.Engine.Resolve(generation);
         try
         {
@@ -245,11 +248,44 @@ public sealed class GptChatClient : IChatClient
         if (options?.Tools is not { Count: > 0 } tools) return [];
         switch (options.ToolMode)
         {
-            case null or AutoChatToolMode: return tools.ToList();
+            case null or AutoChatToolMode or RequiredChatToolMode { RequiredFunctionName: null }: return tools.ToList();
             case NoneChatToolMode: return [];
+            case RequiredChatToolMode { RequiredFunctionName: { } name }:
+                if (!tools.Any(t => t.Name == name))
+                    throw new ArgumentException($"ChatOptions.ToolMode requires the tool '{name}', which is not among ChatOptions.Tools ({string.Join(", ", tools.Select(t => t.Name))}).", nameof(options));
+                return tools.ToList();
             default:
                 throw new NotSupportedException($"ChatOptions.ToolMode {options.ToolMode} is not supported: the model chooses whether to call a tool " +
                     "(use ChatToolMode.Auto, or ChatToolMode.None to hide the tools).");
+        }
+    }
+
+    /// <summary>
+    /// The output a required tool call is held to: one call, in the template's tool-call format, of a required tool (any
+    /// declared function, or the named one) whose arguments follow the tool's parameter schema.
+    /// </summary>
+    private static OutputConstraint RequiredCall(List<AITool> tools, RequiredChatToolMode mode, ToolCallFormat? format, ChatTemplate template, ChatOptions options,
+        CancellationToken cancellationToken)
+    {
+        if (format is null)
+            throw new NotSupportedException($"ChatOptions.ToolMode requires a tool call, but the {template} shows none of the known tool-call formats "
+                + $"({ToolCallFormat.Hermes.Name}, {ToolCallFormat.Mistral.Name}), so the call cannot be written in the model's own form.");
+        if (options.ResponseFormat is ChatResponseFormatJson)
+            throw new ArgumentException("ChatOptions.ToolMode requires a tool call and ChatOptions.ResponseFormat asks for JSON: only one can shape the output.", nameof(options));
+        var candidates = tools.OfType<AIFunctionDeclaration>().Where(t => mode.RequiredFunctionName is null || t.Name == mode.RequiredFunctionName).ToList();
+        if (candidates.Count == 0)
+            throw new ArgumentException("ChatOptions.ToolMode requires a tool call, but ChatOptions.Tools holds no function declaration to call.", nameof(options));
+        var calls = candidates.Select(t =>
+            $"{{\"type\":\"object\",\"properties\":{{\"name\":{{\"const\":{JsonSerializer.Serialize(t.Name)}}},\"arguments\":{(t.JsonSchema.ValueKind == JsonValueKind.Object ? t.JsonSchema.GetRawText() : "{\"type\":\"object\"}")}}},"
+            + "\"required\":[\"name\",\"arguments\"],\"additionalProperties\":false}");
+        string schema = candidates.Count == 1 ? calls.First() : "{\"anyOf\":[" + string.Join(",", calls) + "]}";
+        try
+        {
+            return OutputConstraint.ToolCall(schema, format.RequiredCall.Before, format.RequiredCall.After, cancellationToken);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"ChatOptions.ToolMode requires a tool call, but a tool's parameter schema cannot be enforced: {e.Message}", nameof(options), e);
         }
     }
 

@@ -44,7 +44,7 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
         if (Automaton.MinBytesToAccept(Automaton.Start) == int.MaxValue)
             throw new ArgumentException(kind == OutputConstraintKind.Regex
                 ? $"regex: the pattern '{pattern}' matches no string."
-                : "JSON schema: no JSON value satisfies the schema.");
+                : "JSON schema: no JSON value satisfies the schema at the root.");
     }
 
     /// <summary>What the constraint restricts the text to.</summary>
@@ -144,59 +144,68 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
         ArgumentNullException.ThrowIfNull(pattern);
         if (pattern.Length > MaxTextLength)
             throw new ArgumentException($"regex: the pattern is {pattern.Length:N0} characters long, more than the {MaxTextLength:N0} accepted.", nameof(pattern));
-        return new OutputConstraint(OutputConstraintKind.Regex, null, pattern, null, RegexParser.Parse(pattern, "regex", cancellation), cancellation);
+        return new OutputConstraint(OutputConstraintKind.Regex, null, pattern, null, LargeStack.Run(() => RegexParser.Parse(pattern, "regex", cancellation), "regex compile"), cancellation);
     }
 
     /// <summary>
-    /// The text must be compact canonical JSON that is valid against <paramref name="schemaJson"/>.
+    /// The text must be compact JSON (no whitespace outside strings) that is valid against <paramref name="schemaJson"/>,
+    /// a JSON Schema of draft 2020-12.
     /// </summary>
     /// <remarks>
-    /// <para>The output form: no whitespace outside strings; object properties in the schema's
-    /// order, every required one present and each optional one present or absent; no other
-    /// properties. Strings may use the JSON escapes <c>\" \\ \/ \b \f \n \r \t \uXXXX</c> (a
-    /// surrogate escape only as a high-low pair); raw control characters never appear. Where a
-    /// string's characters are constrained (<c>pattern</c>, <c>format</c>, <c>enum</c>,
-    /// <c>const</c>) they are written canonically: <c>"</c> and <c>\</c> as <c>\"</c> and
-    /// <c>\\</c>, controls as <c>\b \f \n \r \t</c> or <c>\u00xx</c>, every other character as
-    /// itself.</para>
-    /// <para>Supported keywords: <c>type</c> (a name or an array of names: object, array, string,
-    /// integer, number, boolean, null); for objects <c>properties</c>, <c>required</c> (each must be
-    /// declared in properties) and <c>additionalProperties</c>, which must be <c>false</c> or absent
-    /// (absent is treated as false); for arrays <c>items</c> (a schema), <c>prefixItems</c> (with
-    /// no further items unless <c>items</c> is given), <c>minItems</c>, <c>maxItems</c>; for
-    /// strings <c>minLength</c>/<c>maxLength</c> (in code points), <c>pattern</c> (the subset of
-    /// <see cref="Regex(string)"/>, searched as JSON Schema does: unanchored unless it begins with
-    /// <c>^</c> or ends with <c>$</c>) and <c>format</c>: <c>date</c> (YYYY-MM-DD, years 0001-9999,
-    /// real calendar days, leap years included), <c>time</c> (HH:MM:SS, optional fraction of 1-9 digits,
-    /// <c>Z</c> or ±HH:MM), <c>date-time</c> (date <c>T</c> time), <c>uuid</c> (8-4-4-4-12 hex
-    /// digits, either case), <c>email</c> (a dot-atom local part of letters, digits and
-    /// <c>!#$%&amp;'*+/=?^_`{|}~-</c>, <c>@</c>, one or two labels of letters, digits and inner
-    /// hyphens of at most 63 characters, each followed by a dot, and a top-level label of 2-63 letters), <c>ipv4</c> (four 0-255 parts, no leading zeros); a string takes
-    /// one of pattern, format, or lengths. For <c>integer</c>: <c>minimum</c>, <c>maximum</c>,
-    /// <c>exclusiveMinimum</c>, <c>exclusiveMaximum</c> (exact digit automata; no leading zeros,
-    /// never <c>-0</c>). For <c>number</c>: without bounds any JSON number (fraction and exponent)
-    /// except a negative zero integer part without fraction (<c>-0</c>, <c>-0e1</c>);
-    /// with bounds, which must be integers, <c>-?int(.digits)?</c> with no exponent, exact at the
-    /// bounds, never negative zero. <c>enum</c>/<c>const</c> of any JSON value (written compactly;
-    /// other keywords beside them filter the values); <c>anyOf</c> (alone, with annotations);
-    /// nesting to any depth; <c>false</c> as a schema allows nothing. Without <c>type</c>, object
-    /// keywords imply an object and array keywords an array. Annotations (<c>$schema</c>,
-    /// <c>$id</c>, <c>title</c>, <c>description</c>, <c>examples</c>, <c>default</c>,
-    /// <c>$comment</c>) are ignored.</para>
-    /// <para>Every other keyword (<c>$ref</c>, <c>oneOf</c>, <c>allOf</c>,
-    /// <c>patternProperties</c>, <c>multipleOf</c>, ...) and the schema <c>true</c> are refused with
-    /// an <see cref="ArgumentException"/> naming the keyword and its JSON pointer. So are a text
-    /// longer than <see cref="MaxTextLength"/> characters, schemas nested more than 64 levels deep
-    /// inside one another (a document more than 256 levels deep), and prefixItems of more than 256
-    /// schemas.</para>
+    /// <para>The output form: declared object properties in the schema's order, every required one present and each
+    /// optional one present or absent, then (where the object is open) undeclared properties, written with canonical keys.
+    /// Objects are open as the standard says: properties that the schema does not declare are allowed unless
+    /// <c>additionalProperties</c> is <c>false</c>; <see cref="JsonSchema(string, bool)"/> closes them. Strings may use
+    /// the JSON escapes where their characters are free and are written canonically where they are compared (patterns,
+    /// formats, constants, keys). Integers may carry a zero fraction (<c>1.0</c>), as the standard counts them integers;
+    /// constants match in any member order and number spelling.</para>
+    /// <para>Supported: <c>type</c> (a name or an array), <c>enum</c>, <c>const</c>, <c>$ref</c> into the document
+    /// (JSON pointers, <c>$defs</c>/<c>definitions</c>, <c>$id</c> base URIs and anchors; recursion written down to 4
+    /// references deep), <c>allOf</c>, <c>anyOf</c>, <c>oneOf</c> (disjoint branches, or each branch with the others'
+    /// complements where those are expressible), <c>not</c> and <c>if</c>/<c>then</c>/<c>else</c> where the complement
+    /// is expressible, <c>dependentRequired</c>, <c>dependentSchemas</c>, <c>properties</c>, <c>required</c>,
+    /// <c>additionalProperties</c>, <c>patternProperties</c> (up to 4 patterns per object), <c>propertyNames</c>,
+    /// <c>minProperties</c>/<c>maxProperties</c> (objects without declared properties), <c>unevaluatedProperties</c>,
+    /// <c>unevaluatedItems</c>, <c>items</c>, <c>prefixItems</c>, <c>contains</c> with <c>minContains</c>/<c>maxContains</c>
+    /// (up to 16), <c>minItems</c>, <c>maxItems</c>, <c>uniqueItems</c> false, <c>minLength</c>, <c>maxLength</c>,
+    /// <c>pattern</c> (the subset of <see cref="Regex(string)"/>, searched as JSON Schema does), <c>format</c> (enforced
+    /// for date, time, date-time, uuid, email and ipv4; other formats are annotations), <c>minimum</c>, <c>maximum</c>,
+    /// <c>exclusiveMinimum</c>, <c>exclusiveMaximum</c> (integral bounds for numbers), <c>multipleOf</c> (integers up to
+    /// 1000). Values the schema leaves free (<c>true</c>, <c>{}</c>, an open object's extra values) nest at most 3
+    /// containers deep. Annotations are ignored. The full table is in docs/structured-output.md.</para>
+    /// <para>Everything else is refused with an <see cref="ArgumentException"/> that names the keyword and its JSON
+    /// pointer: <c>$dynamicRef</c>, remote references, <c>uniqueItems</c> true, fractional <c>multipleOf</c> and number
+    /// bounds, complements that are not expressible, schemas that allow no value; so are a text longer than
+    /// <see cref="MaxTextLength"/> characters, schemas nested more than 64 levels deep inside one another (a document
+    /// more than 256 levels deep), prefixItems of more than 256 schemas, objects of more than 1,000 properties, more than
+    /// 64 alternatives from one schema's applicators, more than 20,000 subschemas compiled in all, and automata of more
+    /// than 100,000 states.</para>
     /// </remarks>
     /// <param name="schemaJson">The schema document.</param>
     /// <exception cref="ArgumentNullException"><paramref name="schemaJson"/> is null.</exception>
     /// <exception cref="ArgumentException">The text is not JSON, or the schema uses an unsupported keyword or form.</exception>
-    public static OutputConstraint JsonSchema(string schemaJson) => JsonSchema(schemaJson, CancellationToken.None);
+    public static OutputConstraint JsonSchema(string schemaJson) => JsonSchema(schemaJson, closeObjects: false, CancellationToken.None);
+
+    /// <summary>
+    /// As <see cref="JsonSchema(string)"/>; with <paramref name="closeObjects"/> true, objects take no property that their
+    /// schema does not declare (in <c>properties</c> or <c>required</c>) unless <c>additionalProperties</c> (as a schema)
+    /// or <c>patternProperties</c> allows it explicitly: what many callers mean by a schema, though JSON Schema itself
+    /// leaves objects open. The default, false, follows the standard.
+    /// </summary>
+    /// <param name="schemaJson">The schema document.</param>
+    /// <param name="closeObjects">Whether objects are closed where the schema leaves them open.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="schemaJson"/> is null.</exception>
+    /// <exception cref="ArgumentException">The text is not JSON, or the schema uses an unsupported keyword or form.</exception>
+    public static OutputConstraint JsonSchema(string schemaJson, bool closeObjects) => JsonSchema(schemaJson, closeObjects, CancellationToken.None);
+
+    /// <summary>Whether objects take no undeclared properties where the schema leaves them open (<see cref="JsonSchema(string, bool)"/>).</summary>
+    public bool ClosesObjects { get; private init; }
 
     /// <summary>As <see cref="JsonSchema(string)"/>, stopping with an <see cref="OperationCanceledException"/> when <paramref name="cancellation"/> is cancelled.</summary>
-    internal static OutputConstraint JsonSchema(string schemaJson, CancellationToken cancellation)
+    internal static OutputConstraint JsonSchema(string schemaJson, CancellationToken cancellation) => JsonSchema(schemaJson, closeObjects: false, cancellation);
+
+    /// <summary>As <see cref="JsonSchema(string, bool)"/>, stopping with an <see cref="OperationCanceledException"/> when <paramref name="cancellation"/> is cancelled.</summary>
+    internal static OutputConstraint JsonSchema(string schemaJson, bool closeObjects, CancellationToken cancellation)
     {
         ArgumentNullException.ThrowIfNull(schemaJson);
         if (schemaJson.Length > MaxTextLength)
@@ -217,8 +226,20 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
         using (document)
         {
             return new OutputConstraint(OutputConstraintKind.JsonSchema, null, null, JsonText.Compact(document.RootElement),
-                JsonSchemaCompiler.Compile(document.RootElement, cancellation), cancellation);
+                JsonSchemaCompiler.Compile(document.RootElement, closeObjects, cancellation), cancellation) { ClosesObjects = closeObjects };
         }
+    }
+
+    /// <summary>
+    /// A tool call that the chat client requires: <paramref name="before"/>, compact JSON valid against
+    /// <paramref name="callSchema"/>, <paramref name="after"/> (the template's tool-call format around the call object).
+    /// Not persisted: it lives for one request.
+    /// </summary>
+    internal static OutputConstraint ToolCall(string callSchema, string before, string after, CancellationToken cancellation)
+    {
+        using var document = JsonDocument.Parse(callSchema, JsonSchemaCompiler.DocumentOptions);
+        var node = ConstraintNode.Sequence(ConstraintNode.Literal(before), JsonSchemaCompiler.Compile(document.RootElement, closedObjects: false, cancellation), ConstraintNode.Literal(after));
+        return new OutputConstraint(OutputConstraintKind.JsonSchema, null, null, JsonText.Compact(document.RootElement), node, cancellation);
     }
 
     private static readonly Lazy<OutputConstraint> AnyJsonInstance =
@@ -227,8 +248,8 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// <summary>
     /// Any compact JSON value whose containers nest at most <see cref="AnyJson.MaxDepth"/> deep: JSON with no
     /// schema (the chat client's <c>ChatResponseFormat.Json</c>). Its <see cref="Schema"/> is <c>{}</c>, the
-    /// schema that allows every value; the public <see cref="JsonSchema(string)"/> refuses that schema, since its objects
-    /// never take undeclared properties.
+    /// schema that allows every value; <see cref="JsonSchema(string)"/> of <c>{}</c> allows any value too, but lets free
+    /// values nest fewer levels deep (its automaton carries the rest of a schema beside them).
     /// </summary>
     internal static OutputConstraint AnyJsonValue() => AnyJsonInstance.Value;
 
@@ -255,6 +276,7 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
                 default:
                     writer.WritePropertyName("guided_json");
                     writer.WriteRawValue(Schema!);
+                    if (ClosesObjects) writer.WriteBoolean("close_objects", true);
                     break;
             }
             writer.WriteEndObject();
@@ -279,20 +301,27 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
         const string expected = "one of guided_choice (an array of strings), guided_regex (a string), guided_json (a schema object)";
         if (root.ValueKind != JsonValueKind.Object)
             throw new FormatException($"{where}: an output constraint must be a JSON object with {expected}; found {root.ValueKind}.");
-        var keys = root.EnumerateObject().Select(p => p.Name).ToList();
+        bool close = false;
+        if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("close_objects", out var closeValue) && root.TryGetProperty("guided_json", out _))
+        {
+            if (closeValue.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+                throw new FormatException($"{where}: close_objects must be true or false; found {closeValue.ValueKind}.");
+            close = closeValue.ValueKind == JsonValueKind.True;
+        }
+        var keys = root.EnumerateObject().Select(p => p.Name).Where(n => n != "close_objects" || !root.TryGetProperty("guided_json", out _)).ToList();
         if (keys.Count != 1)
             throw new FormatException($"{where}: an output constraint needs exactly one key, {expected}; found {(keys.Count == 0 ? "none" : string.Join(", ", keys))}.");
-        var value = root.EnumerateObject().First().Value;
+        var value = root.GetProperty(keys[0]);
         switch (keys[0])
         {
             case "guided_choice" when value.ValueKind == JsonValueKind.Array && value.EnumerateArray().All(v => v.ValueKind == JsonValueKind.String):
                 return Choices(value.EnumerateArray().Select(v => v.GetString()!));
             case "guided_regex" when value.ValueKind == JsonValueKind.String:
                 return Regex(value.GetString()!);
-            case "guided_json" when value.ValueKind == JsonValueKind.Object && !value.EnumerateObject().Any():
+            case "guided_json" when value.ValueKind == JsonValueKind.Object && !value.EnumerateObject().Any() && !close:
                 return AnyJsonValue();
             case "guided_json" when value.ValueKind is JsonValueKind.Object or JsonValueKind.False:
-                return JsonSchema(value.GetRawText());
+                return JsonSchema(value.GetRawText(), close);
             case "guided_choice" or "guided_regex" or "guided_json":
                 throw new FormatException($"{where}: the key '{keys[0]}' holds {value.ValueKind}, which does not fit; expected {expected}.");
             default:
@@ -302,7 +331,7 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
 
     /// <inheritdoc/>
     public bool Equals(OutputConstraint? other) =>
-        other is not null && Kind == other.Kind && Pattern == other.Pattern && Schema == other.Schema
+        other is not null && Kind == other.Kind && Pattern == other.Pattern && Schema == other.Schema && ClosesObjects == other.ClosesObjects
         && (_choices is null ? other._choices is null : other._choices is not null && _choices.AsSpan().SequenceEqual(other._choices));
 
     /// <inheritdoc/>
@@ -315,6 +344,7 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
         hash.Add(Kind);
         hash.Add(Pattern);
         hash.Add(Schema);
+        hash.Add(ClosesObjects);
         if (_choices is not null) foreach (var c in _choices) hash.Add(c);
         return hash.ToHashCode();
     }

@@ -22,6 +22,9 @@ internal abstract class ToolCallFormat
 
     public abstract string Name { get; }
 
+    /// <summary>What a required call is written between: the text before the call object and the text after it.</summary>
+    public abstract (string Before, string After) RequiredCall { get; }
+
     /// <summary>The format a template teaches (by the marker it writes), or null when it shows none of the known ones.</summary>
     public static ToolCallFormat? For(string templateText)
     {
@@ -91,6 +94,8 @@ internal abstract class ToolCallFormat
 
         public override string Name => "Hermes <tool_call> JSON";
 
+        public override (string Before, string After) RequiredCall => (Opener, Close);
+
         public override (string Text, IReadOnlyList<ParsedToolCall> Calls) Parse(string tail)
         {
             var text = new StringBuilder();
@@ -123,6 +128,8 @@ internal abstract class ToolCallFormat
         public override string Opener => "[TOOL_CALLS]";
 
         public override string Name => "Mistral [TOOL_CALLS] JSON";
+
+        public override (string Before, string After) RequiredCall => (Opener + "[", "]");
 
         public override (string Text, IReadOnlyList<ParsedToolCall> Calls) Parse(string tail)
         {

@@ -195,7 +195,7 @@ public sealed class CliConstraintTests
     [InlineData("regex-word-boundary", "--regex: a word boundary (\\b) at position 0 is not supported")]
     [InlineData("regex-unclosed", "--regex: the group opened at position 0 is not closed.")]
     [InlineData("regex-empty", "--regex is empty; give a pattern.")]
-    [InlineData("schema-keyword", "--json-schema '{folder}/ref.json': keyword '$ref' at /properties/a is not supported")]
+    [InlineData("schema-keyword", "--json-schema '{folder}/unique.json': keyword 'uniqueItems' (true) at /properties/a is not supported")]
     [InlineData("schema-not-json", "--json-schema: '{folder}/broken.json' is not valid JSON at line 2, column 20: ',' is an invalid start of a property name")]
     [InlineData("schema-missing", "--json-schema: the file '{folder}/none.json' does not exist.")]
     [InlineData("columns-without-schema", "--json-columns needs --json-schema: the columns are the top-level properties the schema declares.")]
@@ -228,7 +228,7 @@ public sealed class CliConstraintTests
             "regex-word-boundary" => ["--regex", "\\bAnd"],
             "regex-unclosed" => ["--regex", "(And"],
             "regex-empty" => ["--regex", ""],
-            "schema-keyword" => ["--json-schema", Schema("ref.json", "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"}}}")],
+            "schema-keyword" => ["--json-schema", Schema("unique.json", "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"uniqueItems\":true}}}")],
             "schema-not-json" => ["--json-schema", Schema("broken.json", "{\n  \"type\": \"object\",,\n}")],
             "schema-missing" => ["--json-schema", Path.Combine(folder, "none.json")],
             "columns-without-schema" => ["--regex", "a", "--json-columns"],

@@ -122,13 +122,65 @@ public sealed class ToolCallTests : IDisposable
         var none = client.Prepare(Question, new ChatOptions { Tools = [Weather()], ToolMode = ChatToolMode.None }).Text;
         Assert.DoesNotContain("Tools you may call", none);
         Assert.Contains("Tools you may call", client.Prepare(Question, new ChatOptions { Tools = [Weather()], ToolMode = ChatToolMode.Auto }).Text);
-        var required = Assert.Throws<NotSupportedException>(() => client.Prepare(Question, new ChatOptions { Tools = [Weather()], ToolMode = ChatToolMode.RequireAny }));
-        Assert.StartsWith("ChatOptions.ToolMode", required.Message);
+        Assert.Contains("Tools you may call", client.Prepare(Question, new ChatOptions { Tools = [Weather()], ToolMode = ChatToolMode.RequireAny }).Text);
 
         var folder = HfConversation.FixtureWithConfig(c => c["chat_template"] = "{% for m in messages %}{{ m.content }}{% endfor %}");
         using var plain = GptModel.Open(folder);
         var e = Assert.Throws<NotSupportedException>(() => new GptChatClient(plain).Prepare(Question, new ChatOptions { Tools = [Weather()] }));
         Assert.Equal("The chat template 'default' (tokenizer_config.json) does not read the 'tools' variable, so the model would never see the 1 tool(s) of ChatOptions.Tools; this model's template has no tool support.", e.Message);
+    }
+
+    private static AITool Time()
+    {
+        using var schema = JsonDocument.Parse("""{"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}, "hours": {"type": "integer", "minimum": 0, "maximum": 23}}, "required": ["zone"], "additionalProperties": false}""");
+        return AIFunctionFactory.CreateDeclaration("get_time", "Get the time in a zone.", schema.RootElement.Clone());
+    }
+
+    [Fact]
+    public async Task RequireAny_always_calls_a_tool_with_arguments_that_parse_and_follow_its_schema()
+    {
+        using var client = new GptChatClient(_model);
+        var names = new HashSet<string>();
+        for (int seed = 0; seed < 6; seed++)
+        {
+            var response = await client.GetResponseAsync(Question, new ChatOptions
+            {
+                Tools = [Weather(), Time()], ToolMode = ChatToolMode.RequireAny, Temperature = 1f, Seed = seed, MaxOutputTokens = 120,
+            });
+            var call = Assert.Single(Calls(response));
+            Assert.Null(call.Exception);
+            Assert.Equal(ChatFinishReason.ToolCalls, response.FinishReason);
+            names.Add(call.Name);
+            if (call.Name == "get_weather") Assert.Equal(JsonValueKind.String, ((JsonElement)call.Arguments!["city"]!).ValueKind);
+            else Assert.Contains(((JsonElement)call.Arguments!["zone"]!).GetString(), new[] { "UTC", "CET" });
+        }
+        Assert.NotEmpty(names);
+    }
+
+    [Fact]
+    public async Task RequireSpecific_always_calls_the_named_tool()
+    {
+        using var client = new GptChatClient(_model);
+        for (int seed = 0; seed < 6; seed++)
+        {
+            var response = await client.GetResponseAsync(Question, new ChatOptions
+            {
+                Tools = [Weather(), Time()], ToolMode = ChatToolMode.RequireSpecific("get_time"), Temperature = 1f, Seed = seed, MaxOutputTokens = 120,
+            });
+            var call = Assert.Single(Calls(response));
+            Assert.Equal("get_time", call.Name);
+            Assert.Null(call.Exception);
+            int hours = call.Arguments!.TryGetValue("hours", out var h) ? ((JsonElement)h!).GetInt32() : 0;
+            Assert.InRange(hours, 0, 23);
+        }
+    }
+
+    [Fact]
+    public void RequireSpecific_of_a_tool_that_is_not_offered_is_refused_naming_it()
+    {
+        using var client = new GptChatClient(_model);
+        var e = Assert.Throws<ArgumentException>(() => client.Prepare(Question, new ChatOptions { Tools = [Weather()], ToolMode = ChatToolMode.RequireSpecific("nope") }));
+        Assert.StartsWith("ChatOptions.ToolMode requires the tool 'nope', which is not among ChatOptions.Tools (get_weather).", e.Message);
     }
 
     [Fact]

@@ -4,9 +4,9 @@ namespace MLNetGpt.Generation.Constraints;
 
 /// <summary>
 /// Any compact JSON value, containers nested at most <see cref="MaxDepth"/> deep: what "JSON, no schema" asks for
-/// (Microsoft.Extensions.AI's <c>ChatResponseFormat.Json</c>). The JSON-schema subset cannot say it, since its
-/// objects never take properties it does not declare; this builds the language from the subset's own scalar
-/// pieces instead, so strings and numbers follow exactly the rules of <see cref="JsonSchemaCompiler"/>.
+/// (Microsoft.Extensions.AI's <c>ChatResponseFormat.Json</c>). Deeper than the schema compiler's free values
+/// (<see cref="JsonSchemaCompiler.AnyValueDepth"/>), built from the compiler's own scalar pieces, so strings and
+/// numbers follow exactly the rules of <see cref="JsonSchemaCompiler"/>.
 /// </summary>
 /// <remarks>
 /// A regular language cannot nest without bound, and every level holds the level below four times (an array's

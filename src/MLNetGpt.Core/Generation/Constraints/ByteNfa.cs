@@ -65,6 +65,8 @@ internal sealed class ByteNfa
 
     private CancellationToken _cancellation;
 
+    private static readonly ConstraintNode Comma = ConstraintNode.Literal(",");
+
     /// <summary>The walks below recurse once per level of the tree, whose depth <see cref="ConstraintNode.MaxDepth"/> bounds; this is the backstop for small stacks.</summary>
     private static void EnsureStack()
     {
@@ -129,6 +131,69 @@ internal sealed class ByteNfa
                 for (int i = 0; i < r.Min; i++) tail = Compile(r.Item, tail);
                 return tail;
             }
+            case MembersNode m:
+            {
+                // Track B (something written): B[i]; track A (nothing yet): A[i]. Each member and the extra compiled once.
+                int bEnd, aEnd;
+                if (ReferenceEquals(m.Extra, ConstraintNode.Nothing))
+                {
+                    bEnd = next;
+                    aEnd = next;
+                }
+                else
+                {
+                    int loop = NewState();
+                    int extra = Compile(m.Extra, loop);
+                    _epsilon[loop] = [Compile(Comma, extra), next];
+                    bEnd = loop;
+                    aEnd = NewState();
+                    _epsilon[aEnd] = [extra, next];
+                }
+                int a = aEnd, b = bEnd;
+                for (int i = m.Members.Length - 1; i >= 0; i--)
+                {
+                    int member = Compile(m.Members[i], b);
+                    int newA = NewState(), newB = NewState();
+                    int comma = Compile(Comma, member);
+                    _epsilon[newA] = m.Required[i] ? [member] : [member, a];
+                    _epsilon[newB] = m.Required[i] ? [comma] : [comma, b];
+                    a = newA;
+                    b = newB;
+                }
+                return a;
+            }
+            case SeparatedNode sp:
+            {
+                int loop = NewState();
+                int body = Compile(sp.Item, loop);
+                int separator = Compile(sp.Separator, body);
+                _epsilon[loop] = [separator, next];
+                if (!sp.AllowEmpty) return body;
+                int s = NewState();
+                _epsilon[s] = [body, next];
+                return s;
+            }
+            case DfaNode d:
+            {
+                var dfa = d.Dfa;
+                var states = new int[dfa.StateCount];
+                for (int i = 0; i < states.Length; i++) states[i] = NewState();
+                for (int i = 0; i < states.Length; i++)
+                {
+                    var targets = new List<int>(dfa.Edges[i].Length + 1);
+                    foreach (var (lo, hi, to) in dfa.Edges[i])
+                    {
+                        int s = NewState();
+                        _lo[s] = lo;
+                        _hi[s] = hi;
+                        _byteTarget[s] = states[to];
+                        targets.Add(s);
+                    }
+                    if (dfa.Accepting[i]) targets.Add(next);
+                    _epsilon[states[i]] = targets.ToArray();
+                }
+                return states[0];
+            }
             default:
                 throw new InvalidOperationException($"Unknown node {node.GetType().Name}.");
         }
@@ -158,6 +223,16 @@ internal sealed class ByteNfa
                 break;
             case RepeatNode r:
                 size = RepeatSize(r, Size(r.Item, sizes));
+                break;
+            case DfaNode d:
+                size = d.NfaStates;
+                break;
+            case SeparatedNode sp:
+                size = Saturate(2 + Size(sp.Item, sizes) + Size(sp.Separator, sizes));
+                break;
+            case MembersNode m:
+                size = ReferenceEquals(m.Extra, ConstraintNode.Nothing) ? 0 : Saturate(3 + Size(m.Extra, sizes));
+                foreach (var item in m.Members) size = Saturate(size + 3 + Size(item, sizes));
                 break;
             default:
                 size = 0;
@@ -191,6 +266,8 @@ internal sealed class ByteNfa
             {
                 case SequenceNode s: foreach (var i in s.Items) stack.Push(i); break;
                 case ChoiceNode c: foreach (var i in c.Items) stack.Push(i); break;
+                case SeparatedNode sp: stack.Push(sp.Item); break;
+                case MembersNode mn: foreach (var i in mn.Members) stack.Push(i); stack.Push(mn.Extra); break;
                 case RepeatNode r:
                     double growth = (double)Size(r, sizes) - Size(r.Item, sizes);
                     if (best is null || growth > bestGrowth)

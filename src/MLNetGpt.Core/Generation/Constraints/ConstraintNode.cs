@@ -82,6 +82,16 @@ internal abstract class ConstraintNode
 
     public static ConstraintNode Choice(IEnumerable<ConstraintNode> items) => Choice(items.ToArray());
 
+    /// <summary>
+    /// <paramref name="item"/> once or more with <paramref name="separator"/> between (or nothing at all when
+    /// <paramref name="allowEmpty"/>): the same language as item (separator item)*, with the item compiled once, not twice.
+    /// </summary>
+    public static ConstraintNode Separated(ConstraintNode item, ConstraintNode separator, bool allowEmpty)
+    {
+        if (ReferenceEquals(item, Nothing)) return allowEmpty ? Empty : Nothing;
+        return new SeparatedNode(item, separator, allowEmpty);
+    }
+
     public static ConstraintNode Optional(ConstraintNode item) => Choice(item, Empty);
 
     /// <summary>
@@ -95,6 +105,47 @@ internal abstract class ConstraintNode
         if (min == 1 && max == 1) return item;
         return new RepeatNode(item, min, max, origin);
     }
+}
+
+/// <summary>item (separator item)*, or also nothing when <see cref="AllowEmpty"/>: one copy of the item in the automaton.</summary>
+internal sealed class SeparatedNode : ConstraintNode
+{
+    public SeparatedNode(ConstraintNode item, ConstraintNode separator, bool allowEmpty)
+    {
+        Item = item;
+        Separator = separator;
+        AllowEmpty = allowEmpty;
+        Depth = Checked(Math.Max(item.Depth, separator.Depth) + 1);
+    }
+
+    public ConstraintNode Item { get; }
+
+    public ConstraintNode Separator { get; }
+
+    public bool AllowEmpty { get; }
+}
+
+/// <summary>
+/// An object's content between the braces: the members in order, each required one present and each optional one present or
+/// absent, commas between, then any number of <see cref="Extra"/> members. <see cref="ByteNfa"/> compiles every member once
+/// (two tracks: nothing written yet, something written), so a member holding a recursive type is not copied per member before it.
+/// </summary>
+internal sealed class MembersNode : ConstraintNode
+{
+    public MembersNode(ConstraintNode[] members, bool[] required, ConstraintNode extra)
+    {
+        Members = members;
+        Required = required;
+        Extra = extra;
+        Depth = Checked(Math.Max(DepthOf(members), extra.Depth + 1));
+    }
+
+    public ConstraintNode[] Members { get; }
+
+    public bool[] Required { get; }
+
+    /// <summary>An undeclared member (key, colon, value), or <see cref="ConstraintNode.Nothing"/> when the object is closed.</summary>
+    public ConstraintNode Extra { get; }
 }
 
 internal sealed class ByteRangeNode(byte lo, byte hi) : ConstraintNode

@@ -58,6 +58,8 @@ public sealed class AnyJsonTests
         Assert.Equal("{}", Any.Schema);
         Assert.Equal("{\"guided_json\":{}}", Any.ToString());
         Assert.Equal(Any, OutputConstraint.FromJson(Any.ToString(), "test"));
-        Assert.Throws<ArgumentException>(() => OutputConstraint.JsonSchema("{}"));   // the public subset still refuses it
+        var open = OutputConstraint.JsonSchema("{}");    // the public factory: an object whose free values nest at most 3 containers deep
+        Assert.True(open.Accepts("{\"a\":[1,{\"b\":[null]}]}"));
+        Assert.False(open.Accepts("{\"a\":[{\"b\":[{}]}]}"));
     }
 }

@@ -111,7 +111,7 @@ public sealed class CompiledConstraintTests
     [InlineData(ChoiceOrList, 20)]
     public void Every_simulated_generation_under_a_schema_mask_is_json_that_json_schema_net_accepts(string schemaJson, int budget)
     {
-        var compiled = CompiledConstraint.For(OutputConstraint.JsonSchema(schemaJson), Table, [Eos]);
+        var compiled = CompiledConstraint.For(OutputConstraint.JsonSchema(schemaJson, closeObjects: true), Table, [Eos]);
         var validator = JsonSchema.FromText(ConstraintTestKit.ForValidator(schemaJson));
         var options = new EvaluationOptions { RequireFormatValidation = true };
         var random = new Random(budget);

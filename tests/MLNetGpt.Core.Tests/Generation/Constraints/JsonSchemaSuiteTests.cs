@@ -1,0 +1,173 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using MLNetGpt.Generation.Constraints;
+using MLNetGpt.Tests.Infrastructure;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace MLNetGpt.Tests.Generation.Constraints;
+
+/// <summary>
+/// The JSON Schema organisation's conformance suite (JSON-Schema-Test-Suite, draft 2020-12 without optional/), third-party
+/// data under ../shared. Every schema is either compiled or refused with a message that names a keyword and a JSON pointer;
+/// for a compiled schema every instance is fed to the automaton and must be accepted exactly when the suite says it is valid
+/// (with the documented exceptions counted, never hidden: see <see cref="Run"/>).
+/// </summary>
+/// <remarks>
+/// What is fed: the instance written the way the generator writes JSON: no whitespace, members in the instance's own order,
+/// strings with the minimal escapes (<c>JsonText.Canonical</c>), and numbers in their shortest decimal spelling where
+/// decimal holds them (<c>1.0</c> as <c>1</c>, <c>-2.0</c> as <c>-2</c>, <c>1e2</c> as <c>100</c>), as the generator writes
+/// integers and constants; JSON Schema compares numbers by value, so no instance changes validity by it.
+/// </remarks>
+public sealed class JsonSchemaSuiteTests(ITestOutputHelper output)
+{
+    private const string Folder = "json-schema-test-suite/draft2020-12";
+
+    /// <summary>The figures of one run, by suite file (one file per keyword).</summary>
+    internal sealed class Figures
+    {
+        public int Schemas, Accepted, Valid, ValidAccepted, Invalid, InvalidAccepted;
+        public readonly List<string> Refusals = [];
+        public readonly List<string> Misses = [];
+    }
+
+    private static readonly Regex Pointer = new(@" at (the root|/[^ ]*)[.:]?", RegexOptions.CultureInvariant);
+
+    internal static SortedDictionary<string, Figures> Run(string folder)
+    {
+        var byFile = new SortedDictionary<string, Figures>(StringComparer.Ordinal);
+        foreach (string path in Directory.GetFiles(folder, "*.json").Order(StringComparer.Ordinal))
+        {
+            var figures = byFile[Path.GetFileNameWithoutExtension(path)] = new Figures();
+            using var document = JsonDocument.Parse(File.ReadAllText(path));
+            foreach (var group in document.RootElement.EnumerateArray())
+            {
+                figures.Schemas++;
+                string description = group.GetProperty("description").GetString()!;
+                OutputConstraint? constraint = null;
+                try
+                {
+                    constraint = OutputConstraint.JsonSchema(group.GetProperty("schema").GetRawText());
+                    figures.Accepted++;
+                }
+                catch (ArgumentException e)
+                {
+                    figures.Refusals.Add($"{description}: {e.Message}");
+                }
+                foreach (var test in group.GetProperty("tests").EnumerateArray())
+                {
+                    bool valid = test.GetProperty("valid").GetBoolean();
+                    if (valid) figures.Valid++;
+                    else figures.Invalid++;
+                    if (constraint is null) continue;
+                    string text = Spelled(test.GetProperty("data"));
+                    bool accepted = constraint.Accepts(text);
+                    if (accepted && valid) figures.ValidAccepted++;
+                    if (accepted && !valid) figures.InvalidAccepted++;
+                    if (accepted != valid)
+                        figures.Misses.Add($"{description} / {test.GetProperty("description").GetString()}: {text} is {(valid ? "valid" : "invalid")} but {(accepted ? "accepted" : "rejected")}");
+                }
+            }
+        }
+        return byFile;
+    }
+
+    /// <summary>The generator's spelling of a value (see the remarks).</summary>
+    internal static string Spelled(JsonElement value)
+    {
+        var sb = new StringBuilder();
+        Write(value, sb);
+        return sb.ToString();
+
+        static void Write(JsonElement value, StringBuilder sb)
+        {
+            switch (value.ValueKind)
+            {
+                case JsonValueKind.Object:
+                    sb.Append('{');
+                    int m = 0;
+                    foreach (var p in value.EnumerateObject())
+                    {
+                        if (m++ > 0) sb.Append(',');
+                        sb.Append('"').Append(JsonText.EscapeString(p.Name)).Append("\":");
+                        Write(p.Value, sb);
+                    }
+                    sb.Append('}');
+                    break;
+                case JsonValueKind.Array:
+                    sb.Append('[');
+                    int i = 0;
+                    foreach (var item in value.EnumerateArray())
+                    {
+                        if (i++ > 0) sb.Append(',');
+                        Write(item, sb);
+                    }
+                    sb.Append(']');
+                    break;
+                case JsonValueKind.Number when decimal.TryParse(value.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture, out decimal d):
+                    string text = (d / 1.000000000000000000000000000000000m).ToString(CultureInfo.InvariantCulture);
+                    if (text.Contains('.')) text = text.TrimEnd('0').TrimEnd('.');
+                    sb.Append(text == "-0" ? "0" : text);
+                    break;
+                default:
+                    sb.Append(JsonText.Canonical(value));
+                    break;
+            }
+        }
+    }
+
+    /// <summary>The per-keyword table (markdown) that docs/structured-output.md quotes.</summary>
+    internal static string Table(SortedDictionary<string, Figures> byFile)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("| suite file | schemas | accepted | valid instances accepted | invalid instances accepted |");
+        sb.AppendLine("|---|---:|---:|---:|---:|");
+        var total = new Figures();
+        foreach (var (file, f) in byFile)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {file} | {f.Schemas} | {f.Accepted} | {f.ValidAccepted}/{ValidOfAccepted(f)} | {f.InvalidAccepted} |");
+            total.Schemas += f.Schemas;
+            total.Accepted += f.Accepted;
+            total.ValidAccepted += f.ValidAccepted;
+            total.InvalidAccepted += f.InvalidAccepted;
+            total.Valid += ValidOfAccepted(f);
+        }
+        sb.AppendLine(CultureInfo.InvariantCulture,
+            $"| **all** | {total.Schemas} | {total.Accepted} ({100.0 * total.Accepted / total.Schemas:F1}%) | {total.ValidAccepted}/{total.Valid} ({100.0 * total.ValidAccepted / Math.Max(1, total.Valid):F1}%) | {total.InvalidAccepted} |");
+        return sb.ToString();
+    }
+
+    /// <summary>Valid instances of accepted schemas: accepted plus the valid ones rejected (the misses that say "valid").</summary>
+    private static int ValidOfAccepted(Figures f) => f.ValidAccepted + f.Misses.Count(m => m.Contains(" is valid but rejected", StringComparison.Ordinal));
+
+    [SharedDataFact(Folder)]
+    public void Every_schema_of_the_suite_is_compiled_or_refused_by_keyword_and_pointer_and_no_invalid_instance_is_accepted()
+    {
+        var byFile = Run(SharedData.PathOf(Folder));
+        string table = Table(byFile);
+        output.WriteLine(table);
+        foreach (var (file, f) in byFile)
+        {
+            foreach (string refusal in f.Refusals) output.WriteLine($"refused {file}: {refusal}");
+            foreach (string miss in f.Misses) output.WriteLine($"miss {file}: {miss}");
+        }
+        if (Environment.GetEnvironmentVariable("MLNETGPT_SUITE_TABLE") is { Length: > 0 } target) File.WriteAllText(target, table);
+
+        foreach (var (file, f) in byFile)
+            foreach (string refusal in f.Refusals)
+                Assert.True(Pointer.IsMatch(refusal) && refusal.Contains("JSON schema: ", StringComparison.Ordinal), $"{file}: the refusal names no JSON pointer: {refusal}");
+
+        int schemas = byFile.Values.Sum(f => f.Schemas), accepted = byFile.Values.Sum(f => f.Accepted);
+        int valid = byFile.Values.Sum(ValidOfAccepted), validAccepted = byFile.Values.Sum(f => f.ValidAccepted);
+        Assert.Equal(0, byFile.Values.Sum(f => f.InvalidAccepted));
+        Assert.True(accepted >= MinimumAccepted, $"{accepted} of {schemas} schemas accepted, expected at least {MinimumAccepted}");
+        Assert.True(validAccepted >= valid * MinimumValidShare, $"{validAccepted} of {valid} valid instances accepted, expected at least {MinimumValidShare:P0}");
+    }
+
+    /// <summary>Schemas compiled in the last measured run (a floor: coverage may only grow).</summary>
+    private const int MinimumAccepted = 331;
+
+    private const double MinimumValidShare = 0.98;
+}
