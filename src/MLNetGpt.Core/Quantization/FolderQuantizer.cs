@@ -8,7 +8,7 @@ namespace MLNetGpt.Quantization;
 /// <summary>Quantizes a whole model folder: finds its ONNX files, rewrites them, copies the rest, updates the model card.</summary>
 internal static class FolderQuantizer
 {
-    public const string ModelCard = "README.md";
+    public const string ModelCard = ModelOutputFolder.ModelCard;
     private const string CommunityOnnxFolder = "onnx";
 
     public static QuantizationReport Quantize(string inputFolder, string outputFolder, QuantizationOptions options,
@@ -17,35 +17,7 @@ internal static class FolderQuantizer
         string input = Path.GetFullPath(inputFolder);
         string output = Path.GetFullPath(outputFolder);
         if (!Directory.Exists(input)) throw new GptModelException($"The model folder '{input}' does not exist.");
-        if (IsSameOrInside(output, input))
-            throw new IOException($"The output folder '{output}' is the input folder or inside it; choose a folder outside '{input}'.");
-        bool existed = Directory.Exists(output);
-        if (existed && Directory.EnumerateFileSystemEntries(output).Any())
-            throw new IOException($"The output folder '{output}' is not empty; choose a new or empty folder.");
-        var modelFiles = FindModelFiles(input);
-
-        Directory.CreateDirectory(output);
-        try
-        {
-            return Run(input, output, modelFiles, options, progress, cancellationToken);
-        }
-        catch
-        {
-            // Leave no half-written model folder that looks usable.
-            if (existed)
-            {
-                foreach (var entry in new DirectoryInfo(output).EnumerateFileSystemInfos())
-                {
-                    if (entry is DirectoryInfo d) d.Delete(recursive: true);
-                    else entry.Delete();
-                }
-            }
-            else
-            {
-                Directory.Delete(output, recursive: true);
-            }
-            throw;
-        }
+        return ModelOutputFolder.Write(input, "input folder", output, () => Run(input, output, FindModelFiles(input), options, progress, cancellationToken));
     }
 
     /// <summary>The ONNX files (relative paths) that the folder's layout uses.</summary>
@@ -120,16 +92,8 @@ internal static class FolderQuantizer
                 $"{file}: {result.Rewritten} of {result.MatMulCount} MatMuls quantized, {before:N0} -> {after:N0} bytes"));
         }
 
-        // Only the files a model reads are copied (configurations, tokenizer files, chat templates), each through the
-        // folder's policy: whatever else the folder holds, and anything a link in it points at, stays behind.
-        foreach (var relative in policy.PresentCompanions())
-        {
-            if (consumed.Contains(relative)) continue;
-            string target = Path.Combine(output, relative);
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(policy.Require(relative), target);
-            written.Add(relative);
-        }
+        // The model card is written below, extended with what quantizing did.
+        written.AddRange(ModelOutputFolder.CopyCompanions(policy, output, consumed.Append(ModelCard).ToHashSet(StringComparer.Ordinal)));
 
         string text = policy.Exists(ModelCard) ? policy.ReadSmallText(ModelCard) : $"# {Path.GetFileName(input)}\n";
         File.WriteAllText(Path.Combine(output, ModelCard), AppendSection(text, options, rows));
@@ -172,13 +136,6 @@ internal static class FolderQuantizer
         3 => "bfloat16 activations",
         _ => "activations quantized to int8 per block",
     };
-
-    private static bool IsSameOrInside(string path, string folder)
-    {
-        var comparison = OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
-        string a = Path.TrimEndingDirectorySeparator(path), b = Path.TrimEndingDirectorySeparator(folder);
-        return a.Equals(b, comparison) || a.StartsWith(b + Path.DirectorySeparatorChar, comparison);
-    }
 
     private static string Normalize(string relative) => relative.Replace('\\', '/');
 

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Google.Protobuf;
+using MLNetGpt.Models;
 using MLNetGpt.Models.Onnx;
 using MLNetGpt.Models.Onnx.Protos;
 using MLNetGpt.Quantization;
@@ -12,7 +13,7 @@ namespace MLNetGpt.Training;
 /// Writes a trained model folder: each ONNX file of the source layout with only its weights' data replaced
 /// (float16 where the source stores float16, re-quantized with the project's block quantizer where it stores
 /// MatMulNBits; LoRA factors merged into their weights; a vocabulary extension appended to the embedding and its
-/// remap tables), and every other file of the folder copied.
+/// remap tables), and the files a model reads copied (ModelOutputFolder).
 /// </summary>
 internal static class ModelWriter
 {
@@ -22,15 +23,8 @@ internal static class ModelWriter
         var layout = graph.Layout;
         string input = Path.GetFullPath(layout.Folder);
         string output = Path.GetFullPath(outputFolder);
-        if (IsSameOrInside(output, input))
-            throw new IOException($"The output folder '{output}' is the model folder or inside it; choose a folder outside '{input}'.");
-        bool existed = Directory.Exists(output);
-        if (existed && Directory.EnumerateFileSystemEntries(output).Any())
-            throw new IOException($"The output folder '{output}' is not empty; choose a new or empty folder.");
-
         var weights = CurrentWeights(graph);
-        Directory.CreateDirectory(output);
-        try
+        ModelOutputFolder.Write(input, "model folder", output, () =>
         {
             var written = new HashSet<string>(StringComparer.Ordinal);
             foreach (var relative in layout.ModelFiles)
@@ -43,24 +37,9 @@ internal static class ModelWriter
                 model.Save(target);
                 written.Add(Normalize(relative));
             }
-            CopyOtherFiles(input, output, written);
-        }
-        catch
-        {
-            if (existed)
-            {
-                foreach (var entry in new DirectoryInfo(output).EnumerateFileSystemInfos())
-                {
-                    if (entry is DirectoryInfo d) d.Delete(recursive: true);
-                    else entry.Delete();
-                }
-            }
-            else
-            {
-                Directory.Delete(output, recursive: true);
-            }
-            throw;
-        }
+            // The configuration, tokenizer, chat-template files and model card, through the folder's file policy.
+            return ModelOutputFolder.CopyCompanions(ModelFiles.For(input), output, written);
+        });
     }
 
     /// <summary>The weights whose values changed, with their new values and row counts (an extended embedding has more rows).</summary>
@@ -218,39 +197,5 @@ internal static class ModelWriter
         foreach (var g in OnnxGraphs.All(model.Graph)) g.ValueInfo.Clear();
     }
 
-    private static void CopyOtherFiles(string input, string output, HashSet<string> written)
-    {
-        var skip = new HashSet<string>(written, StringComparer.Ordinal);
-        foreach (var onnx in Directory.EnumerateFiles(input, "*.onnx", SearchOption.AllDirectories))
-        {
-            string relative = Normalize(Path.GetRelativePath(input, onnx));
-            skip.Add(relative);
-            string folder = Path.GetDirectoryName(relative) ?? "";
-            try
-            {
-                foreach (var data in OnnxModelFile.Load(onnx).ExternalDataFiles()) skip.Add(Normalize(Path.Combine(folder, data)));
-            }
-            catch (GptModelException)
-            {
-                // An unreadable ONNX file beside the model is not copied either.
-            }
-        }
-        foreach (var file in Directory.EnumerateFiles(input, "*", SearchOption.AllDirectories))
-        {
-            string relative = Normalize(Path.GetRelativePath(input, file));
-            if (skip.Contains(relative)) continue;
-            string target = Path.Combine(output, relative);
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(file, target);
-        }
-    }
-
     private static string Normalize(string relative) => relative.Replace('\\', '/');
-
-    private static bool IsSameOrInside(string path, string folder)
-    {
-        string a = Path.TrimEndingDirectorySeparator(path) + Path.DirectorySeparatorChar;
-        string b = Path.TrimEndingDirectorySeparator(folder) + Path.DirectorySeparatorChar;
-        return a.StartsWith(b, OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
-    }
 }

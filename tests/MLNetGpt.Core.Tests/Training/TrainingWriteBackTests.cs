@@ -224,4 +224,21 @@ public sealed class TrainingWriteBackTests
         Assert.StartsWith("The output folder '", e.Message);
         Assert.EndsWith($"is the model folder or inside it; choose a folder outside '{copy}'.", e.Message);
     }
+
+    [LinuxFact]
+    public void The_written_folder_gets_the_files_a_model_reads_and_nothing_a_link_out_of_the_folder_points_at()
+    {
+        string copy = Fixtures.CopyOf("tiny-gpt2-hf");
+        File.WriteAllText(Path.Combine(copy, "notes.txt"), "not part of the model");
+        string outside = Path.Combine(Fixtures.TempFolder("outside"), "secret.txt");
+        File.WriteAllText(outside, "secret");
+        File.CreateSymbolicLink(Path.Combine(copy, "secret-link.txt"), outside);
+        using var graph = TrainingGraph.Create(copy, new TrainingGraphOptions { Method = TrainingMethod.Lora, Threads = 1 });
+        string output = Path.Combine(Fixtures.TempFolder("policy-trained"), "model");
+        graph.WriteModelFolder(output);
+        Assert.True(File.Exists(Path.Combine(output, "tokenizer.json")));
+        Assert.True(File.Exists(Path.Combine(output, "config.json")));
+        Assert.False(File.Exists(Path.Combine(output, "notes.txt")));
+        Assert.False(File.Exists(Path.Combine(output, "secret-link.txt")));
+    }
 }
