@@ -798,7 +798,7 @@ internal sealed class JsonSchemaCompiler
         {
             case JsonValueKind.Number:
                 // One spelling per number, the shortest decimal (2.0 is written 2), so that integral constants read into integer types.
-                return ConstraintNode.Literal(CanonicalNumber(value) ?? value.GetRawText());
+                return ConstraintNode.Literal(JsonText.ShortestNumber(value) ?? value.GetRawText());
             case JsonValueKind.Array:
             {
                 var items = value.EnumerateArray().Select(v => Spellings(v, depth + 1)).ToList();
@@ -852,15 +852,6 @@ internal sealed class JsonSchemaCompiler
         }
         Go(new int[n], new bool[n], 0);
         return result;
-    }
-
-    /// <summary>A number's shortest decimal spelling (no exponent, no trailing zeros), or null beyond decimal's range.</summary>
-    private static string? CanonicalNumber(JsonElement value)
-    {
-        if (!decimal.TryParse(value.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture, out decimal d)) return null;
-        string text = (d / 1.000000000000000000000000000000000m).ToString(CultureInfo.InvariantCulture);
-        if (text.Contains('.')) text = text.TrimEnd('0').TrimEnd('.');
-        return text == "-0" ? "0" : text;
     }
 
     private static bool IsIntegral(JsonElement value) =>
@@ -1308,7 +1299,7 @@ internal sealed class JsonSchemaCompiler
         if (numbers.Count == 0) return node;
         // Excluding values needs one spelling per value: canonical decimals only.
         var dfa = SmallDfa.Combine(SmallDfa.Of(node, "JSON schema: not", _cancellation), SmallDfa.Of(RegexParser.Parse(CanonicalNumberPattern, "number"), "JSON schema: not", _cancellation), keep: true, "JSON schema: not");
-        var literals = numbers.Select(CanonicalNumber).Where(t => t is not null).Select(t => ConstraintNode.Literal(t!)).ToList();
+        var literals = numbers.Select(JsonText.ShortestNumber).Where(t => t is not null).Select(t => ConstraintNode.Literal(t!)).ToList();
         if (literals.Count > 0) dfa = SmallDfa.Combine(dfa, SmallDfa.Of(ConstraintNode.Choice(literals), "JSON schema: not", _cancellation), keep: false, "JSON schema: not");
         return dfa.ToNode();
     }

@@ -33,15 +33,28 @@ internal static class JsonText
         _ => null,
     };
 
-    /// <summary>A JSON value written compactly: members in document order, strings minimally escaped, numbers as written.</summary>
-    public static string Canonical(JsonElement value)
+    /// <summary>
+    /// A JSON value written compactly: members in document order, strings minimally escaped, numbers as written, or
+    /// with <paramref name="shortestNumbers"/> in their <see cref="ShortestNumber"/> spelling where it has one (as
+    /// generation writes them).
+    /// </summary>
+    public static string Canonical(JsonElement value, bool shortestNumbers = false)
     {
         var sb = new StringBuilder();
-        Write(value, sb);
+        Write(value, sb, shortestNumbers);
         return sb.ToString();
     }
 
-    private static void Write(JsonElement value, StringBuilder sb)
+    /// <summary>A number's shortest decimal spelling (no exponent, no trailing zeros), or null beyond decimal's range.</summary>
+    public static string? ShortestNumber(JsonElement value)
+    {
+        if (!decimal.TryParse(value.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture, out decimal d)) return null;
+        string text = (d / 1.000000000000000000000000000000000m).ToString(CultureInfo.InvariantCulture);
+        if (text.Contains('.')) text = text.TrimEnd('0').TrimEnd('.');
+        return text == "-0" ? "0" : text;
+    }
+
+    private static void Write(JsonElement value, StringBuilder sb, bool shortestNumbers)
     {
         switch (value.ValueKind)
         {
@@ -53,7 +66,7 @@ internal static class JsonText
                     if (!first) sb.Append(',');
                     first = false;
                     sb.Append('"').Append(EscapeString(property.Name)).Append("\":");
-                    Write(property.Value, sb);
+                    Write(property.Value, sb, shortestNumbers);
                 }
                 sb.Append('}');
                 break;
@@ -63,12 +76,15 @@ internal static class JsonText
                 foreach (var item in value.EnumerateArray())
                 {
                     if (i++ > 0) sb.Append(',');
-                    Write(item, sb);
+                    Write(item, sb, shortestNumbers);
                 }
                 sb.Append(']');
                 break;
             case JsonValueKind.String:
                 sb.Append('"').Append(EscapeString(value.GetString()!)).Append('"');
+                break;
+            case JsonValueKind.Number when shortestNumbers && ShortestNumber(value) is { } shortest:
+                sb.Append(shortest);
                 break;
             default:
                 sb.Append(value.GetRawText());

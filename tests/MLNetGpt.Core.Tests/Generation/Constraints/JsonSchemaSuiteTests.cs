@@ -75,48 +75,7 @@ public sealed class JsonSchemaSuiteTests(ITestOutputHelper output)
     }
 
     /// <summary>The generator's spelling of a value (see the remarks).</summary>
-    internal static string Spelled(JsonElement value)
-    {
-        var sb = new StringBuilder();
-        Write(value, sb);
-        return sb.ToString();
-
-        static void Write(JsonElement value, StringBuilder sb)
-        {
-            switch (value.ValueKind)
-            {
-                case JsonValueKind.Object:
-                    sb.Append('{');
-                    int m = 0;
-                    foreach (var p in value.EnumerateObject())
-                    {
-                        if (m++ > 0) sb.Append(',');
-                        sb.Append('"').Append(JsonText.EscapeString(p.Name)).Append("\":");
-                        Write(p.Value, sb);
-                    }
-                    sb.Append('}');
-                    break;
-                case JsonValueKind.Array:
-                    sb.Append('[');
-                    int i = 0;
-                    foreach (var item in value.EnumerateArray())
-                    {
-                        if (i++ > 0) sb.Append(',');
-                        Write(item, sb);
-                    }
-                    sb.Append(']');
-                    break;
-                case JsonValueKind.Number when decimal.TryParse(value.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture, out decimal d):
-                    string text = (d / 1.000000000000000000000000000000000m).ToString(CultureInfo.InvariantCulture);
-                    if (text.Contains('.')) text = text.TrimEnd('0').TrimEnd('.');
-                    sb.Append(text == "-0" ? "0" : text);
-                    break;
-                default:
-                    sb.Append(JsonText.Canonical(value));
-                    break;
-            }
-        }
-    }
+    internal static string Spelled(JsonElement value) => JsonText.Canonical(value, shortestNumbers: true);
 
     /// <summary>The per-keyword table (markdown) that docs/structured-output.md quotes.</summary>
     internal static string Table(SortedDictionary<string, Figures> byFile)
