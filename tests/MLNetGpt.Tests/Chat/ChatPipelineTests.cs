@@ -205,56 +205,24 @@ public sealed class ChatPersistenceVersionTests
         for (Exception? x = e; x is not null; x = x.InnerException) yield return x;
     }
 
-    private static int Replace(string zip, string from, string to)
+    private static int Replace(string zip, string from, string to) => SavedPipelineZip.EditModelKeys(zip, bytes =>
     {
-        int replaced = 0;
-        using var archive = System.IO.Compression.ZipFile.Open(zip, System.IO.Compression.ZipArchiveMode.Update);
-        foreach (var entry in archive.Entries.Where(e => e.FullName.EndsWith("Model.key", StringComparison.Ordinal)).ToList())
-        {
-            byte[] bytes;
-            using (var stream = entry.Open())
-            using (var buffer = new MemoryStream())
-            {
-                stream.CopyTo(buffer);
-                bytes = buffer.ToArray();
-            }
-            int at = bytes.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes(from));
-            if (at < 0) continue;
-            System.Text.Encoding.UTF8.GetBytes(to).CopyTo(bytes, at);
-            string name = entry.FullName;
-            entry.Delete();
-            using (var stream = archive.CreateEntry(name).Open()) stream.Write(bytes);
-            replaced++;
-        }
-        return replaced;
-    }
+        int at = bytes.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes(from));
+        if (at < 0) return false;
+        System.Text.Encoding.UTF8.GetBytes(to).CopyTo(bytes, at);
+        return true;
+    });
 
     /// <summary>
     /// Sets the version of every stage with <paramref name="modelSignature"/> in a saved zip: ML.NET's model header
     /// holds the 8-byte model signature followed by the written and the readable version (two little-endian uint32).
     /// </summary>
-    private static int RewriteModelVersion(string zip, string modelSignature, uint from, uint to)
+    private static int RewriteModelVersion(string zip, string modelSignature, uint from, uint to) => SavedPipelineZip.EditModelKeys(zip, bytes =>
     {
-        int rewritten = 0;
-        using var archive = System.IO.Compression.ZipFile.Open(zip, System.IO.Compression.ZipArchiveMode.Update);
-        foreach (var entry in archive.Entries.Where(e => e.FullName.EndsWith("Model.key", StringComparison.Ordinal)).ToList())
-        {
-            byte[] bytes;
-            using (var stream = entry.Open())
-            using (var buffer = new MemoryStream())
-            {
-                stream.CopyTo(buffer);
-                bytes = buffer.ToArray();
-            }
-            int at = bytes.AsSpan().IndexOf(System.Text.Encoding.ASCII.GetBytes(modelSignature));
-            if (at < 0 || BitConverter.ToUInt32(bytes, at + 8) != from) continue;
-            BitConverter.GetBytes(to).CopyTo(bytes, at + 8);
-            BitConverter.GetBytes(to).CopyTo(bytes, at + 12);
-            string name = entry.FullName;
-            entry.Delete();
-            using (var stream = archive.CreateEntry(name).Open()) stream.Write(bytes);
-            rewritten++;
-        }
-        return rewritten;
-    }
+        int at = bytes.AsSpan().IndexOf(System.Text.Encoding.ASCII.GetBytes(modelSignature));
+        if (at < 0 || BitConverter.ToUInt32(bytes, at + 8) != from) return false;
+        BitConverter.GetBytes(to).CopyTo(bytes, at + 8);
+        BitConverter.GetBytes(to).CopyTo(bytes, at + 12);
+        return true;
+    });
 }
