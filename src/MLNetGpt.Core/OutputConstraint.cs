@@ -172,9 +172,11 @@ public sealed class OutputConstraint : IEquatable<OutputConstraint>
     /// for date, time, date-time, uuid, email and ipv4; other formats are annotations), <c>minimum</c>, <c>maximum</c>,
     /// <c>exclusiveMinimum</c>, <c>exclusiveMaximum</c> (integral bounds for numbers), <c>multipleOf</c> (integers up to
     /// 1000). Values the schema leaves free (<c>true</c>, <c>{}</c>, an open object's extra values) nest at most 3
-    /// containers deep. Annotations are ignored. The full table is in docs/structured-output.md.</para>
+    /// containers deep. Annotations are ignored; <c>$schema</c> must name a standard draft's metaschema. The full table is
+    /// in docs/structured-output.md.</para>
     /// <para>Everything else is refused with an <see cref="ArgumentException"/> that names the keyword and its JSON
-    /// pointer: <c>$dynamicRef</c>, remote references, <c>uniqueItems</c> true, fractional <c>multipleOf</c> and number
+    /// pointer: <c>$dynamicRef</c> into remote resources, remote references, a <c>$schema</c> other than the standard
+    /// drafts' (2020-12, 2019-09, 07, 06, 04: the vocabularies of another would have to be fetched), <c>uniqueItems</c> true, fractional <c>multipleOf</c> and number
     /// bounds, complements that are not expressible, schemas that allow no value; so are a text longer than
     /// <see cref="MaxTextLength"/> characters, schemas nested more than 64 levels deep inside one another (a document
     /// more than 256 levels deep), prefixItems of more than 256 schemas, objects of more than 1,000 properties, more than

@@ -33,6 +33,26 @@ internal sealed class JsonSchemaCompiler
         "unevaluatedProperties", "unevaluatedItems",
     };
 
+    /// <summary>The standard metaschemas ($schema, scheme and empty fragment aside): their vocabularies are the ones compiled here.</summary>
+    private static readonly string[] KnownDialects =
+    [
+        "json-schema.org/draft/2020-12/schema", "json-schema.org/draft/2019-09/schema", "json-schema.org/draft-07/schema",
+        "json-schema.org/draft-06/schema", "json-schema.org/draft-04/schema",
+    ];
+
+    private static string Dialect(JsonElement value) => value.ValueKind != JsonValueKind.String ? Describe(value)
+        : value.GetString()!.Length <= 200 ? $"'{value.GetString()}'" : $"'{value.GetString()![..200]}...'";
+
+    private static bool IsKnownDialect(JsonElement value)
+    {
+        if (value.ValueKind != JsonValueKind.String) return false;
+        string uri = value.GetString()!;
+        uri = uri.EndsWith('#') ? uri[..^1] : uri;
+        foreach (string scheme in new[] { "https://", "http://" })
+            if (uri.StartsWith(scheme, StringComparison.Ordinal) && System.Array.IndexOf(KnownDialects, uri[scheme.Length..]) >= 0) return true;
+        return false;
+    }
+
     private static readonly string[] TypeNames = ["object", "array", "string", "integer", "number", "boolean", "null"];
 
     /// <summary>The value types: "integer" is a number restricted to integral values.</summary>
@@ -55,6 +75,12 @@ internal sealed class JsonSchemaCompiler
 
     /// <summary>A number written canonically: no exponent, no trailing fraction zeros, no negative zero.</summary>
     private const string CanonicalNumberPattern = @"(0|-?[1-9][0-9]*)(\.[0-9]*[1-9])?|-0\.[0-9]*[1-9]";
+
+    /// <summary>
+    /// A number that is not an integer, written canonically with at most 15 significant digits (9 before the point, 6 after),
+    /// so that validators that read numbers as doubles see a fraction too (848191070455464006.1 is integral as a double).
+    /// </summary>
+    private const string FractionalNumberPattern = @"-?(0|[1-9][0-9]{0,8})\.[0-9]{0,5}[1-9]";
 
     /// <summary>Schemas nested deeper than this inside one another are refused (System.Text.Json's own default depth).</summary>
     public const int MaxSchemaDepth = 64;
@@ -108,6 +134,9 @@ internal sealed class JsonSchemaCompiler
     private readonly Dictionary<int, ConstraintNode> _anyValues = [];
     private int _depth;
     private int _work;
+
+    /// <summary>How many schemas being expanded (in place, on this level) carry unevaluatedProperties/Items.</summary>
+    private int _unevaluatedScopes;
 
     private JsonSchemaCompiler(JsonElement root, bool closedObjects, CancellationToken cancellation)
     {
@@ -266,6 +295,9 @@ internal sealed class JsonSchemaCompiler
                 if (!Keywords.Contains(property.Name))
                     throw new ArgumentException($"JSON schema: keyword '{property.Name}' at {Where(pointer)} is not supported ({Supported}).");
             }
+            if (schema.TryGetProperty("$schema", out var dialect) && !IsKnownDialect(dialect))
+                throw new ArgumentException($"JSON schema: $schema {Dialect(dialect)} at {Where(pointer)} names a metaschema other than the standard drafts' "
+                    + $"({string.Join(", ", KnownDialects)}): its vocabularies are unknown, and nothing is fetched.");
             if (schema.TryGetProperty("uniqueItems", out var unique) && unique.ValueKind == JsonValueKind.True)
                 throw new ArgumentException($"JSON schema: keyword 'uniqueItems' (true) at {Where(pointer)} is not supported: distinct items are not a regular language ({Supported}).");
 
@@ -294,6 +326,10 @@ internal sealed class JsonSchemaCompiler
 
     private List<List<Part>> ExpandInScope(JsonElement schema, string pointer, int refDepth)
     {
+        // unevaluated* reads the annotations of every subschema applied in place, anyOf's matching branches all together.
+        bool unevaluated = schema.TryGetProperty("unevaluatedProperties", out _) || schema.TryGetProperty("unevaluatedItems", out _);
+        if (unevaluated) _unevaluatedScopes++;
+        try
         {
             var result = new List<List<Part>> { new() { new Part(schema, pointer, refDepth) { Scope = [.. _scope] } } };
             if (schema.TryGetProperty("$ref", out var reference))
@@ -315,7 +351,11 @@ internal sealed class JsonSchemaCompiler
                     result = Cross(result, Expand(sub, Child(pointer, "allOf", i++), refDepth), Child(pointer, "allOf"));
             }
             if (schema.TryGetProperty("anyOf", out var anyOf))
-                result = Cross(result, Union(SchemaArray(anyOf, Child(pointer, "anyOf"), "anyOf").Select((s, i) => Expand(s, Child(pointer, "anyOf", i), refDepth)), Child(pointer, "anyOf")), Child(pointer, "anyOf"));
+            {
+                string at = Child(pointer, "anyOf");
+                var branches = SchemaArray(anyOf, at, "anyOf").Select((s, i) => Expand(s, Child(pointer, "anyOf", i), refDepth)).ToList();
+                result = Cross(result, _unevaluatedScopes > 0 ? Matching(branches, result.Count, at) : Union(branches, at), at);
+            }
             if (schema.TryGetProperty("oneOf", out var oneOf))
             {
                 var branches = SchemaArray(oneOf, Child(pointer, "oneOf"), "oneOf").Select((s, i) => Expand(s, Child(pointer, "oneOf", i), refDepth)).ToList();
@@ -373,12 +413,50 @@ internal sealed class JsonSchemaCompiler
                     result = Cross(result, Union([[[Absent(p.Name, at, refDepth)]], present], at), at);
                 }
             }
+            if (unevaluated)
+            {
+                _unevaluatedScopes--;
+                unevaluated = false;
+            }
             if (schema.TryGetProperty("unevaluatedProperties", out var unevaluatedProperties))
                 result = result.Select(conj => Unevaluated(conj, unevaluatedProperties, Child(pointer, "unevaluatedProperties"), refDepth, items: false)).ToList();
             if (schema.TryGetProperty("unevaluatedItems", out var unevaluatedItems))
                 result = result.Select(conj => Unevaluated(conj, unevaluatedItems, Child(pointer, "unevaluatedItems"), refDepth, items: true)).ToList();
             return result;
         }
+        finally
+        {
+            if (unevaluated) _unevaluatedScopes--;
+        }
+    }
+
+    /// <summary>
+    /// anyOf where unevaluatedProperties/Items reads its annotations: a value that matches several branches has the members
+    /// of all of them evaluated, so every non-empty set of branches is an alternative of its own (their conjunction), as far
+    /// as <see cref="MaxBranches"/> allows; past that, one branch at a time (fewer values, never more).
+    /// </summary>
+    private static List<List<Part>> Matching(List<List<List<Part>>> branches, int outer, string pointer)
+    {
+        if (branches.Count > 6) return Union(branches, pointer);
+        long total = 0;
+        for (int set = 1; set < 1 << branches.Count; set++)
+        {
+            long product = 1;
+            for (int i = 0; i < branches.Count; i++)
+                if ((set >> i & 1) == 1) product *= ReferenceEquals(branches[i], Everything) ? 1 : branches[i].Count;
+            total += product;
+        }
+        if (total * Math.Max(1, outer) > MaxBranches) return Union(branches, pointer);
+        var result = new List<List<Part>>();
+        for (int set = 1; set < 1 << branches.Count; set++)
+        {
+            var conjunction = Everything;
+            for (int i = 0; i < branches.Count; i++)
+                if ((set >> i & 1) == 1) conjunction = Cross(conjunction, branches[i], pointer);
+            if (ReferenceEquals(conjunction, Everything)) result.Add([]);
+            else result.AddRange(conjunction);
+        }
+        return result;
     }
 
     /// <summary>
@@ -533,7 +611,11 @@ internal sealed class JsonSchemaCompiler
                     case "type":
                         negated = [[Synth($"{{\"type\":{JsonSerializer.Serialize(ValueTypes.Except(TypesOf(p.Value, at)).ToArray())}}}", at, refDepth)]];
                         if (TypesOf(p.Value, at).Contains("integer") && !TypesOf(p.Value, at).Contains("number"))
-                            negated = [[Synth($"{{\"type\":{JsonSerializer.Serialize(ValueTypes.Where(t => t != "number").Except(TypesOf(p.Value, at)).ToArray())}}}", at, refDepth)]];
+                        {
+                            // Not an integer: another type, or a number with a fractional part.
+                            negated = [[Synth($"{{\"type\":{JsonSerializer.Serialize(ValueTypes.Where(t => t != "number").Except(TypesOf(p.Value, at)).ToArray())}}}", at, refDepth)],
+                                [Synth("{\"type\":\"number\",\"!fractional\":true}", at, refDepth)]];
+                        }
                         break;
                     case "const":
                         negated = [[Synth($"{{\"!notValues\":[{p.Value.GetRawText()}]}}", at, refDepth)]];
@@ -631,7 +713,10 @@ internal sealed class JsonSchemaCompiler
     private ConstraintNode CompileAll(IReadOnlyList<(JsonElement Schema, string Pointer, int RefDepth)> schemas)
     {
         // One level of nesting (a property's, an item's value): Expand counts from here, so the depth limit sees every level.
+        // A value's members are not its parent's: unevaluated* of an enclosing schema does not read them.
         _depth++;
+        int unevaluatedScopes = _unevaluatedScopes;
+        _unevaluatedScopes = 0;
         try
         {
             var dnf = Everything;
@@ -644,6 +729,7 @@ internal sealed class JsonSchemaCompiler
         finally
         {
             _depth--;
+            _unevaluatedScopes = unevaluatedScopes;
         }
     }
 
@@ -1031,7 +1117,6 @@ internal sealed class JsonSchemaCompiler
         var extras = new List<ConstraintNode>();
         var declaredKeys = declared.Count == 0 ? null
             : SmallDfa.Of(ConstraintNode.Choice(declared.Select(n => ConstraintNode.Literal("\"" + JsonText.EscapeString(n) + "\""))), "JSON schema: properties", _cancellation);
-        bool explicitlyOpen = patterns.Count > 0 || additional.Any(a => a.Value.ValueKind != JsonValueKind.False);
         for (int region = 0; region < 1 << texts.Count; region++)
         {
             if (region == 0 && _closed && !additional.Any(a => a.Value.ValueKind != JsonValueKind.False)) continue;
@@ -1057,7 +1142,6 @@ internal sealed class JsonSchemaCompiler
             var value = Values(schemas, refDepth);
             if (!ReferenceEquals(value, ConstraintNode.Nothing)) extras.Add(ConstraintNode.Sequence(keys.ToNode(), ConstraintNode.Literal(":"), value));
         }
-        _ = explicitlyOpen;
         var extra1 = ConstraintNode.Choice(extras);
 
         int? minProperties = Count(parts, "minProperties", takeMax: true), maxProperties = Count(parts, "maxProperties", takeMax: false);
@@ -1269,6 +1353,8 @@ internal sealed class JsonSchemaCompiler
             if (divisor > MaxDivisor) throw Error(at, $"multipleOf: the combined divisor {divisor} is above {MaxDivisor}");
         }
         if (divisor > 1) integral = true;
+        bool fractional = All(parts, "!fractional").Any();
+        if (fractional && integral) return ConstraintNode.Nothing;
         var (lo, loOpen, hi, hiOpen) = Bounds(parts, integersOnly: !integral);
         var numbers = excluded.Where(x => x.ValueKind == JsonValueKind.Number).ToList();
         ConstraintNode node;
@@ -1296,9 +1382,11 @@ internal sealed class JsonSchemaCompiler
         {
             node = DecimalRanges.Decimals(lo is { } l ? new BigInteger(l) : null, loOpen, hi is { } h ? new BigInteger(h) : null, hiOpen);
         }
-        if (numbers.Count == 0) return node;
-        // Excluding values needs one spelling per value: canonical decimals only.
-        var dfa = SmallDfa.Combine(SmallDfa.Of(node, "JSON schema: not", _cancellation), SmallDfa.Of(RegexParser.Parse(CanonicalNumberPattern, "number"), "JSON schema: not", _cancellation), keep: true, "JSON schema: not");
+        if (numbers.Count == 0 && !fractional) return node;
+        // Excluding values needs one spelling per value: canonical decimals only; a number that is not an integer is written
+        // with a fraction that ends in a digit other than 0, and no exponent.
+        var dfa = SmallDfa.Combine(SmallDfa.Of(node, "JSON schema: not", _cancellation),
+            SmallDfa.Of(RegexParser.Parse(fractional ? FractionalNumberPattern : CanonicalNumberPattern, "number"), "JSON schema: not", _cancellation), keep: true, "JSON schema: not");
         var literals = numbers.Select(JsonText.ShortestNumber).Where(t => t is not null).Select(t => ConstraintNode.Literal(t!)).ToList();
         if (literals.Count > 0) dfa = SmallDfa.Combine(dfa, SmallDfa.Of(ConstraintNode.Choice(literals), "JSON schema: not", _cancellation), keep: false, "JSON schema: not");
         return dfa.ToNode();

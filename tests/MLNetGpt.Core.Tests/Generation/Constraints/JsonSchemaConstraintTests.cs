@@ -160,6 +160,65 @@ public sealed class JsonSchemaConstraintTests
         Assert.Equal(expected, OutputConstraint.JsonSchema(schemaJson).Accepts(text));
     }
 
+    [Theory]
+    [InlineData("https://json-schema.org/draft/2020-12/schema")]
+    [InlineData("http://json-schema.org/draft-07/schema#")]
+    [InlineData("https://json-schema.org/draft/2019-09/schema")]
+    [InlineData("http://json-schema.org/draft-04/schema#")]
+    public void The_standard_metaschemas_are_accepted_in_schema(string dialect)
+    {
+        var constraint = OutputConstraint.JsonSchema($$"""{"$schema":"{{dialect}}","type":"integer","minimum":1,"maximum":3}""");
+        Assert.True(constraint.Accepts("2"));
+        Assert.False(constraint.Accepts("4"));
+    }
+
+    [Fact]
+    public void Under_unevaluated_properties_a_value_that_matches_several_any_of_branches_has_all_their_members_evaluated()
+    {
+        const string schema = """
+            {"type":"object","properties":{"foo":{"type":"string"}},"anyOf":[
+              {"properties":{"bar":{"const":"bar"}},"required":["bar"]},
+              {"properties":{"baz":{"const":"baz"}},"required":["baz"]}],
+             "unevaluatedProperties":false}
+            """;
+        var constraint = OutputConstraint.JsonSchema(schema);
+        var validator = JsonSchema.FromText(schema);
+        foreach (string text in new[] { """{"foo":"x","bar":"bar"}""", """{"foo":"x","bar":"bar","baz":"baz"}""", """{"baz":"baz"}""",
+                     """{"foo":"x","bar":"bar","baz":"no"}""", """{"bar":"bar","qux":1}""", """{"foo":"x"}""" })
+            Assert.True(Valid(validator, text) == constraint.Accepts(text), $"JsonSchema.Net says {Valid(validator, text)} for {text}");
+        Assert.True(constraint.Accepts("""{"foo":"x","bar":"bar","baz":"baz"}"""));
+        RandomWalksAreValid("anyOf under unevaluatedProperties", constraint, validator);
+    }
+
+    [Fact]
+    public void Under_unevaluated_items_an_any_of_branch_that_evaluates_every_item_counts_beside_a_true_branch()
+    {
+        const string schema = """{"unevaluatedItems":{"type":"boolean"},"anyOf":[{"items":{"type":"string"}},true]}""";
+        var constraint = OutputConstraint.JsonSchema(schema);
+        var validator = JsonSchema.FromText(schema);
+        foreach (string text in new[] { """[true,false]""", """["yes","no"]""", """["yes",false]""", """[]""", """[1]""" })
+            Assert.True(Valid(validator, text) == constraint.Accepts(text), $"JsonSchema.Net says {Valid(validator, text)} for {text}");
+        Assert.True(constraint.Accepts("""["yes","no"]"""));
+        RandomWalksAreValid("anyOf under unevaluatedItems", constraint, validator);
+    }
+
+    [Fact]
+    public void The_complement_of_integer_holds_the_numbers_with_a_fraction()
+    {
+        const string schema = """{"oneOf":[{"type":"integer"},{"minimum":2}]}""";
+        var constraint = OutputConstraint.JsonSchema(schema);
+        var validator = JsonSchema.FromText(schema);
+        foreach (string text in new[] { "1", "2.5", "3", "1.5", "2", "-4", "7.25", "\"a\"" })
+            Assert.True(Valid(validator, text) == constraint.Accepts(text), $"JsonSchema.Net says {Valid(validator, text)} for {text}");
+        Assert.True(constraint.Accepts("2.5"));
+        Assert.False(constraint.Accepts("3"));
+        RandomWalksAreValid("oneOf of integer and minimum", constraint, validator);
+        // not integer, alone: strings and fractions, never an integral number in any spelling the generator writes.
+        var notInteger = OutputConstraint.JsonSchema("""{"not":{"type":"integer"}}""");
+        Assert.True(notInteger.Accepts("0.5") && notInteger.Accepts("-12.75") && notInteger.Accepts("null"));
+        Assert.False(notInteger.Accepts("1") || notInteger.Accepts("1.0") || notInteger.Accepts("1e2") || notInteger.Accepts("0"));
+    }
+
     [Fact]
     public void Output_is_compact_with_properties_in_schema_order_and_optional_ones_present_or_absent()
     {

@@ -42,6 +42,8 @@ public sealed class JsonSchemaRefusalTests
     [InlineData("""{"type":"string",""", "JSON schema: the text is not JSON")]
     [InlineData("""false""", "JSON schema: no JSON value satisfies the schema at the root.")]
     [InlineData("""{"type":"array","items":{"type":"string","maxLength":2000},"maxItems":100}""", "JSON schema: the automaton would need")]
+    [InlineData("""{"$schema":"http://localhost:1234/draft2020-12/metaschema-no-validation.json","type":"number"}""", "JSON schema: $schema 'http://localhost:1234/draft2020-12/metaschema-no-validation.json' at the root names a metaschema other than the standard drafts' (json-schema.org/draft/2020-12/schema, json-schema.org/draft/2019-09/schema, json-schema.org/draft-07/schema, json-schema.org/draft-06/schema, json-schema.org/draft-04/schema): its vocabularies are unknown, and nothing is fetched.")]
+    [InlineData("""{"type":"object","properties":{"a":{"$schema":7}}}""", "JSON schema: $schema 7 at /properties/a names a metaschema other than the standard drafts'")]
     public void An_unsupported_or_contradictory_form_is_named_with_its_json_pointer(string schema, string expected)
     {
         var e = Assert.Throws<ArgumentException>(() => OutputConstraint.JsonSchema(schema));
