@@ -23,27 +23,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gptkit  # noqa: E402
 import numpy as np  # noqa: E402
-import onnx  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from onnx import numpy_helper  # noqa: E402
 
 import make_training_goldens as goldens  # noqa: E402  (the kit GPT's LoRA hook)
 
 
 def load(folder):
-    proto = onnx.load(os.path.join(folder, "model.onnx"))
-    arrays = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    weights = {(k[:-5] if k.endswith("_fp16") else k): v.astype(np.float32) for k, v in arrays.items() if v.dtype in (np.float32, np.float16)}
-    with open(os.path.join(folder, "config.json")) as f:
-        config = json.load(f)
-    token_map = None
-    for node in proto.graph.node:
-        if node.op_type == "Constant":
-            value = numpy_helper.to_array(node.attribute[0].t)
-            if value.shape == (gptkit.GPT2_VOCAB,) and value.dtype.kind == "i":
-                token_map = value.astype(np.int64)
-                break
+    weights, config, token_map = goldens.kit_folder(folder)
     kept = None
     if token_map is not None:
         unk = int(np.bincount(token_map).argmax())

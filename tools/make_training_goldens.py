@@ -458,18 +458,23 @@ def full_case(name, model, tensors, ids, targets, rng, extra=None):
 
 # ---- fixtures ----
 
-def kit_gpt2(folder, fp16=False):
+def kit_folder(folder):
+    """A kit model folder: its float weights (float16 ones as float32, named without _fp16), its config.json, and its
+    token map (the Constant of GPT-2's vocabulary size that maps ids to compact rows), or None for a full vocabulary."""
     arrays, proto = onnx_arrays(os.path.join(folder, "model.onnx"))
     with open(os.path.join(folder, "config.json")) as f:
         config = json.load(f)
     weights = {(k[:-5] if k.endswith("_fp16") else k): v.astype(np.float32) for k, v in arrays.items() if v.dtype in (np.float32, np.float16)}
-    token_map = None
     for node in proto.graph.node:
         if node.op_type == "Constant":
             value = numpy_helper.to_array(node.attribute[0].t)
             if value.shape == (gptkit.GPT2_VOCAB,) and value.dtype.kind == "i":
-                token_map = value.astype(np.int64)
-                break
+                return weights, config, value.astype(np.int64)
+    return weights, config, None
+
+
+def kit_gpt2(folder, fp16=False):
+    weights, config, token_map = kit_folder(folder)
     unk = int(np.bincount(token_map).argmax())
     kept = [int(j) for j in np.argsort(token_map, kind="stable") if token_map[j] != unk]
     kept = sorted(kept, key=lambda j: token_map[j])
