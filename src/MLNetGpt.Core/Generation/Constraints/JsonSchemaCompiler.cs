@@ -1479,14 +1479,12 @@ internal sealed class JsonSchemaCompiler
         return ConstraintNode.Choice(raw, simple, nonSurrogate, pair);
     }
 
-    private static string Kind(JsonElement value) => value.ValueKind switch
+    /// <summary>The value's JSON type with its article, for messages ("an object", "a number", "null").</summary>
+    private static string Kind(JsonElement value) => ValueType(value) switch
     {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        _ => "null",
+        "null" => "null",
+        "object" or "array" => "an " + ValueType(value),
+        var type => "a " + type,
     };
 
     private static string Describe(JsonElement value)
