@@ -438,9 +438,13 @@ internal sealed class JsonSchemaCompiler
     private static List<List<Part>> Matching(List<List<List<Part>>> branches, int outer, string pointer)
     {
         if (branches.Count > 6) return Union(branches, pointer);
+        // A branch that allows everything adds no constraint to a set: only the set of it alone is kept.
+        bool Redundant(int set) => System.Numerics.BitOperations.PopCount((uint)set) > 1
+            && Enumerable.Range(0, branches.Count).Any(i => (set >> i & 1) == 1 && ReferenceEquals(branches[i], Everything));
         long total = 0;
         for (int set = 1; set < 1 << branches.Count; set++)
         {
+            if (Redundant(set)) continue;
             long product = 1;
             for (int i = 0; i < branches.Count; i++)
                 if ((set >> i & 1) == 1) product *= ReferenceEquals(branches[i], Everything) ? 1 : branches[i].Count;
@@ -450,6 +454,7 @@ internal sealed class JsonSchemaCompiler
         var result = new List<List<Part>>();
         for (int set = 1; set < 1 << branches.Count; set++)
         {
+            if (Redundant(set)) continue;
             var conjunction = Everything;
             for (int i = 0; i < branches.Count; i++)
                 if ((set >> i & 1) == 1) conjunction = Cross(conjunction, branches[i], pointer);
